@@ -1,0 +1,1 @@
+//! Runtime-agnostic thread-safe driver around [`ldapmux_core::Pool`] (in progress).

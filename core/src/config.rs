@@ -1,0 +1,228 @@
+//! The configuration of one pool generation, with a builder and validation.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// Number of tries an operation gets in all (the seed's `NS_LIST_TRY_MAX`).
+pub const MAX_TRIES: u8 = 3;
+
+/// Default cap on users sharing one connection. OpenLDAP closes an anonymous
+/// connection with more than 100 requests outstanding (`conn_max_pending`), so
+/// the default stays well under it.
+pub const DEFAULT_MAX_USERS_PER_CONN: u32 = 64;
+
+/// Whether users share connections (the seed's conn_mgmt `ACTIVE` vs `INACTIVE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Sharing {
+    /// Every non-AUTH, non-private user shares (seed state `ACTIVE`, as in nscd).
+    #[default]
+    Always,
+    /// Only users that ask to keep a connection share; others get a private one
+    /// that is closed when they finish (seed state `INACTIVE`).
+    OnRequest,
+}
+
+/// One server of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ServerConfig {
+    /// The address the adapter connects to, e.g. `ldap://127.0.0.1:3890`.
+    /// Compared case-insensitively, as the seed does.
+    pub addr: String,
+    /// Position in the preferred-server list, `None` if not preferred.
+    /// Preferred servers are chosen first, lowest rank first; the others follow
+    /// in configuration order.
+    pub preference: Option<u16>,
+}
+
+/// Pool configuration. Build it with [`Config::builder`]; every field has a
+/// default a demanding user would pick.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Config {
+    /// Servers in configuration order.
+    pub servers: Vec<ServerConfig>,
+    /// Users per shared connection (behaviour 4).
+    pub max_users_per_conn: u32,
+    /// Connections per server, all purposes and generations together. Users
+    /// beyond it wait in FIFO order until their deadline.
+    pub max_conns_per_server: u32,
+    /// Whether users share connections.
+    pub sharing: Sharing,
+    /// How long an opening connection may take before it counts as failed.
+    pub connect_timeout: Duration,
+    /// Idle write connections are closed after this (behaviour 5; seed: 60 s).
+    pub write_idle_timeout: Duration,
+    /// Idle read connections are closed after this, if set.
+    pub read_idle_timeout: Option<Duration>,
+    /// Connections are drained once they are this old, if set.
+    pub max_conn_age: Option<Duration>,
+    /// A server that came back must stay up this long before connections fail
+    /// back to it (behaviour 7, hysteresis).
+    pub failback_hold_down: Duration,
+    /// First delay before probing a server that went down (behaviour 13).
+    pub probe_backoff_min: Duration,
+    /// Longest delay between probes of a server that stays down.
+    pub probe_backoff_max: Duration,
+    /// Deadline for a waiting user that gives none.
+    pub default_acquire_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            servers: Vec::new(),
+            max_users_per_conn: DEFAULT_MAX_USERS_PER_CONN,
+            max_conns_per_server: 16,
+            sharing: Sharing::Always,
+            connect_timeout: Duration::from_secs(5),
+            write_idle_timeout: Duration::from_secs(60),
+            read_idle_timeout: Some(Duration::from_secs(300)),
+            max_conn_age: None,
+            failback_hold_down: Duration::from_secs(30),
+            probe_backoff_min: Duration::from_secs(1),
+            probe_backoff_max: Duration::from_secs(60),
+            default_acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder(Config::default())
+    }
+
+    /// Checks the configuration, naming the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.servers.is_empty() {
+            return Err(ConfigError::NoServers);
+        }
+        for (i, s) in self.servers.iter().enumerate() {
+            if s.addr.trim().is_empty() {
+                return Err(ConfigError::EmptyServerAddress { index: i });
+            }
+            if self.servers[..i]
+                .iter()
+                .any(|o| o.addr.eq_ignore_ascii_case(&s.addr))
+            {
+                return Err(ConfigError::DuplicateServer {
+                    addr: s.addr.clone(),
+                });
+            }
+        }
+        if self.servers.len() > usize::from(u16::MAX) {
+            return Err(ConfigError::TooManyServers);
+        }
+        if self.max_users_per_conn == 0 {
+            return Err(ConfigError::ZeroLimit {
+                field: "max_users_per_conn",
+            });
+        }
+        if self.max_conns_per_server == 0 {
+            return Err(ConfigError::ZeroLimit {
+                field: "max_conns_per_server",
+            });
+        }
+        for (field, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("probe_backoff_min", self.probe_backoff_min),
+            ("default_acquire_timeout", self.default_acquire_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroDuration { field });
+            }
+        }
+        if self.probe_backoff_max < self.probe_backoff_min {
+            return Err(ConfigError::BackoffRange);
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Config`]. Servers are added in order; `preferred_server` adds a
+/// server to the end of the preferred list.
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder(Config);
+
+impl ConfigBuilder {
+    /// Adds a server that is not preferred.
+    pub fn server(mut self, addr: impl Into<String>) -> Self {
+        self.0.servers.push(ServerConfig {
+            addr: addr.into(),
+            preference: None,
+        });
+        self
+    }
+    /// Adds a server at the end of the preferred list.
+    pub fn preferred_server(mut self, addr: impl Into<String>) -> Self {
+        let next = self
+            .0
+            .servers
+            .iter()
+            .filter(|s| s.preference.is_some())
+            .count();
+        let preference = u16::try_from(next).ok();
+        self.0.servers.push(ServerConfig {
+            addr: addr.into(),
+            preference,
+        });
+        self
+    }
+    /// Sets [`Config::max_users_per_conn`].
+    pub fn max_users_per_conn(mut self, n: u32) -> Self {
+        self.0.max_users_per_conn = n;
+        self
+    }
+    /// Sets [`Config::max_conns_per_server`].
+    pub fn max_conns_per_server(mut self, n: u32) -> Self {
+        self.0.max_conns_per_server = n;
+        self
+    }
+    /// Sets [`Config::sharing`].
+    pub fn sharing(mut self, sharing: Sharing) -> Self {
+        self.0.sharing = sharing;
+        self
+    }
+    /// Sets [`Config::connect_timeout`].
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.0.connect_timeout = d;
+        self
+    }
+    /// Sets [`Config::write_idle_timeout`].
+    pub fn write_idle_timeout(mut self, d: Duration) -> Self {
+        self.0.write_idle_timeout = d;
+        self
+    }
+    /// Sets [`Config::read_idle_timeout`].
+    pub fn read_idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.0.read_idle_timeout = d;
+        self
+    }
+    /// Sets [`Config::max_conn_age`].
+    pub fn max_conn_age(mut self, d: Option<Duration>) -> Self {
+        self.0.max_conn_age = d;
+        self
+    }
+    /// Sets [`Config::failback_hold_down`].
+    pub fn failback_hold_down(mut self, d: Duration) -> Self {
+        self.0.failback_hold_down = d;
+        self
+    }
+    /// Sets [`Config::probe_backoff_min`] and [`Config::probe_backoff_max`].
+    pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.0.probe_backoff_min = min;
+        self.0.probe_backoff_max = max;
+        self
+    }
+    /// Sets [`Config::default_acquire_timeout`].
+    pub fn default_acquire_timeout(mut self, d: Duration) -> Self {
+        self.0.default_acquire_timeout = d;
+        self
+    }
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        self.0.validate()?;
+        Ok(self.0)
+    }
+}

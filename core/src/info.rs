@@ -1,0 +1,386 @@
+//! Read-only views of the pool: per-object info for tests and models, and the
+//! [`Status`] snapshot with per-server, per-credential and per-generation figures.
+
+use std::hash::{Hash, Hasher};
+
+use crate::pool::Pool;
+use crate::server::HealthState;
+use crate::state::{ConnState, UserState};
+use crate::{ConnError, ConnId, CredKey, GenId, Instant, Purpose, ServerId, UserId, UserKind};
+
+/// Monotonic counters: observations, not state. Two pools that differ only in
+/// their counters behave identically, so `Counters` compares equal to any other
+/// `Counters` and hashes to nothing; this keeps the model checker from telling
+/// apart states that differ only in history.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Requests received.
+    pub acquires: u64,
+    /// Users handed a connection.
+    pub grants: u64,
+    /// Users failed (any error).
+    pub fails: u64,
+    /// Fails that offered a retry.
+    pub retries_offered: u64,
+    /// Users that gave up waiting (deadline).
+    pub timeouts: u64,
+    /// Users cancelled by the caller.
+    pub cancels: u64,
+    /// Users that released their connection normally.
+    pub releases: u64,
+    /// Connections opened.
+    pub opens: u64,
+    /// Connections that failed to open.
+    pub open_failures: u64,
+    /// Connections found dead.
+    pub lost: u64,
+    /// Connections closed (all reasons).
+    pub closes: u64,
+    /// Connections set to drain.
+    pub drains: u64,
+    /// Connections opened ahead of a fail-back.
+    pub failback_warmups: u64,
+    /// Generations created.
+    pub generations: u64,
+    /// Per server, indexed by [`ServerId::index`].
+    pub servers: Vec<ServerCounters>,
+}
+
+impl PartialEq for Counters {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Counters {}
+impl Hash for Counters {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
+}
+
+/// Counters of one server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerCounters {
+    /// Connections opened.
+    pub opens: u64,
+    /// Connections that failed to open.
+    pub open_failures: u64,
+    /// Users handed a connection to it.
+    pub grants: u64,
+    /// Times marked down.
+    pub marked_down: u64,
+    /// Times marked up again.
+    pub marked_up: u64,
+    /// Probes sent.
+    pub probes: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct CredCount {
+    pub(crate) conns: u32,
+    pub(crate) users: u32,
+}
+
+/// Health of a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// Up and trusted.
+    Up,
+    /// Back up, in its fail-back hold-down until `until`.
+    Returning {
+        /// End of the hold-down.
+        until: Instant,
+    },
+    /// Known down.
+    Down {
+        /// Since when.
+        since: Instant,
+        /// Next probe (or the current one's start).
+        next_probe: Instant,
+        /// A probe is in flight.
+        probing: bool,
+    },
+}
+
+/// One server in a [`Status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerStatus {
+    /// Its id.
+    pub id: ServerId,
+    /// Its address.
+    pub addr: String,
+    /// Its health.
+    pub health: Health,
+    /// Live connections to it.
+    pub conns: u32,
+    /// Users on those connections.
+    pub users: u32,
+    /// Its counters.
+    pub counters: ServerCounters,
+}
+
+/// One credential in a [`Status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CredStatus {
+    /// The credential key.
+    pub cred: CredKey,
+    /// Live connections bound with it.
+    pub conns: u32,
+    /// Users on those connections.
+    pub users: u32,
+}
+
+/// Whether a generation is current.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GenPhase {
+    /// The current generation (seed `ACTIVE`).
+    Active,
+    /// Replaced by a reload; freed when its count reaches zero (seed `DETACHED`).
+    Detached,
+}
+
+/// One generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenInfo {
+    /// Its id.
+    pub id: GenId,
+    /// Current or detached.
+    pub phase: GenPhase,
+    /// Its reference count: +1 while current, +1 per user, +1 per connection.
+    pub refs: u32,
+    /// Users counted in it.
+    pub users: u32,
+    /// Connections counted in it.
+    pub conns: u32,
+}
+
+/// A user's phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UserPhase {
+    /// Waiting for a connection slot.
+    Queued,
+    /// Waiting for a connection being opened.
+    Waiting,
+    /// Using a connection.
+    Connected,
+}
+
+/// One user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Its id.
+    pub id: UserId,
+    /// Its generation.
+    pub generation: GenId,
+    /// Its kind.
+    pub kind: UserKind,
+    /// Its credential.
+    pub cred: CredKey,
+    /// The server it named, if any.
+    pub server: Option<ServerId>,
+    /// Its try number.
+    pub attempt: u8,
+    /// Its phase.
+    pub phase: UserPhase,
+    /// The connection it waits for or uses.
+    pub conn: Option<ConnId>,
+    /// Whether it follows a referral.
+    pub referral: bool,
+}
+
+/// A connection's phase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnPhase {
+    /// Being opened.
+    Connecting,
+    /// Open and taking users.
+    Open,
+    /// Taking no new users; closed when the last leaves.
+    Draining,
+    /// Died with this error; closed when the last user leaves.
+    Broken(ConnError),
+}
+
+/// One connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Its id.
+    pub id: ConnId,
+    /// Its generation.
+    pub generation: GenId,
+    /// Its server.
+    pub server: ServerId,
+    /// Its credential.
+    pub cred: CredKey,
+    /// What it is for.
+    pub purpose: Purpose,
+    /// Whether it serves referral users.
+    pub referral: bool,
+    /// Its phase.
+    pub phase: ConnPhase,
+    /// Users attached.
+    pub users: u32,
+    /// Users waiting for it to open.
+    pub waiters: Vec<UserId>,
+}
+
+/// A snapshot of the pool, cheap enough to take often (it walks servers,
+/// generations and credentials, not users or connections).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The current generation, `None` once shut down.
+    pub current: Option<GenId>,
+    /// Whether the pool is shut down.
+    pub shut_down: bool,
+    /// Users per connection in force.
+    pub user_cap: u32,
+    /// Live users (queued, waiting or connected).
+    pub users: usize,
+    /// Live connections.
+    pub conns: usize,
+    /// Users queued behind a server's connection limit.
+    pub queued: usize,
+    /// Pending timers.
+    pub timers: usize,
+    /// Every server ever configured or named.
+    pub servers: Vec<ServerStatus>,
+    /// Live generations.
+    pub generations: Vec<GenInfo>,
+    /// Credentials with live connections or users.
+    pub creds: Vec<CredStatus>,
+    /// Pool-wide counters.
+    pub counters: Counters,
+}
+
+impl Pool {
+    /// A snapshot of the pool.
+    pub fn status(&self) -> Status {
+        let servers = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServerStatus {
+                id: ServerId(i as u16),
+                addr: s.addr.clone(),
+                health: health(&s.health),
+                conns: s.conns,
+                users: s.users,
+                counters: self.counters.servers.get(i).cloned().unwrap_or_default(),
+            })
+            .collect();
+        Status {
+            current: self.current,
+            shut_down: self.shut_down,
+            user_cap: self.user_cap(),
+            users: self.users.len(),
+            conns: self.conns.len(),
+            queued: self.queue.len(),
+            timers: self.timers.len(),
+            servers,
+            generations: self.generations().collect(),
+            creds: self
+                .creds
+                .iter()
+                .map(|(&cred, c)| CredStatus {
+                    cred,
+                    conns: c.conns,
+                    users: c.users,
+                })
+                .collect(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Every live generation. `users` and `conns` are counted by walking the
+    /// tables, so this costs O(users + connections); use it in tests and models.
+    pub fn generations(&self) -> impl Iterator<Item = GenInfo> + '_ {
+        self.gens.iter().map(move |(id, g)| GenInfo {
+            id,
+            phase: if g.detached {
+                GenPhase::Detached
+            } else {
+                GenPhase::Active
+            },
+            refs: g.refs,
+            users: self.users.iter().filter(|(_, u)| u.gen_id == id).count() as u32,
+            conns: self.conns.iter().filter(|(_, c)| c.gen_id == id).count() as u32,
+        })
+    }
+
+    /// One user, if live.
+    pub fn user(&self, id: UserId) -> Option<UserInfo> {
+        let u = self.users.get(id)?;
+        let (phase, conn) = match u.state {
+            UserState::Queued => (UserPhase::Queued, None),
+            UserState::Waiting { conn } => (UserPhase::Waiting, Some(conn)),
+            UserState::Connected { conn, .. } => (UserPhase::Connected, Some(conn)),
+        };
+        Some(UserInfo {
+            id,
+            generation: u.gen_id,
+            kind: u.kind,
+            cred: u.cred,
+            server: u.server,
+            attempt: u.attempt,
+            phase,
+            conn,
+            referral: u.referral,
+        })
+    }
+
+    /// Every live user.
+    pub fn users(&self) -> impl Iterator<Item = UserInfo> + '_ {
+        self.users.iter().filter_map(|(id, _)| self.user(id))
+    }
+
+    /// One connection, if live.
+    pub fn conn(&self, id: ConnId) -> Option<ConnInfo> {
+        let c = self.conns.get(id)?;
+        let (phase, waiters) = match &c.state {
+            ConnState::Connecting { waiters, .. } => (ConnPhase::Connecting, waiters.clone()),
+            ConnState::Open { .. } => (ConnPhase::Open, Vec::new()),
+            ConnState::Draining { .. } => (ConnPhase::Draining, Vec::new()),
+            ConnState::Broken { error, .. } => (ConnPhase::Broken(error.clone()), Vec::new()),
+        };
+        Some(ConnInfo {
+            id,
+            generation: c.gen_id,
+            server: c.server,
+            cred: c.cred,
+            purpose: c.purpose,
+            referral: c.referral,
+            phase,
+            users: c.state.users(),
+            waiters,
+        })
+    }
+
+    /// Every live connection.
+    pub fn conns(&self) -> impl Iterator<Item = ConnInfo> + '_ {
+        self.conns.iter().filter_map(|(id, _)| self.conn(id))
+    }
+
+    /// The health of `server`.
+    pub fn health(&self, server: ServerId) -> Option<Health> {
+        self.servers.get(server.index()).map(|s| health(&s.health))
+    }
+}
+
+fn health(h: &HealthState) -> Health {
+    match *h {
+        HealthState::Up { hold_until: None } => Health::Up,
+        HealthState::Up {
+            hold_until: Some(until),
+        } => Health::Returning { until },
+        HealthState::Down {
+            since,
+            next_probe,
+            probing,
+            ..
+        } => Health::Down {
+            since,
+            next_probe,
+            probing: probing.is_some(),
+        },
+    }
+}

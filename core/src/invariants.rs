@@ -1,0 +1,327 @@
+//! `check_invariants`: the rules the pool keeps after every input. Tests,
+//! proptest and the stateright models call it after each step.
+
+use std::collections::BTreeMap;
+
+use crate::index::MatchKey;
+use crate::pool::Pool;
+use crate::state::{ConnState, UserState};
+use crate::{ConnId, GenId, Purpose, ServerId, UserId};
+
+/// A broken invariant: a bug in the core.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invariant violated: {0}")]
+pub struct InvariantViolation(pub String);
+
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            return Err(InvariantViolation(format!($($arg)*)));
+        }
+    };
+}
+
+impl Pool {
+    /// Checks every invariant, naming the first one broken:
+    ///
+    /// * reference counts: each generation's count is +1 if current, +1 per
+    ///   user, +1 per connection, and is never zero (a detached generation at
+    ///   zero is freed at once; a current one cannot reach zero);
+    /// * no user or connection points at a freed generation or connection;
+    /// * a user waits on or uses only a connection of its generation, purpose,
+    ///   referral flag, credential and (if it named one) server;
+    /// * a private connection has at most one user;
+    /// * nothing live after shutdown; no live connection to a server known
+    ///   down that is not already broken;
+    /// * the match index, the queue and the per-server and per-credential
+    ///   counts agree with the tables.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        if self.shut_down {
+            ensure!(
+                self.current.is_none(),
+                "shut down but a generation is current"
+            );
+            ensure!(
+                self.users.len() == 0,
+                "shut down with {} users",
+                self.users.len()
+            );
+            ensure!(
+                self.conns.len() == 0,
+                "shut down with {} connections",
+                self.conns.len()
+            );
+            ensure!(
+                self.gens.len() == 0,
+                "shut down with {} generations",
+                self.gens.len()
+            );
+        } else {
+            let cur = self
+                .current
+                .ok_or_else(|| InvariantViolation("no current generation".into()))?;
+            let g = self
+                .gens
+                .get(cur)
+                .ok_or_else(|| InvariantViolation(format!("current {cur} freed")))?;
+            ensure!(!g.detached, "current generation {cur} is detached");
+        }
+
+        let mut refs: BTreeMap<GenId, u32> = BTreeMap::new();
+        if let Some(cur) = self.current {
+            refs.insert(cur, 1);
+        }
+        let mut conn_users: BTreeMap<ConnId, u32> = BTreeMap::new();
+        let mut server_users = vec![0u32; self.servers.len()];
+        let mut cred_users: BTreeMap<crate::CredKey, u32> = BTreeMap::new();
+        let mut queued = 0usize;
+
+        for (uid, u) in self.users.iter() {
+            ensure!(
+                self.gens.contains(u.gen_id),
+                "{uid} points at freed generation {}",
+                u.gen_id
+            );
+            *refs.entry(u.gen_id).or_default() += 1;
+            let conn_id = match u.state {
+                UserState::Queued => {
+                    queued += 1;
+                    let n = self.queue.iter().filter(|&&q| q == uid).count();
+                    ensure!(n == 1, "queued {uid} is in the queue {n} times");
+                    ensure!(
+                        u.gen_id == self.current.expect("users imply not shut down"),
+                        "queued {uid} not on the current generation"
+                    );
+                    continue;
+                }
+                UserState::Waiting { conn } => {
+                    let c = self.conns.get(conn).ok_or_else(|| {
+                        InvariantViolation(format!("{uid} waits on freed {conn}"))
+                    })?;
+                    let ConnState::Connecting { waiters, .. } = &c.state else {
+                        return Err(InvariantViolation(format!(
+                            "{uid} waits on {conn} in state {}",
+                            c.state.name()
+                        )));
+                    };
+                    ensure!(
+                        waiters.iter().filter(|&&w| w == uid).count() == 1,
+                        "{uid} not once among {conn}'s waiters"
+                    );
+                    conn
+                }
+                UserState::Connected { conn, .. } => {
+                    let c = self
+                        .conns
+                        .get(conn)
+                        .ok_or_else(|| InvariantViolation(format!("{uid} uses freed {conn}")))?;
+                    ensure!(
+                        !matches!(c.state, ConnState::Connecting { .. }),
+                        "{uid} connected to opening {conn}"
+                    );
+                    *conn_users.entry(conn).or_default() += 1;
+                    server_users[c.server.index()] += 1;
+                    *cred_users.entry(c.cred).or_default() += 1;
+                    conn
+                }
+            };
+            let c = self.conns.get(conn_id).expect("checked above");
+            ensure!(
+                c.gen_id == u.gen_id,
+                "{uid} of {} on {conn_id} of {}",
+                u.gen_id,
+                c.gen_id
+            );
+            ensure!(
+                c.cred == u.cred,
+                "{uid} with credential {} on {conn_id} bound with {}",
+                u.cred,
+                c.cred
+            );
+            ensure!(
+                c.purpose == u.purpose(),
+                "{uid} ({:?}) on {conn_id} opened for {:?}",
+                u.purpose(),
+                c.purpose
+            );
+            ensure!(
+                c.referral == u.referral,
+                "{uid} referral={} on {conn_id} referral={}",
+                u.referral,
+                c.referral
+            );
+            if let Some(s) = u.server {
+                ensure!(
+                    c.server == s,
+                    "{uid} named {s} but is on {conn_id} to {}",
+                    c.server
+                );
+            }
+        }
+        ensure!(
+            queued == self.queue.len(),
+            "queue holds {} entries for {queued} queued users",
+            self.queue.len()
+        );
+
+        let mut server_conns = vec![0u32; self.servers.len()];
+        let mut cred_conns: BTreeMap<crate::CredKey, u32> = BTreeMap::new();
+        let mut indexed_open: BTreeMap<ConnId, (MatchKey, u32)> = BTreeMap::new();
+        let mut indexed_connecting: BTreeMap<ConnId, MatchKey> = BTreeMap::new();
+        for (cid, c) in self.conns.iter() {
+            ensure!(
+                self.gens.contains(c.gen_id),
+                "{cid} points at freed generation {}",
+                c.gen_id
+            );
+            *refs.entry(c.gen_id).or_default() += 1;
+            ensure!(
+                c.server.index() < self.servers.len(),
+                "{cid} on unknown server"
+            );
+            server_conns[c.server.index()] += 1;
+            *cred_conns.entry(c.cred).or_default() += 1;
+            let users = conn_users.get(&cid).copied().unwrap_or(0);
+            ensure!(
+                c.state.users() == users,
+                "{cid} counts {} users, {users} point at it",
+                c.state.users()
+            );
+            let key = MatchKey {
+                gen_id: c.gen_id,
+                server: c.server,
+                cred: c.cred,
+                purpose: c.purpose,
+                referral: c.referral,
+            };
+            if let ConnState::Connecting { waiters, .. } = &c.state {
+                for &w in waiters {
+                    let ok = matches!(self.users.get(w).map(|u| &u.state), Some(UserState::Waiting { conn }) if *conn == cid);
+                    ensure!(ok, "{cid} lists waiter {w} that does not wait on it");
+                }
+                if c.purpose == Purpose::Private {
+                    ensure!(
+                        waiters.len() <= 1,
+                        "private {cid} has {} waiters",
+                        waiters.len()
+                    );
+                }
+            }
+            if c.purpose == Purpose::Private {
+                ensure!(
+                    c.state.users() <= 1,
+                    "private {cid} has {} users",
+                    c.state.users()
+                );
+            } else {
+                match &c.state {
+                    ConnState::Open { users, .. } => {
+                        indexed_open.insert(cid, (key, *users));
+                    }
+                    ConnState::Connecting { .. } => {
+                        indexed_connecting.insert(cid, key);
+                    }
+                    _ => {}
+                }
+            }
+            if self.servers[c.server.index()].health.is_down() {
+                ensure!(
+                    matches!(c.state, ConnState::Broken { .. }),
+                    "{cid} is {} but its server {} is down",
+                    c.state.name(),
+                    c.server
+                );
+            }
+            if let ConnState::Open {
+                users, idle_since, ..
+            } = &c.state
+            {
+                ensure!(
+                    (*users == 0) == idle_since.is_some(),
+                    "{cid} has {users} users, idle_since {idle_since:?}"
+                );
+            }
+        }
+
+        for (gid, g) in self.gens.iter() {
+            let expect = refs.get(&gid).copied().unwrap_or(0);
+            ensure!(
+                g.refs == expect,
+                "{gid} counts {} references, expected {expect}",
+                g.refs
+            );
+            ensure!(g.refs > 0, "{gid} has a zero count but was not freed");
+            ensure!(
+                g.detached == (Some(gid) != self.current),
+                "{gid} detached={} current={:?}",
+                g.detached,
+                self.current
+            );
+        }
+
+        let mut seen_open = 0;
+        for (key, cid, load) in self.index.all_open() {
+            seen_open += 1;
+            ensure!(
+                indexed_open.get(&cid) == Some(&(*key, load)),
+                "index has {cid} with load {load} under a wrong key or load"
+            );
+        }
+        ensure!(
+            seen_open == indexed_open.len(),
+            "index holds {seen_open} open connections, expected {}",
+            indexed_open.len()
+        );
+        let mut seen_connecting = 0;
+        for (key, cid) in self.index.all_connecting() {
+            seen_connecting += 1;
+            ensure!(
+                indexed_connecting.get(&cid) == Some(key),
+                "index has opening {cid} under a wrong key"
+            );
+        }
+        ensure!(
+            seen_connecting == indexed_connecting.len(),
+            "index holds {seen_connecting} opening connections, expected {}",
+            indexed_connecting.len()
+        );
+
+        for (i, s) in self.servers.iter().enumerate() {
+            let id = ServerId(i as u16);
+            ensure!(
+                s.conns == server_conns[i],
+                "{id} counts {} connections, expected {}",
+                s.conns,
+                server_conns[i]
+            );
+            ensure!(
+                s.users == server_users[i],
+                "{id} counts {} users, expected {}",
+                s.users,
+                server_users[i]
+            );
+        }
+        for (cred, c) in &self.creds {
+            let conns = cred_conns.get(cred).copied().unwrap_or(0);
+            let users = cred_users.get(cred).copied().unwrap_or(0);
+            ensure!(
+                c.conns == conns && c.users == users,
+                "credential {cred} counts {}/{}, expected {conns}/{users}",
+                c.conns,
+                c.users
+            );
+            ensure!(
+                conns + users > 0,
+                "credential {cred} kept with nothing live"
+            );
+        }
+        for cred in cred_conns.keys() {
+            ensure!(
+                self.creds.contains_key(cred),
+                "credential {cred} has connections but no count"
+            );
+        }
+        let _: Option<UserId> = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! Placing a user: find it a connection (behaviours 1, 2), wait on one being
+//! opened (3), open one, or queue it behind the per-server limit (4).
+
+use crate::Instant;
+use crate::index::MatchKey;
+use crate::pool::Pool;
+use crate::state::{ConnState, UserState};
+use crate::timers::Timer;
+use crate::{Error, Purpose, ServerId, Sharing, UserId};
+
+impl Pool {
+    /// Places an unplaced `user` (state `Queued`, not in the queue). Returns
+    /// false, leaving it unplaced, only if it would have to queue and
+    /// `enqueue` is false.
+    pub(crate) fn place(&mut self, now: Instant, user_id: UserId, enqueue: bool) -> bool {
+        let Some(gen_id) = self.current.filter(|_| !self.shut_down) else {
+            self.fail_user(now, user_id, Error::ShutDown, false);
+            return true;
+        };
+        // A user re-placed after a reload moves to the current generation.
+        let user = self.users.get(user_id).expect("user exists");
+        let old_gen = user.gen_id;
+        if old_gen != gen_id {
+            self.users.get_mut(user_id).expect("user exists").gen_id = gen_id;
+            self.gen_ref(gen_id);
+            self.gen_unref(old_gen);
+        }
+        let generation = self.gens.get(gen_id).expect("current generation exists");
+        let cap = self.cap(&generation.config);
+        let sharing = generation.config.sharing;
+        let user = self.users.get_mut(user_id).expect("user exists");
+        user.private = user.wants_private || (sharing == Sharing::OnRequest && !user.keep);
+        let (cred, purpose, referral, named) =
+            (user.cred, user.purpose(), user.referral, user.server);
+
+        // Candidate servers, best first: the named one, or the generation's
+        // servers that are up, those past their hold-down first.
+        let candidates: Vec<ServerId> = match named {
+            Some(s) if self.servers[s.index()].health.is_down() => {
+                self.fail_user(now, user_id, Error::ServerDown { server: s }, false);
+                return true;
+            }
+            Some(s) => vec![s],
+            None => {
+                let order = &generation.servers;
+                let stable = order
+                    .iter()
+                    .filter(|s| self.servers[s.index()].health.is_stable_up());
+                let returning = order.iter().filter(|s| {
+                    let h = &self.servers[s.index()].health;
+                    !h.is_down() && !h.is_stable_up()
+                });
+                stable.chain(returning).copied().collect()
+            }
+        };
+        let Some(&target) = candidates.first() else {
+            self.fail_user(now, user_id, Error::NoServerAvailable, false);
+            return true;
+        };
+        let key = |server| MatchKey {
+            gen_id,
+            server,
+            cred,
+            purpose,
+            referral,
+        };
+
+        if purpose != Purpose::Private {
+            // An open connection with room, on the best server that has one.
+            for &s in &candidates {
+                if let Some(conn) = self.index.least_loaded(&key(s), cap) {
+                    self.attach(now, user_id, conn);
+                    return true;
+                }
+            }
+            // A matching connection being opened: wait for it (coalescing).
+            for &s in &candidates {
+                let found = self.index.connecting(&key(s)).find(|&c| {
+                    match self.conns.get(c).map(|c| &c.state) {
+                        Some(ConnState::Connecting { waiters, .. }) => (waiters.len() as u32) < cap,
+                        _ => false,
+                    }
+                });
+                if let Some(conn) = found {
+                    if let Some(ConnState::Connecting { waiters, .. }) =
+                        self.conns.get_mut(conn).map(|c| &mut c.state)
+                    {
+                        waiters.push(user_id);
+                    }
+                    self.set_waiting(user_id, conn);
+                    return true;
+                }
+            }
+        }
+        // Open a new connection to the best server, if its limit allows.
+        if self.has_conn_room(gen_id, target) {
+            let conn = self.open_conn(now, key(target), vec![user_id]);
+            self.set_waiting(user_id, conn);
+            return true;
+        }
+        if !enqueue {
+            return false;
+        }
+        self.queue.push_back(user_id);
+        self.arm_deadline(user_id);
+        true
+    }
+
+    fn set_waiting(&mut self, user_id: UserId, conn: crate::ConnId) {
+        self.users.get_mut(user_id).expect("user exists").state = UserState::Waiting { conn };
+        self.arm_deadline(user_id);
+    }
+
+    fn arm_deadline(&mut self, user_id: UserId) {
+        let deadline = self.users.get(user_id).expect("user exists").deadline;
+        self.timers.arm(deadline, Timer::User(user_id));
+    }
+
+    /// Places queued users that can now be placed, in arrival order; a user
+    /// that still cannot be placed keeps its place and does not block those
+    /// behind it that can.
+    pub(crate) fn service_queue(&mut self, now: Instant) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let queued: Vec<UserId> = self.queue.drain(..).collect();
+        let mut still = std::collections::VecDeque::with_capacity(queued.len());
+        for user in queued {
+            if !self.users.contains(user) {
+                continue;
+            }
+            if !self.place(now, user, false) {
+                still.push_back(user);
+            }
+        }
+        // Users queued while serving (none: place(…, false) never queues) would
+        // follow the ones still waiting.
+        still.extend(self.queue.drain(..));
+        self.queue = still;
+    }
+}

@@ -1,0 +1,345 @@
+//! The server table: health, probes with backoff and jitter (behaviour 13),
+//! server down (behaviour 8) and fail-back with hold-down (behaviour 7).
+
+use std::time::Duration;
+
+use crate::index::MatchKey;
+use crate::pool::Pool;
+use crate::state::ConnState;
+use crate::timers::Timer;
+use crate::{
+    CloseReason, ConnError, ConnErrorKind, CredKey, Error, GenId, Instant, Purpose, ServerId,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Server {
+    pub(crate) addr: String,
+    pub(crate) health: HealthState,
+    /// Live connections to this server, all generations and purposes.
+    pub(crate) conns: u32,
+    /// Users attached to connections to this server.
+    pub(crate) users: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum HealthState {
+    /// Usable. `hold_until`: came back up and is not yet trusted for fail-back
+    /// (and ranks after stable servers for new connections) until then.
+    Up { hold_until: Option<Instant> },
+    /// Known down. Probed at `next_probe`; `probing` is the deadline of the
+    /// probe in flight, if any.
+    Down {
+        since: Instant,
+        backoff: Duration,
+        next_probe: Instant,
+        probing: Option<Instant>,
+    },
+}
+
+impl HealthState {
+    pub(crate) fn is_down(&self) -> bool {
+        matches!(self, HealthState::Down { .. })
+    }
+    pub(crate) fn is_stable_up(&self) -> bool {
+        matches!(self, HealthState::Up { hold_until: None })
+    }
+}
+
+impl Pool {
+    pub(crate) fn server_or_err(&self, server: ServerId) -> Result<&crate::server::Server, Error> {
+        self.servers
+            .get(server.index())
+            .ok_or(Error::UnknownServer(server))
+    }
+
+    /// Interns `addr` (case-insensitive) in the server table.
+    pub(crate) fn intern_server(&mut self, addr: &str) -> Result<ServerId, Error> {
+        if let Some(id) = self.find_server(addr) {
+            return Ok(id);
+        }
+        let idx = u16::try_from(self.servers.len()).map_err(|_| Error::ServerTableFull)?;
+        self.servers.push(Server {
+            addr: addr.to_string(),
+            health: HealthState::Up { hold_until: None },
+            conns: 0,
+            users: 0,
+        });
+        self.counters.servers.push(Default::default());
+        Ok(ServerId(idx))
+    }
+
+    pub(crate) fn find_server(&self, addr: &str) -> Option<ServerId> {
+        self.servers
+            .iter()
+            .position(|s| s.addr.eq_ignore_ascii_case(addr))
+            .and_then(|i| u16::try_from(i).ok())
+            .map(ServerId)
+    }
+
+    /// Preference of `server` in generation `gen_id`'s configuration.
+    fn preference(&self, gen_id: GenId, server: ServerId) -> Option<u16> {
+        let generation = self.gens.get(gen_id)?;
+        let addr = &self.servers[server.index()].addr;
+        generation
+            .config
+            .servers
+            .iter()
+            .find(|s| s.addr.eq_ignore_ascii_case(addr))?
+            .preference
+    }
+
+    /// Whether connections on `worse` should fail back to `better` (seed
+    /// `check_and_close_conn`): a preferred server beats a less preferred one
+    /// and every non-preferred one; non-preferred servers never trigger it.
+    pub(crate) fn fails_back_to(&self, gen_id: GenId, worse: ServerId, better: ServerId) -> bool {
+        match (
+            self.preference(gen_id, better),
+            self.preference(gen_id, worse),
+        ) {
+            (Some(b), Some(w)) => b < w,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
+    fn jittered(&mut self, backoff: Duration) -> Duration {
+        let half = u64::try_from(backoff.as_nanos() / 2).unwrap_or(u64::MAX);
+        backoff + Duration::from_nanos(self.rng.up_to(half))
+    }
+
+    fn backoff_bounds(&self) -> (Duration, Duration) {
+        match self.current_gen() {
+            Some(g) => (g.config.probe_backoff_min, g.config.probe_backoff_max),
+            None => (Duration::from_secs(1), Duration::from_secs(60)),
+        }
+    }
+
+    /// Marks `server` down and applies behaviour 8 to its connections.
+    pub(crate) fn mark_down(&mut self, now: Instant, server: ServerId) {
+        if self.servers[server.index()].health.is_down() || self.shut_down {
+            return;
+        }
+        if let HealthState::Up {
+            hold_until: Some(at),
+        } = self.servers[server.index()].health
+        {
+            self.timers.disarm(at, Timer::HoldDown(server));
+        }
+        let (min, _) = self.backoff_bounds();
+        let next_probe = now + self.jittered(min);
+        self.servers[server.index()].health = HealthState::Down {
+            since: now,
+            backoff: min,
+            next_probe,
+            probing: None,
+        };
+        self.timers.arm(next_probe, Timer::Probe(server));
+        self.counters.servers[server.index()].marked_down += 1;
+
+        let error = ConnError::new(ConnErrorKind::ServerDown, "server reported down");
+        let conns: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.server == server)
+            .map(|(id, _)| id)
+            .collect();
+        let mut displaced = Vec::new();
+        for conn in conns {
+            match &self.conns.get(conn).map(|c| &c.state) {
+                Some(ConnState::Connecting { .. }) => {
+                    displaced.extend(self.abort_connecting(conn, CloseReason::ServerDown));
+                }
+                Some(ConnState::Open { .. } | ConnState::Draining { .. }) => {
+                    self.break_conn(conn, error.clone(), CloseReason::ServerDown);
+                }
+                _ => {}
+            }
+        }
+        for user in displaced {
+            self.place(now, user, true);
+        }
+    }
+
+    /// Marks `server` up; fail-back follows once it has stayed up for the hold-down.
+    pub(crate) fn mark_up(&mut self, now: Instant, server: ServerId) {
+        let HealthState::Down {
+            next_probe,
+            probing,
+            ..
+        } = self.servers[server.index()].health
+        else {
+            return;
+        };
+        self.timers.disarm(next_probe, Timer::Probe(server));
+        if let Some(at) = probing {
+            self.timers.disarm(at, Timer::ProbeOverdue(server));
+        }
+        let hold = self
+            .current_gen()
+            .map_or(Duration::ZERO, |g| g.config.failback_hold_down);
+        self.counters.servers[server.index()].marked_up += 1;
+        if hold.is_zero() {
+            self.servers[server.index()].health = HealthState::Up { hold_until: None };
+            self.fail_back_to(now, server);
+        } else {
+            let until = now + hold;
+            self.servers[server.index()].health = HealthState::Up {
+                hold_until: Some(until),
+            };
+            self.timers.arm(until, Timer::HoldDown(server));
+        }
+    }
+
+    pub(crate) fn on_probe_result(&mut self, now: Instant, server: ServerId, ok: bool) {
+        if ok {
+            self.mark_up(now, server);
+            return;
+        }
+        let HealthState::Down {
+            since,
+            backoff,
+            probing: Some(deadline),
+            ..
+        } = self.servers[server.index()].health
+        else {
+            return; // not probing: a late or unsolicited answer
+        };
+        self.timers.disarm(deadline, Timer::ProbeOverdue(server));
+        let (_, max) = self.backoff_bounds();
+        let backoff = (backoff * 2).min(max);
+        let next_probe = now + self.jittered(backoff).min(max);
+        self.servers[server.index()].health = HealthState::Down {
+            since,
+            backoff,
+            next_probe,
+            probing: None,
+        };
+        self.timers.arm(next_probe, Timer::Probe(server));
+    }
+
+    pub(crate) fn on_probe_timer(&mut self, now: Instant, server: ServerId) {
+        let HealthState::Down {
+            since,
+            backoff,
+            next_probe,
+            probing: None,
+        } = self.servers[server.index()].health
+        else {
+            return;
+        };
+        if next_probe > now {
+            return;
+        }
+        let connect_timeout = self
+            .current_gen()
+            .map_or(Duration::from_secs(5), |g| g.config.connect_timeout);
+        let deadline = now + connect_timeout;
+        self.servers[server.index()].health = HealthState::Down {
+            since,
+            backoff,
+            next_probe,
+            probing: Some(deadline),
+        };
+        self.timers.arm(deadline, Timer::ProbeOverdue(server));
+        self.counters.servers[server.index()].probes += 1;
+        self.push(crate::Action::Probe { server });
+    }
+
+    pub(crate) fn on_probe_overdue(&mut self, now: Instant, server: ServerId) {
+        if let HealthState::Down {
+            probing: Some(d), ..
+        } = self.servers[server.index()].health
+        {
+            if d <= now {
+                self.on_probe_result(now, server, false);
+            }
+        }
+    }
+
+    pub(crate) fn on_hold_down_timer(&mut self, now: Instant, server: ServerId) {
+        if let HealthState::Up {
+            hold_until: Some(until),
+        } = self.servers[server.index()].health
+        {
+            if until <= now {
+                self.servers[server.index()].health = HealthState::Up { hold_until: None };
+                self.fail_back_to(now, server);
+            }
+        }
+    }
+
+    /// Behaviour 7, make-before-break: for each credential whose read
+    /// connections sit on a server `server` beats, open a connection to
+    /// `server` first; the old ones drain once it is open
+    /// ([`Pool::drain_worse`]).
+    fn fail_back_to(&mut self, now: Instant, server: ServerId) {
+        let Some(gen_id) = self.current else { return };
+        let Some(generation) = self.gens.get(gen_id) else {
+            return;
+        };
+        let worse: Vec<ServerId> = generation
+            .servers
+            .iter()
+            .copied()
+            .filter(|&s| s != server && self.fails_back_to(gen_id, s, server))
+            .collect();
+        let mut creds: Vec<CredKey> = Vec::new();
+        for &s in &worse {
+            for (_, conn) in self.conns.iter() {
+                if conn.gen_id == gen_id
+                    && conn.server == s
+                    && conn.purpose == Purpose::Read
+                    && !conn.referral
+                    && matches!(conn.state, ConnState::Open { .. })
+                    && !creds.contains(&conn.cred)
+                {
+                    creds.push(conn.cred);
+                }
+            }
+        }
+        for cred in creds {
+            let key = MatchKey {
+                gen_id,
+                server,
+                cred,
+                purpose: Purpose::Read,
+                referral: false,
+            };
+            if self.index.open_conns(&key).next().is_some() {
+                self.drain_worse(now, key);
+            } else if self.index.connecting(&key).next().is_none()
+                && self.has_conn_room(gen_id, server)
+            {
+                self.counters.failback_warmups += 1;
+                self.open_conn(now, key, Vec::new());
+            }
+        }
+    }
+
+    /// Drains read connections of `key`'s credential on servers that fail back
+    /// to `key.server`, now that a connection to it is open.
+    pub(crate) fn drain_worse(&mut self, _now: Instant, key: MatchKey) {
+        if key.purpose != Purpose::Read
+            || key.referral
+            || !self.servers[key.server.index()].health.is_stable_up()
+        {
+            return;
+        }
+        let Some(generation) = self.gens.get(key.gen_id) else {
+            return;
+        };
+        let worse: Vec<ServerId> = generation
+            .servers
+            .iter()
+            .copied()
+            .filter(|&s| s != key.server && self.fails_back_to(key.gen_id, s, key.server))
+            .collect();
+        for s in worse {
+            let old = MatchKey { server: s, ..key };
+            let conns: Vec<_> = self.index.open_conns(&old).collect();
+            for conn in conns {
+                self.drain_conn(conn, CloseReason::FailBack);
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! `cargo run -p ldapmux-model --release -- check` (in progress).
+fn main() {}
