@@ -52,12 +52,7 @@ impl std::ops::Add<Duration> for Instant {
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0 / 1_000_000;
-        let rest = self.0 % 1_000_000;
-        if rest == 0 {
-            write!(f, "t+{}.{:03}s", ms / 1000, ms % 1000)
-        } else {
-            write!(f, "t+{}ns", self.0)
-        }
+        write!(f, "t+{}.{:03}s", ms / 1000, ms % 1000)
     }
 }
 

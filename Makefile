@@ -1,0 +1,49 @@
+# `make demo` runs the main job; `make test` runs the whole suite (what CI runs).
+# Both install what is missing first (scripts/deps.sh).
+
+CARGO ?= cargo
+# Loom builds with a crate-specific cfg into its own target dir, so it never
+# invalidates the normal build (a global `--cfg loom` would break tokio).
+LOOM_ENV = RUSTFLAGS="--cfg ldapmux_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom
+
+.PHONY: demo test deps fmt clippy unit doc loom model simulate bench
+
+demo: deps
+	$(CARGO) run -q -p ldapmux-core --example demo
+
+test: deps fmt clippy unit doc loom model simulate
+	@echo "make test: all checks passed"
+
+deps:
+	@./scripts/deps.sh
+
+fmt:
+	@echo "== cargo fmt --check"
+	$(CARGO) fmt --all --check
+
+clippy:
+	@echo "== cargo clippy (warnings denied)"
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	@echo "== cargo test --workspace"
+	$(CARGO) test --workspace
+
+doc:
+	@echo "== cargo doc (warnings denied)"
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+loom:
+	@echo "== loom checks of the driver (LOOM_MAX_PREEMPTIONS=2)"
+	$(LOOM_ENV) $(CARGO) test -p ldapmux-driver --release --test 'loom_*'
+
+model:
+	@echo "== stateright model check of the real core"
+	$(CARGO) run -q -p ldapmux-model --release -- check
+
+simulate:
+	@echo "== seeded deterministic simulation"
+	$(CARGO) run -q -p ldapmux-model --release -- simulate --seed 1 --steps 10000
+
+bench:
+	$(CARGO) bench -p ldapmux-core --bench acquire_release
