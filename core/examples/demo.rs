@@ -280,10 +280,10 @@ impl World {
                     self.schedule(self.now + OP, Step::OpDone(user));
                 }
                 Action::Fail { user, retry, .. } => {
-                    if let Some(req) = self.requests.remove(&user) {
-                        if retry {
-                            self.schedule(self.now, Step::Arrive(req.retry()));
-                        }
+                    if let Some(req) = self.requests.remove(&user)
+                        && retry
+                    {
+                        self.schedule(self.now, Step::Arrive(req.retry()));
                     }
                 }
                 Action::Probe { server } => {

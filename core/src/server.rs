@@ -249,10 +249,9 @@ impl Pool {
         if let HealthState::Down {
             probing: Some(d), ..
         } = self.servers[server.index()].health
+            && d <= now
         {
-            if d <= now {
-                self.on_probe_result(now, server, false);
-            }
+            self.on_probe_result(now, server, false);
         }
     }
 
@@ -260,11 +259,10 @@ impl Pool {
         if let HealthState::Up {
             hold_until: Some(until),
         } = self.servers[server.index()].health
+            && until <= now
         {
-            if until <= now {
-                self.servers[server.index()].health = HealthState::Up { hold_until: None };
-                self.fail_back_to(now, server);
-            }
+            self.servers[server.index()].health = HealthState::Up { hold_until: None };
+            self.fail_back_to(now, server);
         }
     }
 
