@@ -15,26 +15,124 @@ pub(crate) struct MatchKey {
     pub(crate) referral: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+/// Open connections of one key, bucketed by load so that taking the least
+/// loaded one and moving a connection between loads are O(1).
+#[derive(Clone, Debug, Default)]
+struct Buckets {
+    /// `by_load[l]`: connections with `l` users. Trailing empty buckets are
+    /// trimmed, so the last bucket is never empty.
+    by_load: Vec<Vec<ConnId>>,
+    /// The lowest non-empty bucket (0 if none).
+    min: usize,
+    len: usize,
+}
+
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Index {
-    /// Open shared connections, least loaded first.
-    open: BTreeMap<MatchKey, BTreeSet<(u32, ConnId)>>,
+    open: BTreeMap<MatchKey, Buckets>,
+    /// Position of each open connection in its bucket, by connection slot.
+    pos: Vec<u32>,
     /// Shared connections being opened, oldest first.
     connecting: BTreeMap<MatchKey, BTreeSet<ConnId>>,
+}
+
+impl Buckets {
+    fn push(&mut self, pos: &mut Vec<u32>, conn: ConnId, load: u32) {
+        let l = load as usize;
+        if self.by_load.len() <= l {
+            self.by_load.resize_with(l + 1, Vec::new);
+        }
+        let slot = conn.slot() as usize;
+        if pos.len() <= slot {
+            pos.resize(slot + 1, 0);
+        }
+        pos[slot] = self.by_load[l].len() as u32;
+        self.by_load[l].push(conn);
+        if self.len == 0 || l < self.min {
+            self.min = l;
+        }
+        self.len += 1;
+    }
+
+    fn remove(&mut self, pos: &mut [u32], conn: ConnId, load: u32) -> bool {
+        let l = load as usize;
+        let Some(bucket) = self.by_load.get_mut(l) else {
+            return false;
+        };
+        let p = pos.get(conn.slot() as usize).copied().unwrap_or(u32::MAX) as usize;
+        if bucket.get(p) != Some(&conn) {
+            return false;
+        }
+        bucket.swap_remove(p);
+        if let Some(&moved) = bucket.get(p) {
+            pos[moved.slot() as usize] = p as u32;
+        }
+        self.len -= 1;
+        while self.by_load.last().is_some_and(Vec::is_empty) {
+            self.by_load.pop();
+        }
+        if self.len == 0 {
+            self.min = 0;
+        } else {
+            while self.by_load[self.min].is_empty() {
+                self.min += 1;
+            }
+        }
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, ConnId)> + '_ {
+        self.by_load
+            .iter()
+            .enumerate()
+            .flat_map(|(l, b)| b.iter().map(move |&c| (l as u32, c)))
+    }
+}
+
+/// Equality and hashing see only which connections are under which key with
+/// which load, not the buckets' layout, which depends on history.
+impl Index {
+    fn canonical(&self) -> impl Iterator<Item = (MatchKey, Vec<(u32, ConnId)>)> + '_ {
+        self.open.iter().map(|(k, b)| {
+            let mut v: Vec<_> = b.iter().collect();
+            v.sort_unstable();
+            (*k, v)
+        })
+    }
+}
+
+impl PartialEq for Index {
+    fn eq(&self, other: &Self) -> bool {
+        self.connecting == other.connecting && self.canonical().eq(other.canonical())
+    }
+}
+
+impl Eq for Index {}
+
+impl std::hash::Hash for Index {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.connecting.hash(state);
+        for entry in self.canonical() {
+            entry.hash(state);
+        }
+    }
 }
 
 impl Index {
     /// The least loaded open connection under `key` with fewer than `cap` users.
     pub(crate) fn least_loaded(&self, key: &MatchKey, cap: u32) -> Option<ConnId> {
-        let (load, conn) = self.open.get(key)?.first()?;
-        (*load < cap).then_some(*conn)
+        let b = self.open.get(key)?;
+        if b.len == 0 || b.min >= cap as usize {
+            return None;
+        }
+        b.by_load[b.min].last().copied()
     }
 
     pub(crate) fn open_conns(&self, key: &MatchKey) -> impl Iterator<Item = ConnId> + '_ {
         self.open
             .get(key)
             .into_iter()
-            .flat_map(|s| s.iter().map(|&(_, c)| c))
+            .flat_map(|b| b.iter().map(|(_, c)| c))
     }
 
     pub(crate) fn connecting(&self, key: &MatchKey) -> impl Iterator<Item = ConnId> + '_ {
@@ -45,24 +143,28 @@ impl Index {
     }
 
     pub(crate) fn insert_open(&mut self, key: MatchKey, conn: ConnId, load: u32) {
-        self.open.entry(key).or_default().insert((load, conn));
+        self.open
+            .entry(key)
+            .or_default()
+            .push(&mut self.pos, conn, load);
     }
 
     pub(crate) fn remove_open(&mut self, key: &MatchKey, conn: ConnId, load: u32) -> bool {
-        let Some(set) = self.open.get_mut(key) else {
+        let Some(b) = self.open.get_mut(key) else {
             return false;
         };
-        let removed = set.remove(&(load, conn));
-        if set.is_empty() {
+        let removed = b.remove(&mut self.pos, conn, load);
+        if b.len == 0 {
             self.open.remove(key);
         }
         removed
     }
 
     pub(crate) fn set_load(&mut self, key: &MatchKey, conn: ConnId, from: u32, to: u32) {
-        if let Some(set) = self.open.get_mut(key) {
-            set.remove(&(from, conn));
-            set.insert((to, conn));
+        if let Some(b) = self.open.get_mut(key)
+            && b.remove(&mut self.pos, conn, from)
+        {
+            b.push(&mut self.pos, conn, to);
         }
     }
 
@@ -83,6 +185,7 @@ impl Index {
 
     pub(crate) fn clear(&mut self) {
         self.open.clear();
+        self.pos.clear();
         self.connecting.clear();
     }
 
@@ -90,7 +193,7 @@ impl Index {
     pub(crate) fn all_open(&self) -> impl Iterator<Item = (&MatchKey, ConnId, u32)> {
         self.open
             .iter()
-            .flat_map(|(k, s)| s.iter().map(move |&(l, c)| (k, c, l)))
+            .flat_map(|(k, s)| s.iter().map(move |(l, c)| (k, c, l)))
     }
 
     /// Every `(key, conn)` of opening connections, for invariant checks.
@@ -98,5 +201,61 @@ impl Index {
         self.connecting
             .iter()
             .flat_map(|(k, s)| s.iter().map(move |&c| (k, c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slab::SlabId;
+
+    fn key() -> MatchKey {
+        MatchKey {
+            gen_id: crate::GenId::new(0, 0),
+            server: ServerId(0),
+            cred: CredKey::ANONYMOUS,
+            purpose: Purpose::Read,
+            referral: false,
+        }
+    }
+
+    #[test]
+    fn the_least_loaded_connection_with_room_is_chosen() {
+        let mut index = Index::default();
+        let (a, b) = (ConnId::new(0, 0), ConnId::new(1, 0));
+        index.insert_open(key(), a, 2);
+        index.insert_open(key(), b, 1);
+        assert_eq!(index.least_loaded(&key(), 3), Some(b));
+        index.set_load(&key(), b, 1, 3);
+        assert_eq!(index.least_loaded(&key(), 3), Some(a));
+        index.set_load(&key(), a, 2, 3);
+        assert_eq!(
+            index.least_loaded(&key(), 3),
+            None,
+            "every connection is full"
+        );
+        assert!(
+            !index.remove_open(&key(), a, 2),
+            "a wrong load finds nothing"
+        );
+        assert!(index.remove_open(&key(), a, 3));
+        assert!(index.remove_open(&key(), b, 3));
+        assert_eq!(
+            index,
+            Index::default(),
+            "an emptied index equals a fresh one"
+        );
+    }
+
+    #[test]
+    fn equality_ignores_bucket_layout() {
+        let (a, b) = (ConnId::new(0, 0), ConnId::new(1, 0));
+        let mut x = Index::default();
+        x.insert_open(key(), a, 0);
+        x.insert_open(key(), b, 0);
+        let mut y = Index::default();
+        y.insert_open(key(), b, 0);
+        y.insert_open(key(), a, 0);
+        assert_eq!(x, y);
     }
 }

@@ -6,8 +6,6 @@
 //! issued for a freed object never names a later one (until a slot has been
 //! reused 2^32 times).
 
-use std::collections::BTreeSet;
-
 pub(crate) trait SlabId: Copy {
     fn new(slot: u32, incarnation: u32) -> Self;
     fn slot(self) -> u32;
@@ -23,7 +21,8 @@ struct Slot<T> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Slab<I, T> {
     slots: Vec<Slot<T>>,
-    free: BTreeSet<u32>,
+    /// Free slots, sorted descending: `pop` yields the lowest.
+    free: Vec<u32>,
     len: usize,
     _id: std::marker::PhantomData<fn() -> I>,
 }
@@ -32,7 +31,7 @@ impl<I: SlabId, T> Default for Slab<I, T> {
     fn default() -> Self {
         Slab {
             slots: Vec::new(),
-            free: BTreeSet::new(),
+            free: Vec::new(),
             len: 0,
             _id: std::marker::PhantomData,
         }
@@ -42,7 +41,7 @@ impl<I: SlabId, T> Default for Slab<I, T> {
 impl<I: SlabId, T> Slab<I, T> {
     pub(crate) fn insert(&mut self, value: T) -> I {
         self.len += 1;
-        if let Some(slot) = self.free.pop_first() {
+        if let Some(slot) = self.free.pop() {
             let s = &mut self.slots[slot as usize];
             s.value = Some(value);
             return I::new(slot, s.incarnation);
@@ -83,7 +82,7 @@ impl<I: SlabId, T> Slab<I, T> {
         let value = s.value.take()?;
         s.incarnation = s.incarnation.wrapping_add(1);
         self.len -= 1;
-        self.free.insert(id.slot());
+        self.release_slot(id.slot());
         Some(value)
     }
 
@@ -92,10 +91,17 @@ impl<I: SlabId, T> Slab<I, T> {
         for (i, s) in self.slots.iter_mut().enumerate() {
             if s.value.take().is_some() {
                 s.incarnation = s.incarnation.wrapping_add(1);
-                self.free.insert(i as u32);
+                self.free.push(i as u32);
             }
         }
+        self.free.sort_unstable_by(|a, b| b.cmp(a));
         self.len = 0;
+    }
+
+    fn release_slot(&mut self, slot: u32) {
+        // Usually the slot just taken is the lowest free one: an O(1) push.
+        let at = self.free.partition_point(|&f| f > slot);
+        self.free.insert(at, slot);
     }
 
     pub(crate) fn len(&self) -> usize {
