@@ -101,6 +101,7 @@ impl Pool {
         if !enqueue {
             return false;
         }
+        self.users.get_mut(user_id).expect("user exists").state = UserState::Queued;
         self.queue.push_back(user_id);
         self.arm_deadline(user_id);
         true

@@ -300,6 +300,9 @@ impl Pool {
             self.attach(now, user, conn_id);
         }
         for &user in displaced {
+            if let Some(u) = self.users.get_mut(user) {
+                u.state = UserState::Queued; // unplaced until placed again
+            }
             self.place(now, user, true);
         }
         if self
