@@ -33,6 +33,32 @@ impl Pool {
         let (cred, purpose, referral, named) =
             (user.cred, user.purpose(), user.referral, user.server);
 
+        // Fast path, no allocation: the best server already has an open
+        // connection with room (what the general search below tries first).
+        if purpose != Purpose::Private {
+            let best = match named {
+                Some(s) => (!self.servers[s.index()].health.is_down()).then_some(s),
+                None => generation
+                    .servers
+                    .iter()
+                    .copied()
+                    .find(|s| self.servers[s.index()].health.is_stable_up()),
+            };
+            if let Some(server) = best {
+                let key = MatchKey {
+                    gen_id,
+                    server,
+                    cred,
+                    purpose,
+                    referral,
+                };
+                if let Some(conn) = self.index.least_loaded(&key, cap) {
+                    self.attach(now, user_id, conn);
+                    return true;
+                }
+            }
+        }
+
         // Candidate servers, best first: the named one, or the generation's
         // servers that are up, those past their hold-down first.
         let candidates: Vec<ServerId> = match named {
