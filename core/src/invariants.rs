@@ -68,6 +68,8 @@ impl Pool {
         }
 
         let mut refs: BTreeMap<GenId, u32> = BTreeMap::new();
+        let mut gen_users: BTreeMap<GenId, u32> = BTreeMap::new();
+        let mut gen_conns: BTreeMap<GenId, u32> = BTreeMap::new();
         if let Some(cur) = self.current {
             refs.insert(cur, 1);
         }
@@ -83,6 +85,7 @@ impl Pool {
                 u.gen_id
             );
             *refs.entry(u.gen_id).or_default() += 1;
+            *gen_users.entry(u.gen_id).or_default() += 1;
             let conn_id = match u.state {
                 UserState::Queued => {
                     queued += 1;
@@ -175,6 +178,7 @@ impl Pool {
                 c.gen_id
             );
             *refs.entry(c.gen_id).or_default() += 1;
+            *gen_conns.entry(c.gen_id).or_default() += 1;
             ensure!(
                 c.server.index() < self.servers.len(),
                 "{cid} on unknown server"
@@ -251,6 +255,16 @@ impl Pool {
                 g.refs
             );
             ensure!(g.refs > 0, "{gid} has a zero count but was not freed");
+            let (users, conns) = (
+                gen_users.get(&gid).copied().unwrap_or(0),
+                gen_conns.get(&gid).copied().unwrap_or(0),
+            );
+            ensure!(
+                g.users == users && g.conns == conns,
+                "{gid} counts {}/{} users/connections, expected {users}/{conns}",
+                g.users,
+                g.conns
+            );
             ensure!(
                 g.detached == (Some(gid) != self.current),
                 "{gid} detached={} current={:?}",

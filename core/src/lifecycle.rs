@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::pool::Pool;
+use crate::pool::{Holder, Pool};
 use crate::server::HealthState;
 use crate::state::{ConnState, UserState};
 use crate::timers::Timer;
@@ -46,7 +46,7 @@ impl Pool {
         displaced.extend(queued);
         // The old generation loses its "current" reference only now, so it
         // cannot be freed while its users are being moved.
-        self.gen_unref(old);
+        self.gen_unref(old, Holder::Current);
         for user in displaced {
             if self.users.contains(user) {
                 self.place(now, user, true);

@@ -3,7 +3,7 @@
 
 use crate::Instant;
 use crate::index::MatchKey;
-use crate::pool::Pool;
+use crate::pool::{Holder, Pool};
 use crate::state::{ConnState, UserState};
 use crate::timers::Timer;
 use crate::{Error, Purpose, ServerId, Sharing, UserId};
@@ -22,8 +22,8 @@ impl Pool {
         let old_gen = user.gen_id;
         if old_gen != gen_id {
             self.users.get_mut(user_id).expect("user exists").gen_id = gen_id;
-            self.gen_ref(gen_id);
-            self.gen_unref(old_gen);
+            self.gen_ref(gen_id, Holder::User);
+            self.gen_unref(old_gen, Holder::User);
         }
         let generation = self.gens.get(gen_id).expect("current generation exists");
         let cap = self.cap(&generation.config);

@@ -16,6 +16,17 @@ use crate::{
     MAX_TRIES, Purpose, Request, ServerId, Timeout, UserId, UserKind,
 };
 
+/// Who holds a reference to a generation (seed: the `ref_cnt` rule).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Holder {
+    /// The pool, while the generation is current.
+    Current,
+    /// A user of the generation.
+    User,
+    /// A connection of the generation.
+    Conn,
+}
+
 /// The connection pool state machine. See the [crate documentation](crate)
 /// for its contract and run loop.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -114,7 +125,7 @@ impl Pool {
             deadline,
             state: UserState::Queued,
         });
-        self.gen_ref(gen_id);
+        self.gen_ref(gen_id, Holder::User);
         if deadline <= now {
             self.fail_user(now, user, Error::AcquireTimeout, false);
             return user;
@@ -557,17 +568,25 @@ impl Pool {
             servers,
             detached: false,
             refs: 1,
+            users: 0,
+            conns: 0,
         }))
     }
 
-    pub(crate) fn gen_ref(&mut self, gen_id: GenId) {
+    /// Adds one reference to a generation, held by a user or a connection.
+    pub(crate) fn gen_ref(&mut self, gen_id: GenId, holder: Holder) {
         if let Some(g) = self.gens.get_mut(gen_id) {
             g.refs += 1;
+            match holder {
+                Holder::User => g.users += 1,
+                Holder::Conn => g.conns += 1,
+                Holder::Current => {}
+            }
         }
     }
 
     /// Drops one reference; a detached generation with none left is freed.
-    pub(crate) fn gen_unref(&mut self, gen_id: GenId) {
+    pub(crate) fn gen_unref(&mut self, gen_id: GenId, holder: Holder) {
         let Some(g) = self.gens.get_mut(gen_id) else {
             return;
         };
@@ -575,6 +594,11 @@ impl Pool {
             .refs
             .checked_sub(1)
             .expect("generation reference count underflow");
+        match holder {
+            Holder::User => g.users -= 1,
+            Holder::Conn => g.conns -= 1,
+            Holder::Current => {}
+        }
         if g.refs == 0 && g.detached {
             self.gens.remove(gen_id);
         }
@@ -621,7 +645,7 @@ impl Pool {
             referral: key.referral,
             state: ConnState::Connecting { waiters, deadline },
         });
-        self.gen_ref(key.gen_id);
+        self.gen_ref(key.gen_id, Holder::Conn);
         self.servers[key.server.index()].conns += 1;
         self.creds.entry(key.cred).or_default().conns += 1;
         if key.purpose != Purpose::Private {
@@ -703,7 +727,7 @@ impl Pool {
         debug_assert_eq!(conn.state.users(), 0, "removing a connection with users");
         self.servers[key.server.index()].conns -= 1;
         self.cred_dec(key.cred, |c| &mut c.conns);
-        self.gen_unref(key.gen_id);
+        self.gen_unref(key.gen_id, Holder::Conn);
         conn
     }
 
@@ -897,7 +921,7 @@ impl Pool {
             }
             UserState::Connected { conn, .. } => self.leave_conn(now, conn),
         }
-        self.gen_unref(user.gen_id);
+        self.gen_unref(user.gen_id, Holder::User);
     }
 
     /// Ends `user` with an [`Action::Fail`].

@@ -16,6 +16,10 @@ pub(crate) struct Generation {
     pub(crate) detached: bool,
     /// +1 while current, +1 per user, +1 per connection.
     pub(crate) refs: u32,
+    /// Users holding a reference (kept so `status()` need not walk users).
+    pub(crate) users: u32,
+    /// Connections holding a reference.
+    pub(crate) conns: u32,
 }
 
 /// One user (seed: `conn_user`). A user that ends is removed from the table.
