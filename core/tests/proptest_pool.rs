@@ -1,0 +1,574 @@
+//! Random input sequences against a small reference model of what must hold.
+//!
+//! The reference ([`Expected`]) knows what can be predicted from the inputs
+//! alone: whether the pool is shut down, which servers were reported down and
+//! not back since, how many valid reloads happened. The system under test is
+//! the real pool plus a ledger of what each user was told. After every step:
+//! `check_invariants` holds, nothing panicked, no user was woken twice, no
+//! grant went to a server the reference knows is down or happened after
+//! shutdown, credentials match, and retries follow the rules. At the end every
+//! user is driven to an end: granted then released, failed, or cancelled.
+//!
+//! Transitions name users and connections by index into the live ones, so the
+//! reference needs no knowledge of the ids the pool hands out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ldapmux_core::{
+    Action, Config, ConnError, ConnErrorKind, ConnPhase, CredKey, Error, Event, Instant, MAX_TRIES,
+    Pool, Request, Sharing, UserId, UserKind, UserPhase,
+};
+use proptest::prelude::*;
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
+
+const SERVERS: [&str; 3] = ["ldap://a", "ldap://b", "ldap://c"];
+const CASES: u32 = 4_000;
+static CASES_RUN: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Clone, Debug)]
+enum Step {
+    Acquire {
+        kind: u8,
+        cred: u8,
+        server: Option<u8>,
+        private: bool,
+        referral: bool,
+        attempt: u8,
+    },
+    Opened(u8),
+    OpenFailed(u8, bool),
+    Lost(u8),
+    Release(u8),
+    Broken(u8, bool),
+    Cancel(u8),
+    GetNext(u8),
+    ServerDown(u8),
+    ServerUp(u8),
+    Probe(u8, bool),
+    Reload {
+        valid: bool,
+        cap: u8,
+        sharing_on_request: bool,
+    },
+    Shutdown,
+    Forked,
+    NoMultiplex,
+    NextTimer,
+    Advance(u16),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Expected {
+    shut_down: bool,
+    /// Servers reported down and not reported up since.
+    down: BTreeSet<u8>,
+    reloads: u32,
+}
+
+struct Reference;
+
+impl ReferenceStateMachine for Reference {
+    type State = Expected;
+    type Transition = Step;
+
+    fn init_state() -> BoxedStrategy<Expected> {
+        Just(Expected::default()).boxed()
+    }
+
+    fn transitions(_: &Expected) -> BoxedStrategy<Step> {
+        let idx = any::<u8>();
+        prop_oneof![
+            10 => (0..4u8, 0..3u8, prop::option::weighted(0.2, 0..4u8), prop::bool::weighted(0.15), prop::bool::weighted(0.15), prop_oneof![8 => 1..=3u8, 1 => Just(0u8), 1 => Just(4u8)])
+                .prop_map(|(kind, cred, server, private, referral, attempt)| Step::Acquire { kind, cred, server, private, referral, attempt }),
+            6 => idx.prop_map(Step::Opened),
+            2 => (idx, any::<bool>()).prop_map(|(i, creds)| Step::OpenFailed(i, creds)),
+            1 => idx.prop_map(Step::Lost),
+            5 => idx.prop_map(Step::Release),
+            2 => (idx, any::<bool>()).prop_map(|(i, sent)| Step::Broken(i, sent)),
+            2 => idx.prop_map(Step::Cancel),
+            2 => idx.prop_map(Step::GetNext),
+            1 => (0..3u8).prop_map(Step::ServerDown),
+            1 => (0..3u8).prop_map(Step::ServerUp),
+            1 => (0..3u8, any::<bool>()).prop_map(|(s, ok)| Step::Probe(s, ok)),
+            1 => (prop::bool::weighted(0.8), 1..4u8, prop::bool::weighted(0.2)).prop_map(|(valid, cap, sharing_on_request)| Step::Reload { valid, cap, sharing_on_request }),
+            1 => prop_oneof![3 => Just(Step::NoMultiplex), 1 => Just(Step::Forked), 1 => Just(Step::Shutdown)],
+            3 => Just(Step::NextTimer),
+            2 => (0..20_000u16).prop_map(Step::Advance),
+        ]
+        .boxed()
+    }
+
+    fn apply(mut state: Expected, step: &Step) -> Expected {
+        match *step {
+            Step::ServerDown(s) if !state.shut_down => {
+                state.down.insert(s);
+            }
+            Step::ServerUp(s) | Step::Probe(s, true) => {
+                state.down.remove(&s);
+            }
+            Step::Reload { valid: true, .. } if !state.shut_down => state.reloads += 1,
+            Step::Shutdown => state.shut_down = true,
+            _ => {}
+        }
+        state
+    }
+}
+
+/// What a user was told, as the test saw it.
+#[derive(Debug, Default, Clone)]
+struct Told {
+    kind: Option<UserKind>,
+    attempt: u8,
+    wakeups: u32,
+    granted: bool,
+    ended: bool,
+    sent: bool,
+}
+
+struct Sut {
+    pool: Pool,
+    now: Instant,
+    told: BTreeMap<UserId, Told>,
+    /// Users that asked after shutdown (ids outside every table).
+    refused: Vec<UserId>,
+}
+
+fn config(cap: u32, sharing: Sharing) -> Config {
+    Config::builder()
+        .preferred_server(SERVERS[0])
+        .preferred_server(SERVERS[1])
+        .server(SERVERS[2])
+        .max_users_per_conn(cap)
+        .max_conns_per_server(2)
+        .sharing(sharing)
+        .failback_hold_down(Duration::from_secs(3))
+        .max_conn_age(Some(Duration::from_secs(40)))
+        .default_acquire_timeout(Duration::from_secs(10))
+        .build()
+        .expect("valid config")
+}
+
+impl Sut {
+    fn pick<T: Copy>(v: &[T], i: u8) -> Option<T> {
+        (!v.is_empty()).then(|| v[usize::from(i) % v.len()])
+    }
+
+    fn live_users(&self, phase: Option<UserPhase>) -> Vec<UserId> {
+        self.pool
+            .users()
+            .filter(|u| phase.is_none_or(|p| u.phase == p))
+            .map(|u| u.id)
+            .collect()
+    }
+
+    fn connecting(&self) -> Vec<ldapmux_core::ConnId> {
+        self.pool
+            .conns()
+            .filter(|c| c.phase == ConnPhase::Connecting)
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Drains actions, checking each against the ledger and the reference.
+    fn drain(&mut self, expected: &Expected) {
+        while let Some(action) = self.pool.poll_action() {
+            match action {
+                Action::Grant { user, conn } => {
+                    assert!(!expected.shut_down, "grant after shutdown: {user}");
+                    let c = self.pool.conn(conn).expect("granted connection is live");
+                    let u = self.pool.user(user).expect("granted user is live");
+                    assert_eq!(
+                        c.cred, u.cred,
+                        "{user} got a connection bound with another credential"
+                    );
+                    if let Some(s) = u.server {
+                        assert_eq!(c.server, s, "{user} named {s}");
+                    }
+                    let server = SERVERS
+                        .iter()
+                        .position(|a| Some(*a) == self.pool.server_addr(c.server));
+                    if let Some(s) = server {
+                        assert!(
+                            !expected.down.contains(&(s as u8)),
+                            "{user} granted a connection to down server {s}"
+                        );
+                    }
+                    let t = self.told.get_mut(&user).expect("known user");
+                    t.wakeups += 1;
+                    t.granted = true;
+                    assert_eq!(t.wakeups, 1, "{user} woken twice");
+                }
+                Action::Fail { user, retry, error } => {
+                    if let Some(t) = self.told.get_mut(&user) {
+                        if !t.granted {
+                            t.wakeups += 1;
+                            assert_eq!(t.wakeups, 1, "{user} woken twice");
+                        }
+                        assert!(!t.ended, "{user} failed after it ended");
+                        t.ended = true;
+                        if retry {
+                            assert!(
+                                t.attempt < MAX_TRIES,
+                                "{user} offered a try beyond {MAX_TRIES}"
+                            );
+                            assert!(
+                                !(t.sent
+                                    && matches!(t.kind, Some(UserKind::Write | UserKind::Auth))),
+                                "{user}: a write whose request was sent offered a retry"
+                            );
+                        }
+                    } else {
+                        assert!(
+                            self.refused.contains(&user)
+                                || matches!(error, Error::BadAttempt { .. }),
+                            "fail for unknown {user}"
+                        );
+                    }
+                    if expected.shut_down {
+                        assert!(!retry, "retry offered after shutdown");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+struct PoolTest;
+
+impl StateMachineTest for PoolTest {
+    type SystemUnderTest = Sut;
+    type Reference = Reference;
+
+    fn init_test(_: &Expected) -> Sut {
+        CASES_RUN.fetch_add(1, Ordering::Relaxed);
+        Sut {
+            pool: Pool::new(config(2, Sharing::Always), 11, Instant::ZERO).expect("pool"),
+            now: Instant::ZERO,
+            told: BTreeMap::new(),
+            refused: Vec::new(),
+        }
+    }
+
+    fn apply(mut sut: Sut, expected: &Expected, step: Step) -> Sut {
+        let now = sut.now;
+        let io = |kind| ConnError::new(kind, "proptest");
+        match step {
+            Step::Acquire {
+                kind,
+                cred,
+                server,
+                private,
+                referral,
+                attempt,
+            } => {
+                let kind = [
+                    UserKind::Search,
+                    UserKind::Getent,
+                    UserKind::Write,
+                    UserKind::Auth,
+                ][usize::from(kind)];
+                let mut req = Request::new(kind, CredKey(u64::from(cred))).attempt(attempt);
+                if let Some(s) = server {
+                    req = req.server(if s == 3 {
+                        "ldap://referral-target"
+                    } else {
+                        SERVERS[usize::from(s)]
+                    });
+                }
+                if private {
+                    req = req.private();
+                }
+                if referral {
+                    req = req.referral();
+                }
+                let was_shut = sut.pool.is_shut_down();
+                let user = sut.pool.handle_acquire(now, req);
+                if was_shut || attempt == 0 || attempt > MAX_TRIES {
+                    // Refused at once, with an id no table holds.
+                    sut.refused.push(user);
+                    let first = sut.pool.poll_action();
+                    let want = if was_shut {
+                        Error::ShutDown
+                    } else {
+                        Error::BadAttempt {
+                            attempt,
+                            max: MAX_TRIES,
+                        }
+                    };
+                    assert_eq!(
+                        first,
+                        Some(Action::Fail {
+                            user,
+                            error: want,
+                            retry: false
+                        })
+                    );
+                    assert_eq!(sut.pool.user(user), None);
+                } else {
+                    sut.told.insert(
+                        user,
+                        Told {
+                            kind: Some(kind),
+                            attempt,
+                            ..Told::default()
+                        },
+                    );
+                }
+            }
+            Step::Opened(i) => {
+                if let Some(c) = Sut::pick(&sut.connecting(), i) {
+                    sut.pool
+                        .handle(now, Event::ConnOpened { conn: c })
+                        .expect("opening connection");
+                }
+            }
+            Step::OpenFailed(i, creds) => {
+                if let Some(c) = Sut::pick(&sut.connecting(), i) {
+                    let kind = if creds {
+                        ConnErrorKind::InvalidCredentials
+                    } else {
+                        ConnErrorKind::Refused
+                    };
+                    sut.pool
+                        .handle(
+                            now,
+                            Event::ConnOpenFailed {
+                                conn: c,
+                                error: io(kind),
+                            },
+                        )
+                        .expect("opening connection");
+                }
+            }
+            Step::Lost(i) => {
+                let conns: Vec<_> = sut.pool.conns().map(|c| c.id).collect();
+                if let Some(c) = Sut::pick(&conns, i) {
+                    sut.pool
+                        .handle(
+                            now,
+                            Event::ConnLost {
+                                conn: c,
+                                error: io(ConnErrorKind::Io),
+                            },
+                        )
+                        .expect("live connection");
+                }
+            }
+            Step::Release(i) => {
+                if let Some(u) = Sut::pick(&sut.live_users(Some(UserPhase::Connected)), i) {
+                    sut.pool
+                        .handle(now, Event::Release { user: u })
+                        .expect("connected user");
+                    sut.told.get_mut(&u).expect("known").ended = true;
+                }
+            }
+            Step::Broken(i, sent) => {
+                if let Some(u) = Sut::pick(&sut.live_users(Some(UserPhase::Connected)), i) {
+                    sut.told.get_mut(&u).expect("known").sent = sent;
+                    sut.pool
+                        .handle(
+                            now,
+                            Event::ConnBroken {
+                                user: u,
+                                error: io(ConnErrorKind::Io),
+                                request_sent: sent,
+                            },
+                        )
+                        .expect("connected user");
+                    sut.drain(expected);
+                    assert!(
+                        sut.told[&u].ended,
+                        "ConnBroken must be answered by a Fail for {u}"
+                    );
+                }
+            }
+            Step::Cancel(i) => {
+                if let Some(u) = Sut::pick(&sut.live_users(None), i) {
+                    sut.pool
+                        .handle(now, Event::Cancel { user: u })
+                        .expect("live user");
+                    sut.told.get_mut(&u).expect("known").ended = true;
+                    assert_eq!(sut.pool.user(u), None);
+                }
+            }
+            Step::GetNext(i) => {
+                if let Some(u) = Sut::pick(&sut.live_users(Some(UserPhase::Connected)), i) {
+                    let r = sut.pool.handle(now, Event::GetNext { user: u });
+                    let getent = sut.told[&u].kind == Some(UserKind::Getent);
+                    assert_eq!(r.is_ok(), getent, "GetNext is for getent users only: {r:?}");
+                }
+            }
+            Step::ServerDown(s) => {
+                let id = sut
+                    .pool
+                    .server_id(SERVERS[usize::from(s)])
+                    .expect("configured");
+                sut.pool
+                    .handle(now, Event::ServerDown { server: id })
+                    .expect("known server");
+            }
+            Step::ServerUp(s) => {
+                let id = sut
+                    .pool
+                    .server_id(SERVERS[usize::from(s)])
+                    .expect("configured");
+                sut.pool
+                    .handle(now, Event::ServerUp { server: id })
+                    .expect("known server");
+            }
+            Step::Probe(s, ok) => {
+                let id = sut
+                    .pool
+                    .server_id(SERVERS[usize::from(s)])
+                    .expect("configured");
+                sut.pool
+                    .handle(now, Event::ProbeResult { server: id, ok })
+                    .expect("known server");
+            }
+            Step::Reload {
+                valid,
+                cap,
+                sharing_on_request,
+            } => {
+                let sharing = if sharing_on_request {
+                    Sharing::OnRequest
+                } else {
+                    Sharing::Always
+                };
+                let mut c = config(u32::from(cap), sharing);
+                if !valid {
+                    c.max_users_per_conn = 0;
+                }
+                let before = sut.pool.current_generation();
+                let r = sut.pool.handle(now, Event::Reload(Box::new(c)));
+                match (valid, sut.pool.is_shut_down()) {
+                    (_, true) => assert!(r.is_err()),
+                    (false, false) => {
+                        assert!(matches!(r, Err(Error::Config(_))));
+                        assert_eq!(sut.pool.current_generation(), before);
+                    }
+                    (true, false) => {
+                        r.expect("valid reload");
+                        assert_ne!(sut.pool.current_generation(), before);
+                    }
+                }
+            }
+            Step::Shutdown => sut.pool.handle(now, Event::Shutdown).expect("shutdown"),
+            Step::Forked => sut.pool.handle(now, Event::Forked).expect("fork"),
+            Step::NoMultiplex => sut
+                .pool
+                .handle(now, Event::MultiplexUnsupported)
+                .expect("no multiplexing"),
+            Step::NextTimer => {
+                if let Some(t) = sut.pool.poll_timeout() {
+                    sut.now = sut.now.max(t.at);
+                    sut.pool.handle_timeout(sut.now);
+                }
+            }
+            Step::Advance(ms) => {
+                sut.now = sut.now + Duration::from_millis(u64::from(ms));
+                sut.pool.handle_timeout(sut.now);
+            }
+        }
+        sut.drain(expected);
+        if expected.shut_down {
+            assert!(sut.pool.is_shut_down());
+            assert_eq!(sut.pool.users().count(), 0);
+            assert_eq!(sut.pool.conns().count(), 0);
+        }
+        for &s in &expected.down {
+            let id = sut
+                .pool
+                .server_id(SERVERS[usize::from(s)])
+                .expect("configured");
+            if !expected.shut_down {
+                assert!(
+                    matches!(sut.pool.health(id), Some(ldapmux_core::Health::Down { .. })),
+                    "server {s} reported down"
+                );
+            }
+        }
+        // Generations: at most one current, and detached ones only while
+        // something still holds them.
+        assert!(
+            sut.pool.generations().count() as u32 <= expected.reloads + 2 || expected.shut_down
+        );
+        sut
+    }
+
+    fn check_invariants(sut: &Sut, _: &Expected) {
+        if let Err(e) = sut.pool.check_invariants() {
+            panic!("{e}\n{:#?}", sut.pool);
+        }
+    }
+
+    fn teardown(mut sut: Sut, expected: Expected) {
+        // Drive everything to an end: open what is opening, release who is
+        // connected, let every deadline pass. Bounded.
+        for _ in 0..100 {
+            for c in sut.connecting() {
+                // An earlier report in this round may have closed it.
+                if sut
+                    .pool
+                    .conn(c)
+                    .is_some_and(|c| c.phase == ConnPhase::Connecting)
+                {
+                    sut.pool
+                        .handle(sut.now, Event::ConnOpened { conn: c })
+                        .expect("opening");
+                    sut.drain(&expected);
+                }
+            }
+            for u in sut.live_users(Some(UserPhase::Connected)) {
+                if sut.pool.user(u).is_some() {
+                    sut.pool
+                        .handle(sut.now, Event::Release { user: u })
+                        .expect("connected");
+                    sut.told.get_mut(&u).expect("known").ended = true;
+                    sut.drain(&expected);
+                }
+            }
+            if let Some(t) = sut.pool.poll_timeout() {
+                sut.now = sut.now.max(t.at);
+                sut.pool.handle_timeout(sut.now);
+            }
+            sut.drain(&expected);
+            sut.pool.check_invariants().expect("invariants at teardown");
+            if sut.pool.users().next().is_none() {
+                break;
+            }
+        }
+        assert_eq!(sut.pool.users().count(), 0, "users left after teardown");
+        for (u, t) in &sut.told {
+            assert!(t.ended, "{u} never ended: {t:?}");
+            assert!(
+                t.wakeups == 1 || (t.wakeups == 0 && !t.granted),
+                "{u}: {t:?}"
+            );
+        }
+        if !sut.pool.is_shut_down() {
+            assert_eq!(
+                sut.pool.generations().count(),
+                1,
+                "a detached generation outlived its users"
+            );
+        }
+    }
+}
+
+prop_state_machine! {
+    #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
+    fn random_inputs_keep_every_rule(sequential 1..120 => PoolTest);
+}
+
+#[test]
+fn the_property_test_runs_its_cases() {
+    // The property runs only here, so the count is exactly this run's cases.
+    random_inputs_keep_every_rule();
+    let n = CASES_RUN.load(Ordering::Relaxed);
+    println!("proptest cases run: {n}");
+    assert!(n >= CASES as usize, "only {n} cases ran");
+}
