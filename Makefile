@@ -4,7 +4,7 @@
 CARGO ?= cargo
 # Loom builds with a crate-specific cfg into its own target dir, so it never
 # invalidates the normal build (a global `--cfg loom` would break tokio).
-LOOM_ENV = RUSTFLAGS="--cfg ldapmux_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom
+LOOM_ENV = RUSTFLAGS="--cfg ldapmux_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom
 
 .PHONY: demo test deps fmt clippy unit doc loom model simulate bench
 
@@ -34,7 +34,7 @@ doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 loom:
-	@echo "== loom checks of the driver (LOOM_MAX_PREEMPTIONS=2)"
+	@echo "== loom checks of the driver (LOOM_MAX_PREEMPTIONS=3)"
 	$(LOOM_ENV) $(CARGO) test -p ldapmux-driver --release --test 'loom_*'
 
 model:
