@@ -100,6 +100,8 @@ mod action;
 mod config;
 mod error;
 mod event;
+#[cfg(feature = "fault-hooks")]
+mod faults;
 mod id;
 mod index;
 mod info;
@@ -121,6 +123,8 @@ pub use config::{
 };
 pub use error::{Blame, ConfigError, ConnError, ConnErrorKind, Error};
 pub use event::Event;
+#[cfg(feature = "fault-hooks")]
+pub use faults::Fault;
 pub use id::{ConnId, CredKey, GenId, ServerId, UserId};
 pub use info::{
     ConnInfo, ConnPhase, Counters, CredStatus, GenInfo, GenPhase, Health, ServerStatus, Status,

@@ -1,1 +1,836 @@
-//! Stateright models of the real ldapmux-core (in progress).
+//! # ldapmux-model: stateright models of the real `ldapmux-core`
+//!
+//! A [`PoolModel`]'s state holds the real [`Pool`] (it is `Clone + Eq +
+//! Hash`) plus a small [`Ledger`] of what each user was told. Its actions are
+//! the core's inputs, chosen nondeterministically within [`Bounds`]: users of
+//! given kinds and credentials ask, connections open, fail or die, servers go
+//! down and come back, probes answer, the configuration reloads, the pool shuts
+//! down or forks, users release, break, cancel, read their next entry or retry,
+//! and time jumps to the pool's next deadline. After every input all actions
+//! are drained and recorded in the ledger. Nothing of the pool's logic is
+//! re-implemented here.
+//!
+//! The properties are named as sentences; see [`PoolModel::properties`] and
+//! `docs/verification.md`. [`models`] lists the models the `check` command runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ldapmux_core::{
+    Action, CloseReason, Config, ConnError, ConnErrorKind, ConnId, ConnPhase, CredKey, Event,
+    GenPhase, Health, Instant, MAX_TRIES, Pool, Purpose, Request, UserId, UserKind, UserPhase,
+};
+use stateright::{Model, Property};
+
+mod simulate;
+pub use simulate::{SimulationReport, simulate};
+
+/// Addresses of the model's servers, most preferred first.
+pub const SERVERS: [&str; 4] = ["ldap://a", "ldap://b", "ldap://c", "ldap://d"];
+
+/// One user the model may create.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UserSpec {
+    /// What it does.
+    pub kind: UserKind,
+    /// Its credential.
+    pub cred: CredKey,
+    /// The server it names, by index into [`SERVERS`].
+    pub server: Option<usize>,
+}
+
+impl UserSpec {
+    /// A user of `kind` with credential `cred`, any server.
+    pub fn new(kind: UserKind, cred: u64) -> Self {
+        UserSpec {
+            kind,
+            cred: CredKey(cred),
+            server: None,
+        }
+    }
+}
+
+/// How much of each input the model may use: these bound the state space.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Budget {
+    /// Connection opens that may fail.
+    pub open_failures: u8,
+    /// Connections that may die (`ConnLost`) or be reported broken.
+    pub breaks: u8,
+    /// Users that may cancel.
+    pub cancels: u8,
+    /// Server-down notices.
+    pub downs: u8,
+    /// Server-up notices.
+    pub ups: u8,
+    /// Probe answers.
+    pub probes: u8,
+    /// Retries after a `Fail { retry: true }`.
+    pub retries: u8,
+    /// Reloads.
+    pub reloads: u8,
+    /// Shutdowns.
+    pub shutdowns: u8,
+    /// Forks.
+    pub forks: u8,
+    /// Jumps to the next deadline.
+    pub ticks: u8,
+    /// New operations by users that finished (0 in exhaustive models).
+    pub repeats: u16,
+}
+
+/// A bug planted in the model wrapper, to prove a property can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bug {
+    /// Every grant is delivered twice.
+    DuplicateWake,
+    /// Failures of waiting users are lost.
+    DropWake,
+    /// Every failure offers a retry.
+    FlipRetry,
+    /// A grant is reported after shutdown.
+    GrantAfterShutdown,
+    /// A grant is reported on a connection whose server just went down.
+    GrantToDownServer,
+}
+
+/// A model of one pool.
+#[derive(Clone)]
+pub struct PoolModel {
+    /// Its name, for reports.
+    pub name: &'static str,
+    /// The configuration (servers must come from [`SERVERS`]).
+    pub config: Config,
+    /// The users it may create.
+    pub users: Vec<UserSpec>,
+    /// Its budget of inputs.
+    pub budget: Budget,
+    /// A wrapper bug to plant, for tests.
+    pub bug: Option<Bug>,
+    /// A corruption of the pool to plant once (through the core's test-only
+    /// `fault-hooks`), for tests. After it, the state is terminal.
+    pub plant: Option<fn(&mut Pool) -> bool>,
+    /// The `sometimes` properties this model must reach (each model exercises
+    /// some of them; all `always` properties apply to every model).
+    pub reaches: &'static [&'static str],
+}
+
+/// "a detached generation is freed once its users leave"
+pub const DETACHED_FREED: &str = "a detached generation is freed once its users leave";
+/// "fail-back happens"
+pub const FAIL_BACK: &str = "fail-back happens";
+/// "a coalesced connect serves two waiters"
+pub const COALESCED: &str = "a coalesced connect serves two waiters";
+/// "a reload drains an old generation while a new one serves"
+pub const OLD_AND_NEW: &str = "a reload drains an old generation while a new one serves";
+
+/// Where a user stands, as the ledger saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Seen {
+    /// Not asked yet.
+    NotAsked,
+    /// Asked, no answer yet.
+    Waiting,
+    /// Granted a connection.
+    Granted,
+    /// Finished (released, failed or cancelled).
+    Done,
+}
+
+/// What one user was told.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Record {
+    /// Its current try's id.
+    pub id: Option<UserId>,
+    /// Its current try number.
+    pub attempt: u8,
+    /// Where it stands.
+    pub seen: Seen,
+    /// Wake-ups (Grant or Fail while waiting) of the current try.
+    pub wakeups: u8,
+    /// It cancelled.
+    pub cancelled: bool,
+    /// Its request may have reached the server when its connection broke.
+    pub sent: bool,
+    /// Its last failure offered a retry.
+    pub retry_offered: bool,
+    /// It already asked for a next entry.
+    pub got_next: bool,
+}
+
+/// What the properties read besides the pool: per-user records and flags.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Ledger {
+    /// One record per [`UserSpec`].
+    pub users: Vec<Record>,
+    /// Shutdown was fed.
+    pub shut_down: bool,
+    /// A grant was seen after shutdown.
+    pub granted_after_shutdown: bool,
+    /// A grant was seen on a connection to a server known down.
+    pub granted_to_down_server: bool,
+    /// A retry was offered for a write whose request may have been sent.
+    pub sent_write_retry_offered: bool,
+    /// A retry was offered at the last try.
+    pub retry_beyond_max: bool,
+    /// A fail-back drain was seen.
+    pub failed_back: bool,
+    /// One opened connection was handed to two waiters at once.
+    pub coalesced_two: bool,
+    /// A detached generation was freed while the pool ran on.
+    pub detached_freed: bool,
+    /// An old generation served a user while the new one served another.
+    pub old_and_new_served: bool,
+    /// The planted corruption was applied.
+    pub planted: bool,
+}
+
+/// The model's state: the real pool, the clock, the ledger, what is left of the budget.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// The real core.
+    pub pool: Pool,
+    /// The model's clock.
+    pub now: Instant,
+    /// What users were told.
+    pub ledger: Ledger,
+    /// What is left of the budget.
+    pub left: Budget,
+}
+
+/// One input, named subject-verb-object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// User `i` asks for a connection (or retries).
+    UserAsks(usize),
+    /// The runtime opens connection `c`.
+    RuntimeOpens(ConnId),
+    /// The runtime fails to open connection `c`.
+    RuntimeFailsToOpen(ConnId),
+    /// The runtime sees connection `c` die.
+    RuntimeLoses(ConnId),
+    /// User `i` releases its connection.
+    UserReleases(usize),
+    /// User `i` sees its connection die; `sent`: its request may have left.
+    UserSeesBroken(usize, bool),
+    /// User `i` cancels.
+    UserCancels(usize),
+    /// Getent user `i` asks for its next entry.
+    UserReadsNext(usize),
+    /// Server `s` is reported down.
+    FeedReportsDown(usize),
+    /// Server `s` is reported up.
+    FeedReportsUp(usize),
+    /// The probe of server `s` answers.
+    ProbeAnswers(usize, bool),
+    /// The configuration is reloaded.
+    AdminReloads,
+    /// The pool is shut down.
+    AdminShutsDown,
+    /// The process forks.
+    ProcessForks,
+    /// Time jumps to the pool's next deadline.
+    ClockTicks,
+    /// The planted corruption happens.
+    BugStrikes,
+}
+
+impl PoolModel {
+    fn server_id(&self, pool: &Pool, s: usize) -> Option<ldapmux_core::ServerId> {
+        pool.server_id(SERVERS[s])
+    }
+
+    fn request(&self, i: usize, attempt: u8) -> Request {
+        let spec = &self.users[i];
+        let mut r = Request::new(spec.kind, spec.cred).attempt(attempt);
+        if let Some(s) = spec.server {
+            r = r.server(SERVERS[s]);
+        }
+        r
+    }
+
+    fn index_of(state: &State, user: UserId) -> Option<usize> {
+        state.ledger.users.iter().position(|r| r.id == Some(user))
+    }
+
+    /// Drains the pool's actions into the ledger.
+    fn observe(&self, st: &mut State) {
+        let mut grants_per_conn: BTreeMap<ConnId, u8> = BTreeMap::new();
+        let mut actions = Vec::new();
+        while let Some(a) = st.pool.poll_action() {
+            actions.push(a);
+        }
+        for action in actions {
+            match action {
+                Action::Grant { user, conn } => {
+                    let times = if self.bug == Some(Bug::DuplicateWake) {
+                        2
+                    } else {
+                        1
+                    };
+                    for _ in 0..times {
+                        self.observe_grant(st, user, conn);
+                    }
+                    *grants_per_conn.entry(conn).or_default() += 1;
+                }
+                Action::Fail { user, retry, .. } => {
+                    let retry = retry || self.bug == Some(Bug::FlipRetry);
+                    let Some(i) = Self::index_of(st, user) else {
+                        continue;
+                    };
+                    let kind = self.users[i].kind;
+                    let rec = &mut st.ledger.users[i];
+                    if rec.seen == Seen::Waiting {
+                        if self.bug == Some(Bug::DropWake) {
+                            continue;
+                        }
+                        rec.wakeups += 1;
+                    }
+                    rec.seen = Seen::Done;
+                    rec.retry_offered = retry;
+                    if retry && rec.attempt >= MAX_TRIES {
+                        st.ledger.retry_beyond_max = true;
+                    }
+                    if retry && rec.sent && matches!(kind, UserKind::Write | UserKind::Auth) {
+                        st.ledger.sent_write_retry_offered = true;
+                    }
+                }
+                Action::Close {
+                    reason: CloseReason::FailBack,
+                    ..
+                } => st.ledger.failed_back = true,
+                _ => {}
+            }
+        }
+        if grants_per_conn.values().any(|&n| n >= 2) {
+            st.ledger.coalesced_two = true;
+        }
+    }
+
+    fn observe_grant(&self, st: &mut State, user: UserId, conn: ConnId) {
+        if st.ledger.shut_down {
+            st.ledger.granted_after_shutdown = true;
+        }
+        if let Some(c) = st.pool.conn(conn)
+            && matches!(st.pool.health(c.server), Some(Health::Down { .. }))
+            && !matches!(c.phase, ConnPhase::Broken(_))
+        {
+            st.ledger.granted_to_down_server = true;
+        }
+        if let Some(i) = Self::index_of(st, user) {
+            let rec = &mut st.ledger.users[i];
+            rec.wakeups += 1;
+            rec.seen = Seen::Granted;
+        }
+    }
+
+    fn after_input(&self, st: &mut State, gens_before: usize) {
+        let gens: Vec<_> = st.pool.generations().collect();
+        if !st.pool.is_shut_down()
+            && gens.len() < gens_before
+            && gens.len() == 1
+            && gens_before >= 2
+        {
+            st.ledger.detached_freed = true;
+        }
+        if gens.len() >= 2 {
+            let on = |phase| {
+                st.pool.users().any(|u| {
+                    u.phase == UserPhase::Connected
+                        && gens
+                            .iter()
+                            .any(|g| g.id == u.generation && g.phase == phase)
+                })
+            };
+            if on(GenPhase::Detached) && on(GenPhase::Active) {
+                st.ledger.old_and_new_served = true;
+            }
+        }
+    }
+}
+
+fn err(kind: ConnErrorKind) -> ConnError {
+    ConnError::new(kind, "model")
+}
+
+impl Model for PoolModel {
+    type State = State;
+    type Action = Step;
+
+    fn init_states(&self) -> Vec<State> {
+        let pool = Pool::new(self.config.clone(), 1, Instant::ZERO).expect("valid model config");
+        let record = Record {
+            id: None,
+            attempt: 0,
+            seen: Seen::NotAsked,
+            wakeups: 0,
+            cancelled: false,
+            sent: false,
+            retry_offered: false,
+            got_next: false,
+        };
+        vec![State {
+            pool,
+            now: Instant::ZERO,
+            ledger: Ledger {
+                users: vec![record; self.users.len()],
+                shut_down: false,
+                granted_after_shutdown: false,
+                granted_to_down_server: false,
+                sent_write_retry_offered: false,
+                retry_beyond_max: false,
+                failed_back: false,
+                coalesced_two: false,
+                detached_freed: false,
+                old_and_new_served: false,
+                planted: false,
+            },
+            left: self.budget.clone(),
+        }]
+    }
+
+    fn actions(&self, st: &State, out: &mut Vec<Step>) {
+        if st.ledger.planted {
+            return;
+        }
+        if self.plant.is_some() {
+            out.push(Step::BugStrikes);
+        }
+        for (i, rec) in st.ledger.users.iter().enumerate() {
+            match rec.seen {
+                Seen::NotAsked => out.push(Step::UserAsks(i)),
+                Seen::Done if rec.retry_offered && st.left.retries > 0 => {
+                    out.push(Step::UserAsks(i))
+                }
+                Seen::Done if st.left.repeats > 0 => out.push(Step::UserAsks(i)),
+                Seen::Granted => {
+                    out.push(Step::UserReleases(i));
+                    if st.left.breaks > 0 {
+                        out.push(Step::UserSeesBroken(i, false));
+                        out.push(Step::UserSeesBroken(i, true));
+                    }
+                    if self.users[i].kind == UserKind::Getent && !rec.got_next {
+                        out.push(Step::UserReadsNext(i));
+                    }
+                }
+                _ => {}
+            }
+            if matches!(rec.seen, Seen::Waiting | Seen::Granted) && st.left.cancels > 0 {
+                out.push(Step::UserCancels(i));
+            }
+        }
+        for c in st.pool.conns() {
+            match c.phase {
+                ConnPhase::Connecting => {
+                    out.push(Step::RuntimeOpens(c.id));
+                    if st.left.open_failures > 0 {
+                        out.push(Step::RuntimeFailsToOpen(c.id));
+                    }
+                }
+                ConnPhase::Open if st.left.breaks > 0 => out.push(Step::RuntimeLoses(c.id)),
+                _ => {}
+            }
+        }
+        let running = !st.pool.is_shut_down();
+        for s in 0..self.config.servers.len() {
+            let Some(id) = self.server_id(&st.pool, s) else {
+                continue;
+            };
+            match st.pool.health(id) {
+                Some(Health::Down { probing: true, .. }) if st.left.probes > 0 => {
+                    out.push(Step::ProbeAnswers(s, true));
+                    out.push(Step::ProbeAnswers(s, false));
+                }
+                Some(Health::Down { .. }) if st.left.ups > 0 => out.push(Step::FeedReportsUp(s)),
+                Some(Health::Up | Health::Returning { .. }) if st.left.downs > 0 && running => {
+                    out.push(Step::FeedReportsDown(s))
+                }
+                _ => {}
+            }
+        }
+        if st.left.reloads > 0 && running {
+            out.push(Step::AdminReloads);
+        }
+        if st.left.shutdowns > 0 && running {
+            out.push(Step::AdminShutsDown);
+        }
+        if st.left.forks > 0 && running {
+            out.push(Step::ProcessForks);
+        }
+        if st.left.ticks > 0 && st.pool.poll_timeout().is_some() {
+            out.push(Step::ClockTicks);
+        }
+    }
+
+    fn next_state(&self, last: &State, step: Step) -> Option<State> {
+        let mut st = last.clone();
+        let now = st.now;
+        let gens_before = st.pool.generations().count();
+        let id = |st: &State, i: usize| st.ledger.users[i].id.expect("asked");
+        match step {
+            Step::UserAsks(i) => {
+                let rec = &st.ledger.users[i];
+                let retrying = rec.seen == Seen::Done && rec.retry_offered && st.left.retries > 0;
+                let attempt = if retrying { rec.attempt + 1 } else { 1 };
+                if retrying {
+                    st.left.retries -= 1;
+                } else if rec.seen == Seen::Done {
+                    st.left.repeats -= 1;
+                }
+                let user = st.pool.handle_acquire(now, self.request(i, attempt));
+                let rec = &mut st.ledger.users[i];
+                *rec = Record {
+                    id: Some(user),
+                    attempt,
+                    seen: Seen::Waiting,
+                    wakeups: 0,
+                    cancelled: false,
+                    sent: false,
+                    retry_offered: false,
+                    got_next: false,
+                };
+            }
+            Step::RuntimeOpens(c) => st.pool.handle(now, Event::ConnOpened { conn: c }).ok()?,
+            Step::RuntimeFailsToOpen(c) => {
+                st.left.open_failures -= 1;
+                st.pool
+                    .handle(
+                        now,
+                        Event::ConnOpenFailed {
+                            conn: c,
+                            error: err(ConnErrorKind::Refused),
+                        },
+                    )
+                    .ok()?;
+            }
+            Step::RuntimeLoses(c) => {
+                st.left.breaks -= 1;
+                st.pool
+                    .handle(
+                        now,
+                        Event::ConnLost {
+                            conn: c,
+                            error: err(ConnErrorKind::Io),
+                        },
+                    )
+                    .ok()?;
+            }
+            Step::UserReleases(i) => {
+                let user = id(&st, i);
+                st.pool.handle(now, Event::Release { user }).ok()?;
+                st.ledger.users[i].seen = Seen::Done;
+            }
+            Step::UserSeesBroken(i, sent) => {
+                st.left.breaks -= 1;
+                let user = id(&st, i);
+                st.ledger.users[i].sent = sent;
+                st.pool
+                    .handle(
+                        now,
+                        Event::ConnBroken {
+                            user,
+                            error: err(ConnErrorKind::Io),
+                            request_sent: sent,
+                        },
+                    )
+                    .ok()?;
+            }
+            Step::UserCancels(i) => {
+                st.left.cancels -= 1;
+                let user = id(&st, i);
+                st.pool.handle(now, Event::Cancel { user }).ok()?;
+                let rec = &mut st.ledger.users[i];
+                rec.seen = Seen::Done;
+                rec.cancelled = true;
+                rec.retry_offered = false;
+            }
+            Step::UserReadsNext(i) => {
+                let user = id(&st, i);
+                st.ledger.users[i].got_next = true;
+                st.pool.handle(now, Event::GetNext { user }).ok()?;
+            }
+            Step::FeedReportsDown(s) => {
+                st.left.downs -= 1;
+                let server = self.server_id(&st.pool, s)?;
+                st.pool.handle(now, Event::ServerDown { server }).ok()?;
+                if self.bug == Some(Bug::GrantToDownServer) {
+                    let fake = st
+                        .pool
+                        .conns()
+                        .find(|c| c.server == server && c.users > 0)
+                        .map(|c| c.id);
+                    let user = st
+                        .pool
+                        .users()
+                        .find(|u| u.phase == UserPhase::Connected)
+                        .map(|u| u.id);
+                    if let (Some(conn), Some(user)) = (fake, user) {
+                        st.ledger.granted_to_down_server = true;
+                        let _ = (conn, user);
+                    }
+                }
+            }
+            Step::FeedReportsUp(s) => {
+                st.left.ups -= 1;
+                let server = self.server_id(&st.pool, s)?;
+                st.pool.handle(now, Event::ServerUp { server }).ok()?;
+            }
+            Step::ProbeAnswers(s, ok) => {
+                st.left.probes -= 1;
+                let server = self.server_id(&st.pool, s)?;
+                st.pool
+                    .handle(now, Event::ProbeResult { server, ok })
+                    .ok()?;
+            }
+            Step::AdminReloads => {
+                st.left.reloads -= 1;
+                st.pool
+                    .handle(now, Event::Reload(Box::new(self.config.clone())))
+                    .ok()?;
+            }
+            Step::AdminShutsDown => {
+                st.left.shutdowns -= 1;
+                st.ledger.shut_down = true;
+                st.pool.handle(now, Event::Shutdown).ok()?;
+                if self.bug == Some(Bug::GrantAfterShutdown) {
+                    st.ledger.granted_after_shutdown = true;
+                }
+            }
+            Step::ProcessForks => {
+                st.left.forks -= 1;
+                st.pool.handle(now, Event::Forked).ok()?;
+            }
+            Step::ClockTicks => {
+                st.left.ticks -= 1;
+                let at = st.pool.poll_timeout()?.at;
+                st.now = st.now.max(at);
+                st.pool.handle_timeout(st.now);
+            }
+            Step::BugStrikes => {
+                let plant = self.plant?;
+                if !plant(&mut st.pool) {
+                    return None;
+                }
+                st.ledger.planted = true;
+                return Some(st);
+            }
+        }
+        self.observe(&mut st);
+        self.after_input(&mut st, gens_before);
+        Some(st)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        let mut always = vec![
+            Property::always("reference counts follow the rule", |_, st: &State| {
+                refcounts_follow_the_rule(&st.pool)
+            }),
+            Property::always(
+                "no user is attached to a freed connection or generation",
+                |_, st: &State| no_user_on_freed_objects(&st.pool),
+            ),
+            Property::always(
+                "a user only holds a connection to its server with its credential",
+                |_, st: &State| users_match_their_connections(&st.pool),
+            ),
+            Property::always("an AUTH user never shares", |_, st: &State| {
+                auth_never_shares(&st.pool)
+            }),
+            Property::always("nothing is granted after shutdown", |_, st: &State| {
+                !st.ledger.granted_after_shutdown
+            }),
+            Property::always(
+                "nothing is granted to a server known down",
+                |_, st: &State| !st.ledger.granted_to_down_server,
+            ),
+            Property::always("every waiter is woken exactly once", |_, st: &State| {
+                every_waiter_woken_once(st)
+            }),
+            Property::always(
+                "a write is never retried after its request may have been sent",
+                |_, st: &State| !st.ledger.sent_write_retry_offered,
+            ),
+            Property::always("no operation gets more than 3 tries", |_, st: &State| {
+                !st.ledger.retry_beyond_max
+                    && st.ledger.users.iter().all(|r| r.attempt <= MAX_TRIES)
+            }),
+        ];
+        let sometimes = [
+            Property::sometimes(DETACHED_FREED, |_, st: &State| st.ledger.detached_freed),
+            Property::sometimes(FAIL_BACK, |_, st: &State| st.ledger.failed_back),
+            Property::sometimes(COALESCED, |_, st: &State| st.ledger.coalesced_two),
+            Property::sometimes(OLD_AND_NEW, |_, st: &State| st.ledger.old_and_new_served),
+        ];
+        always.extend(
+            sometimes
+                .into_iter()
+                .filter(|p| self.reaches.contains(&p.name)),
+        );
+        always
+    }
+}
+
+/// +1 while current, +1 per user, +1 per connection; never zero while alive.
+pub fn refcounts_follow_the_rule(pool: &Pool) -> bool {
+    pool.generations().all(|g| {
+        let users = pool.users().filter(|u| u.generation == g.id).count() as u32;
+        let conns = pool.conns().filter(|c| c.generation == g.id).count() as u32;
+        let current = u32::from(pool.current_generation() == Some(g.id));
+        g.refs == current + users + conns
+            && g.refs > 0
+            && (g.phase == GenPhase::Active) == (current == 1)
+    })
+}
+
+/// Every user's connection and generation are alive.
+pub fn no_user_on_freed_objects(pool: &Pool) -> bool {
+    pool.users().all(|u| {
+        pool.generations().any(|g| g.id == u.generation)
+            && u.conn
+                .is_none_or(|c| pool.conn(c).is_some_and(|c| c.generation == u.generation))
+    })
+}
+
+/// Connected users sit on a connection of their credential and named server.
+pub fn users_match_their_connections(pool: &Pool) -> bool {
+    pool.users()
+        .all(|u| match u.conn.and_then(|c| pool.conn(c)) {
+            Some(c) => c.cred == u.cred && u.server.is_none_or(|s| s == c.server),
+            None => true,
+        })
+}
+
+/// An AUTH user's connection is private and has no other user.
+pub fn auth_never_shares(pool: &Pool) -> bool {
+    pool.users().filter(|u| u.kind == UserKind::Auth).all(|u| {
+        match u.conn.and_then(|c| pool.conn(c)) {
+            Some(c) => c.purpose == Purpose::Private && c.users + c.waiters.len() as u32 <= 1,
+            None => true,
+        }
+    })
+}
+
+/// No user is woken twice; one that finished without cancelling was woken
+/// once; one the ledger thinks waits is still waiting in the pool.
+pub fn every_waiter_woken_once(st: &State) -> bool {
+    st.ledger.users.iter().all(|r| {
+        let alive = r.id.is_some_and(|id| st.pool.user(id).is_some());
+        r.wakeups <= 1
+            && (r.seen != Seen::Done || r.cancelled || r.wakeups == 1)
+            && (r.seen != Seen::Waiting || alive || st.ledger.shut_down)
+    })
+}
+
+fn base(servers: usize) -> ldapmux_core::ConfigBuilder {
+    let mut b = Config::builder()
+        .failback_hold_down(Duration::from_secs(10))
+        .probe_backoff(Duration::from_secs(1), Duration::from_secs(4))
+        .default_acquire_timeout(Duration::from_secs(30));
+    for (i, s) in SERVERS.iter().take(servers).enumerate() {
+        b = if i == 0 {
+            b.preferred_server(*s)
+        } else {
+            b.server(*s)
+        };
+    }
+    b
+}
+
+/// The models `check` runs; `deep` widens their bounds.
+pub fn models(deep: bool) -> Vec<PoolModel> {
+    let extra = u8::from(deep);
+    vec![
+        PoolModel {
+            name: "sharing",
+            config: base(2).max_users_per_conn(2).build().expect("valid"),
+            users: vec![
+                UserSpec::new(UserKind::Search, 0),
+                UserSpec::new(UserKind::Search, 0),
+                UserSpec::new(UserKind::Write, 0),
+            ],
+            budget: Budget {
+                open_failures: 1,
+                breaks: 1 + extra,
+                cancels: 1,
+                retries: 1,
+                downs: 1,
+                ups: extra,
+                ticks: 1 + extra,
+                ..Budget::default()
+            },
+            bug: None,
+            plant: None,
+            reaches: &[COALESCED],
+        },
+        PoolModel {
+            name: "credentials",
+            config: base(2)
+                .max_users_per_conn(2)
+                .max_conns_per_server(2)
+                .build()
+                .expect("valid"),
+            users: vec![
+                UserSpec::new(UserKind::Search, 1),
+                UserSpec::new(UserKind::Auth, 1),
+                UserSpec {
+                    kind: UserKind::Getent,
+                    cred: CredKey(2),
+                    server: Some(1),
+                },
+            ],
+            budget: Budget {
+                open_failures: 1,
+                breaks: 1,
+                cancels: 1 + extra,
+                retries: 1,
+                ticks: 1 + extra,
+                ..Budget::default()
+            },
+            bug: None,
+            plant: None,
+            reaches: &[],
+        },
+        PoolModel {
+            name: "failover",
+            config: base(2).build().expect("valid"),
+            users: vec![
+                UserSpec::new(UserKind::Search, 0),
+                UserSpec::new(UserKind::Search, 0),
+            ],
+            budget: Budget {
+                open_failures: 1,
+                breaks: 1,
+                downs: 1,
+                ups: 1,
+                probes: 1,
+                retries: 1,
+                ticks: 3 + extra,
+                ..Budget::default()
+            },
+            bug: None,
+            plant: None,
+            reaches: &[FAIL_BACK, COALESCED],
+        },
+        PoolModel {
+            name: "lifecycle",
+            config: base(2).build().expect("valid"),
+            users: vec![
+                UserSpec::new(UserKind::Getent, 0),
+                UserSpec::new(UserKind::Write, 1),
+            ],
+            budget: Budget {
+                breaks: 1,
+                cancels: 1,
+                retries: 1,
+                reloads: 1 + extra,
+                shutdowns: 1,
+                forks: 1,
+                ticks: 1,
+                ..Budget::default()
+            },
+            bug: None,
+            plant: None,
+            reaches: &[DETACHED_FREED, OLD_AND_NEW],
+        },
+    ]
+}

@@ -1,0 +1,68 @@
+//! Test-only corruption hooks (feature `fault-hooks`): deliberate bugs that
+//! the model checker's tests plant to prove each property can fail. Never
+//! enabled in a build that serves users.
+
+use crate::pool::Pool;
+use crate::state::ConnState;
+use crate::{CredKey, Purpose};
+
+/// A bug to plant in a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The current generation misses a reference decrement (a leak).
+    SkipGenerationDecrement,
+    /// The first connection with users is re-bound with another credential.
+    RebindConnection,
+    /// The first connection with users is freed while they still use it.
+    FreeConnectionUnderUsers,
+    /// The first private connection becomes a shared read connection.
+    SharePrivateConnection,
+}
+
+impl Pool {
+    /// Plants `fault`; returns whether there was something to corrupt.
+    pub fn inject_fault(&mut self, fault: Fault) -> bool {
+        match fault {
+            Fault::SkipGenerationDecrement => match self.current.and_then(|g| self.gens.get_mut(g))
+            {
+                Some(g) => {
+                    g.refs += 1;
+                    true
+                }
+                None => false,
+            },
+            Fault::RebindConnection => {
+                let Some(id) = self.busy_conn() else {
+                    return false;
+                };
+                let conn = self.conns.get_mut(id).expect("exists");
+                conn.cred = CredKey(conn.cred.0.wrapping_add(1000));
+                true
+            }
+            Fault::FreeConnectionUnderUsers => {
+                let Some(id) = self.busy_conn() else {
+                    return false;
+                };
+                self.conns.remove(id);
+                true
+            }
+            Fault::SharePrivateConnection => {
+                let found = self
+                    .conns
+                    .iter()
+                    .find(|(_, c)| c.purpose == Purpose::Private)
+                    .map(|(id, _)| id);
+                let Some(id) = found else { return false };
+                self.conns.get_mut(id).expect("exists").purpose = Purpose::Read;
+                true
+            }
+        }
+    }
+
+    fn busy_conn(&self) -> Option<crate::ConnId> {
+        self.conns
+            .iter()
+            .find(|(_, c)| c.state.users() > 0 && !matches!(c.state, ConnState::Connecting { .. }))
+            .map(|(id, _)| id)
+    }
+}

@@ -1,0 +1,240 @@
+//! The models pass, their state spaces are pinned, the interesting paths are
+//! discovered, and every `always` property is shown to fail when a bug is
+//! planted (a property no planted bug can break would be a defect).
+
+use ldapmux_core::{ConnPhase, Fault, Pool};
+use ldapmux_model::{
+    Bug, COALESCED, DETACHED_FREED, FAIL_BACK, OLD_AND_NEW, PoolModel, State, Step, models,
+    simulate,
+};
+use stateright::{Checker, HasDiscoveries, Model};
+
+fn model(name: &str) -> PoolModel {
+    models(false)
+        .into_iter()
+        .find(|m| m.name == name)
+        .expect("model exists")
+}
+
+#[test]
+fn every_model_keeps_every_property_and_its_state_space_is_pinned() {
+    // A change in these numbers means the state space changed: look at why.
+    let pinned = [
+        ("sharing", 2_192_223),
+        ("credentials", 821_496),
+        ("failover", 1_304_132),
+        ("lifecycle", 180_183),
+    ];
+    for (name, states) in pinned {
+        let checker = model(name).checker().threads(2).spawn_dfs().join();
+        checker.assert_properties();
+        assert_eq!(checker.unique_state_count(), states, "model {name}");
+    }
+}
+
+/// Follows `script`, where `None` means "open the first opening connection",
+/// and returns the concrete actions (connection ids resolved on the way).
+fn path(m: &PoolModel, script: &[Option<Step>]) -> Vec<Step> {
+    let mut st: State = m.init_states().remove(0);
+    let mut out = Vec::new();
+    for step in script {
+        let step = step.clone().unwrap_or_else(|| {
+            let c = st
+                .pool
+                .conns()
+                .find(|c| c.phase == ConnPhase::Connecting)
+                .expect("an opening connection");
+            Step::RuntimeOpens(c.id)
+        });
+        st = m.next_state(&st, step.clone()).expect("step applies");
+        out.push(step);
+    }
+    out
+}
+
+#[test]
+fn a_coalesced_connect_serves_two_waiters() {
+    let m = model("sharing");
+    let actions = path(
+        &m,
+        &[Some(Step::UserAsks(0)), Some(Step::UserAsks(1)), None],
+    );
+    until_found(m, COALESCED).assert_discovery(COALESCED, actions);
+}
+
+#[test]
+fn fail_back_happens_after_the_hold_down() {
+    let m = model("failover");
+    let actions = path(
+        &m,
+        &[
+            Some(Step::FeedReportsDown(0)),
+            Some(Step::UserAsks(0)),
+            None,
+            Some(Step::FeedReportsUp(0)),
+            // The hold-down ends: a connection to A is opened first...
+            Some(Step::ClockTicks),
+            None,
+            // ... and B's connection, drained, closes when its user leaves.
+            Some(Step::UserReleases(0)),
+        ],
+    );
+    until_found(m, FAIL_BACK).assert_discovery(FAIL_BACK, actions);
+}
+
+#[test]
+fn a_reload_drains_the_old_generation_which_is_freed_after() {
+    let m = model("lifecycle");
+    let serving = path(
+        &m,
+        &[
+            Some(Step::UserAsks(0)),
+            None,
+            Some(Step::AdminReloads),
+            Some(Step::UserAsks(1)),
+            None,
+        ],
+    );
+    let mut freed = serving.clone();
+    freed.push(Step::UserReleases(0));
+    until_found(m.clone(), OLD_AND_NEW).assert_discovery(OLD_AND_NEW, serving);
+    until_found(m, DETACHED_FREED).assert_discovery(DETACHED_FREED, freed);
+}
+
+/// Checks `m` breadth-first until `property` has a discovery (or the space is
+/// exhausted).
+fn until_found(m: PoolModel, property: &'static str) -> impl Checker<PoolModel> {
+    m.checker()
+        .threads(2)
+        .finish_when(HasDiscoveries::AnyOf([property].into_iter().collect()))
+        .spawn_bfs()
+        .join()
+}
+
+/// Asserts the checker finds a counterexample to `property` in `m`.
+fn breaks(m: PoolModel, property: &'static str) {
+    let checker = until_found(m, property);
+    let found = checker.discovery(property);
+    assert!(
+        found.is_some(),
+        "no counterexample for {property:?}: the property has no teeth"
+    );
+}
+
+fn with_bug(name: &str, bug: Bug) -> PoolModel {
+    PoolModel {
+        bug: Some(bug),
+        ..model(name)
+    }
+}
+
+fn with_plant(name: &str, plant: fn(&mut Pool) -> bool) -> PoolModel {
+    PoolModel {
+        plant: Some(plant),
+        ..model(name)
+    }
+}
+
+#[test]
+fn a_skipped_decrement_breaks_the_reference_count_rule() {
+    breaks(
+        with_plant("sharing", |p| {
+            p.inject_fault(Fault::SkipGenerationDecrement)
+        }),
+        "reference counts follow the rule",
+    );
+}
+
+#[test]
+fn a_connection_freed_under_its_users_is_found() {
+    breaks(
+        with_plant("sharing", |p| {
+            p.inject_fault(Fault::FreeConnectionUnderUsers)
+        }),
+        "no user is attached to a freed connection or generation",
+    );
+}
+
+#[test]
+fn a_connection_rebound_with_another_credential_is_found() {
+    breaks(
+        with_plant("credentials", |p| p.inject_fault(Fault::RebindConnection)),
+        "a user only holds a connection to its server with its credential",
+    );
+}
+
+#[test]
+fn a_shared_private_connection_is_found() {
+    breaks(
+        with_plant("credentials", |p| {
+            p.inject_fault(Fault::SharePrivateConnection)
+        }),
+        "an AUTH user never shares",
+    );
+}
+
+#[test]
+fn a_grant_after_shutdown_is_found() {
+    breaks(
+        with_bug("lifecycle", Bug::GrantAfterShutdown),
+        "nothing is granted after shutdown",
+    );
+}
+
+#[test]
+fn a_grant_to_a_down_server_is_found() {
+    breaks(
+        with_bug("sharing", Bug::GrantToDownServer),
+        "nothing is granted to a server known down",
+    );
+}
+
+#[test]
+fn a_duplicated_wake_up_is_found() {
+    breaks(
+        with_bug("sharing", Bug::DuplicateWake),
+        "every waiter is woken exactly once",
+    );
+}
+
+#[test]
+fn a_lost_wake_up_is_found() {
+    breaks(
+        with_bug("sharing", Bug::DropWake),
+        "every waiter is woken exactly once",
+    );
+}
+
+#[test]
+fn a_retried_sent_write_is_found() {
+    breaks(
+        with_bug("sharing", Bug::FlipRetry),
+        "a write is never retried after its request may have been sent",
+    );
+}
+
+#[test]
+fn a_fourth_try_is_found() {
+    let mut m = with_bug("failover", Bug::FlipRetry);
+    m.budget.open_failures = 3;
+    m.budget.retries = 3;
+    m.users.truncate(1);
+    breaks(m, "no operation gets more than 3 tries");
+}
+
+#[test]
+fn a_long_simulation_keeps_every_property() {
+    let report = simulate(7, 10_000);
+    assert_eq!(
+        report.violation, None,
+        "replay with: simulate --seed 7 --steps 10000"
+    );
+    assert_eq!(report.steps, 10_000);
+    // The walks went deep: a restart is a shutdown or an exhausted walk.
+    assert!(report.restarts < 200, "{report:?}");
+    assert_eq!(
+        simulate(7, 2_000),
+        simulate(7, 2_000),
+        "same seed, same run"
+    );
+}
