@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::pool::{Holder, Pool};
 use crate::server::HealthState;
-use crate::state::{ConnState, UserState};
+use crate::state::ConnState;
 use crate::timers::Timer;
 use crate::{Action, CloseReason, Config, Error, Instant, MAX_TRIES};
 
@@ -122,10 +122,6 @@ impl Pool {
                 error,
                 retry,
             });
-            debug_assert!(matches!(
-                user.state,
-                UserState::Queued | UserState::Waiting { .. } | UserState::Connected { .. }
-            ));
         }
         for (id, _) in self.conns.iter() {
             self.counters.closes += 1;

@@ -709,19 +709,7 @@ impl Pool {
                 opened,
                 idle_timer,
                 ..
-            } => {
-                self.index.remove_open(&key, conn_id, *users);
-                if let Some(at) = idle_timer {
-                    self.timers.disarm(*at, Timer::Idle(conn_id));
-                }
-                if let Some(age) = self
-                    .gens
-                    .get(key.gen_id)
-                    .and_then(|g| g.config.max_conn_age)
-                {
-                    self.timers.disarm(*opened + age, Timer::MaxAge(conn_id));
-                }
-            }
+            } => self.retire_open(conn_id, &key, *users, *opened, *idle_timer),
             ConnState::Draining { .. } | ConnState::Broken { .. } => {}
         }
         debug_assert_eq!(conn.state.users(), 0, "removing a connection with users");
@@ -762,38 +750,21 @@ impl Pool {
     /// it is closed with `reason` when the last one leaves.
     pub(crate) fn break_conn(&mut self, conn_id: ConnId, error: ConnError, reason: CloseReason) {
         let key = self.key_of(conn_id);
-        let conn = self.conns.get_mut(conn_id).expect("conn exists");
-        let users = match &conn.state {
-            ConnState::Open { users, .. } => {
-                let users = *users;
-                if key.purpose != Purpose::Private {
-                    self.index.remove_open(&key, conn_id, users);
-                }
+        let users = match self.conns.get(conn_id).expect("conn exists").state {
+            ConnState::Open {
+                users,
+                opened,
+                idle_timer,
+                ..
+            } => {
+                self.retire_open(conn_id, &key, users, opened, idle_timer);
                 users
             }
-            ConnState::Draining { users, .. } => *users,
+            ConnState::Draining { users, .. } => users,
             ConnState::Connecting { .. } | ConnState::Broken { .. } => return,
         };
-        let opened = match conn.state {
-            ConnState::Open {
-                opened, idle_timer, ..
-            } => {
-                if let Some(at) = idle_timer {
-                    self.timers.disarm(at, Timer::Idle(conn_id));
-                }
-                Some(opened)
-            }
-            _ => None,
-        };
-        conn.state = ConnState::Broken { users, error };
-        if let (Some(opened), Some(age)) = (
-            opened,
-            self.gens
-                .get(key.gen_id)
-                .and_then(|g| g.config.max_conn_age),
-        ) {
-            self.timers.disarm(opened + age, Timer::MaxAge(conn_id));
-        }
+        self.conns.get_mut(conn_id).expect("conn exists").state =
+            ConnState::Broken { users, error };
         if users == 0 {
             self.close_conn(conn_id, reason);
         }
@@ -802,20 +773,38 @@ impl Pool {
     /// Close when the last user leaves (seed `close_conn_mt_when_nouser`).
     pub(crate) fn drain_conn(&mut self, conn_id: ConnId, reason: CloseReason) {
         let key = self.key_of(conn_id);
-        let conn = self.conns.get_mut(conn_id).expect("conn exists");
         let ConnState::Open {
             users,
             opened,
             idle_timer,
             ..
-        } = conn.state
+        } = self.conns.get(conn_id).expect("conn exists").state
         else {
             return;
         };
-        if key.purpose != Purpose::Private {
-            self.index.remove_open(&key, conn_id, users);
+        self.retire_open(conn_id, &key, users, opened, idle_timer);
+        self.conns.get_mut(conn_id).expect("conn exists").state =
+            ConnState::Draining { users, reason };
+        self.counters.drains += 1;
+        if users == 0 {
+            self.close_conn(conn_id, reason);
         }
-        conn.state = ConnState::Draining { users, reason };
+    }
+
+    /// An open connection stops taking users (it closes, breaks or drains):
+    /// it leaves the match index and its idle and maximum-age timers are
+    /// disarmed.
+    fn retire_open(
+        &mut self,
+        conn_id: ConnId,
+        key: &MatchKey,
+        users: u32,
+        opened: Instant,
+        idle_timer: Option<Instant>,
+    ) {
+        if key.purpose != Purpose::Private {
+            self.index.remove_open(key, conn_id, users);
+        }
         if let Some(at) = idle_timer {
             self.timers.disarm(at, Timer::Idle(conn_id));
         }
@@ -825,10 +814,6 @@ impl Pool {
             .and_then(|g| g.config.max_conn_age)
         {
             self.timers.disarm(opened + age, Timer::MaxAge(conn_id));
-        }
-        self.counters.drains += 1;
-        if users == 0 {
-            self.close_conn(conn_id, reason);
         }
     }
 

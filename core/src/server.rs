@@ -102,6 +102,17 @@ impl Pool {
         }
     }
 
+    /// The generation's servers whose read connections fail back to `better`.
+    fn servers_beaten_by(&self, gen_id: GenId, better: ServerId) -> Vec<ServerId> {
+        self.gens.get(gen_id).map_or_else(Vec::new, |g| {
+            g.servers
+                .iter()
+                .copied()
+                .filter(|&s| s != better && self.fails_back_to(gen_id, s, better))
+                .collect()
+        })
+    }
+
     fn jittered(&mut self, backoff: Duration) -> Duration {
         let half = u64::try_from(backoff.as_nanos() / 2).unwrap_or(u64::MAX);
         backoff + Duration::from_nanos(self.rng.up_to(half))
@@ -272,15 +283,7 @@ impl Pool {
     /// ([`Pool::drain_worse`]).
     fn fail_back_to(&mut self, now: Instant, server: ServerId) {
         let Some(gen_id) = self.current else { return };
-        let Some(generation) = self.gens.get(gen_id) else {
-            return;
-        };
-        let worse: Vec<ServerId> = generation
-            .servers
-            .iter()
-            .copied()
-            .filter(|&s| s != server && self.fails_back_to(gen_id, s, server))
-            .collect();
+        let worse = self.servers_beaten_by(gen_id, server);
         let mut creds: Vec<CredKey> = Vec::new();
         for &s in &worse {
             for (_, conn) in self.conns.iter() {
@@ -323,16 +326,7 @@ impl Pool {
         {
             return;
         }
-        let Some(generation) = self.gens.get(key.gen_id) else {
-            return;
-        };
-        let worse: Vec<ServerId> = generation
-            .servers
-            .iter()
-            .copied()
-            .filter(|&s| s != key.server && self.fails_back_to(key.gen_id, s, key.server))
-            .collect();
-        for s in worse {
+        for s in self.servers_beaten_by(key.gen_id, key.server) {
             let old = MatchKey { server: s, ..key };
             let conns: Vec<_> = self.index.open_conns(&old).collect();
             for conn in conns {
