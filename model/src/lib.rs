@@ -750,12 +750,12 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
             ],
             budget: Budget {
                 open_failures: 1,
-                breaks: 1 + extra,
+                breaks: 1,
                 cancels: 1,
                 retries: 1,
                 downs: 1,
                 ups: extra,
-                ticks: 1 + extra,
+                ticks: 1,
                 ..Budget::default()
             },
             bug: None,
@@ -783,7 +783,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
                 breaks: 1,
                 cancels: 1 + extra,
                 retries: 1,
-                ticks: 1 + extra,
+                ticks: 1,
                 ..Budget::default()
             },
             bug: None,
