@@ -17,7 +17,7 @@
 //! * The timer is pulled, not pushed: [`Io::timer_changed`] only says "look
 //!   again"; the runtime reads [`Driver::next_timeout`] (under the lock, so it
 //!   is always the latest deadline) and calls [`Driver::on_timer`] then.
-//! * Waiting is offered as a [`Future`](std::future::Future) ([`Driver::acquire`],
+//! * Waiting is offered as a [`Future`] ([`Driver::acquire`],
 //!   any executor) and as a blocking wait with a timeout
 //!   ([`Driver::acquire_blocking`]). Dropping the future, or the timeout
 //!   passing, cancels the user in the pool: its slot is released, a
