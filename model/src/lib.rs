@@ -2,7 +2,7 @@
 //!
 //! A [`PoolModel`]'s state holds the real [`Pool`] (it is `Clone + Eq +
 //! Hash`) plus a small [`Ledger`] of what each user was told. Its actions are
-//! the core's inputs, chosen nondeterministically within [`Bounds`]: users of
+//! the core's inputs, chosen nondeterministically within [`Budget`]: users of
 //! given kinds and credentials ask, connections open, fail or die, servers go
 //! down and come back, probes answer, the configuration reloads, the pool shuts
 //! down or forks, users release, break, cancel, read their next entry or retry,
