@@ -10,6 +10,7 @@
 
 #![cfg(ldapmux_loom)]
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -107,6 +108,21 @@ fn serve(driver: &Driver, rt: &Runtime, done: &AtomicBool, fail: bool) {
     }
 }
 
+/// Runs `f` as a user of the pool on a new thread; `done` is set when it
+/// returns, which ends the runtime's `serve` loop.
+fn spawn_user<T: Send + 'static>(
+    driver: &Driver,
+    done: &Arc<AtomicBool>,
+    f: impl FnOnce(&Driver) -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let (driver, done) = (driver.clone(), done.clone());
+    thread::spawn(move || {
+        let result = f(&driver);
+        done.store(true, Ordering::SeqCst);
+        result
+    })
+}
+
 fn all_back_to_zero(driver: &Driver) {
     driver
         .inspect(|p| p.check_invariants())
@@ -157,16 +173,12 @@ fn loom_io_may_call_back_into_the_driver() {
         let (driver, rt) = setup(2);
         *rt.reenter.lock().unwrap() = Some(driver.clone());
         let done = Arc::new(AtomicBool::new(false));
-        let user = {
-            let (driver, done) = (driver.clone(), done.clone());
-            thread::spawn(move || {
-                driver
-                    .acquire_blocking(search(), LONG)
-                    .expect("granted")
-                    .release();
-                done.store(true, Ordering::SeqCst);
-            })
-        };
+        let user = spawn_user(&driver, &done, |driver| {
+            driver
+                .acquire_blocking(search(), LONG)
+                .expect("granted")
+                .release();
+        });
         serve(&driver, &rt, &done, false);
         user.join().unwrap();
         // Break the driver -> runtime -> driver cycle, or loom reports a leak.
@@ -224,20 +236,13 @@ fn loom_cancel_races_with_grant() {
         let (driver, rt) = setup(2);
         let done = Arc::new(AtomicBool::new(false));
         let wakes = std::sync::Arc::new(CountingWaker::default());
-        let user = {
-            let (driver, done, wakes) = (driver.clone(), done.clone(), wakes.clone());
-            thread::spawn(move || {
-                let waker = Waker::from(wakes);
-                let mut fut = driver.acquire(search());
-                let first = std::pin::Pin::new(&mut fut).poll(&mut Context::from_waker(&waker));
-                // Give up: whether or not the grant already came.
-                let granted = matches!(first, Poll::Ready(Ok(_)));
-                drop(first);
-                drop(fut);
-                done.store(true, Ordering::SeqCst);
-                granted
-            })
-        };
+        let waker = Waker::from(wakes.clone());
+        let user = spawn_user(&driver, &done, move |driver| {
+            let mut fut = driver.acquire(search());
+            let first = std::pin::Pin::new(&mut fut).poll(&mut Context::from_waker(&waker));
+            // Give up: whether or not the grant already came.
+            matches!(first, Poll::Ready(Ok(_)))
+        });
         serve(&driver, &rt, &done, false);
         let _ = user.join().unwrap();
         assert!(
@@ -248,23 +253,17 @@ fn loom_cancel_races_with_grant() {
     });
 }
 
-use std::future::Future;
-
 #[test]
 fn loom_reload_races_with_acquire() {
     loom::model(|| {
         let (driver, rt) = setup(2);
         let done = Arc::new(AtomicBool::new(false));
-        let user = {
-            let (driver, done) = (driver.clone(), done.clone());
-            thread::spawn(move || {
-                let lease = driver.acquire_blocking(search(), LONG).expect("granted");
-                let generation = driver.inspect(|p| p.conn(lease.conn()).map(|c| c.generation));
-                lease.release();
-                done.store(true, Ordering::SeqCst);
-                generation
-            })
-        };
+        let user = spawn_user(&driver, &done, |driver| {
+            let lease = driver.acquire_blocking(search(), LONG).expect("granted");
+            let generation = driver.inspect(|p| p.conn(lease.conn()).map(|c| c.generation));
+            lease.release();
+            generation
+        });
         let reloader = {
             let driver = driver.clone();
             thread::spawn(move || driver.reload(config(2)).expect("valid reload"))
@@ -284,16 +283,11 @@ fn loom_shutdown_races_with_acquire() {
     loom::model(|| {
         let (driver, rt) = setup(2);
         let done = Arc::new(AtomicBool::new(false));
-        let user = {
-            let (driver, done) = (driver.clone(), done.clone());
-            thread::spawn(move || {
-                let r = driver
-                    .acquire_blocking(search(), LONG)
-                    .map(|lease| lease.release());
-                done.store(true, Ordering::SeqCst);
-                r
-            })
-        };
+        let user = spawn_user(&driver, &done, |driver| {
+            driver
+                .acquire_blocking(search(), LONG)
+                .map(|lease| lease.release())
+        });
         let stopper = {
             let driver = driver.clone();
             thread::spawn(move || driver.shutdown())
