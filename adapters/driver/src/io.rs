@@ -44,6 +44,10 @@ pub trait Io: Send + Sync {
 }
 
 /// The driver's clock, on the scale of the core's [`Instant`].
+///
+/// Unlike [`Io`], `now` is called **with** the driver's lock held, so that
+/// inputs reach the pool in time order: it must be monotonic, must not block,
+/// and must not call back into the driver.
 pub trait Clock: Send + Sync {
     /// Now.
     fn now(&self) -> Instant;
