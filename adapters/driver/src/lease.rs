@@ -116,7 +116,11 @@ impl Lease {
                 _ => {}
             }
         }
-        Ok(())
+        // An accepted GetNext is always answered by Resume or Fail; reaching
+        // here would be a core bug, reported rather than passed over.
+        debug_assert!(false, "GetNext for {user} got no answer");
+        self.done = true;
+        Err(Failure { error: Error::UnknownUser(user), retry: false })
     }
 
     fn finish(&mut self) {
