@@ -120,7 +120,10 @@ impl Lease {
         // here would be a core bug, reported rather than passed over.
         debug_assert!(false, "GetNext for {user} got no answer");
         self.done = true;
-        Err(Failure { error: Error::UnknownUser(user), retry: false })
+        Err(Failure {
+            error: Error::UnknownUser(user),
+            retry: false,
+        })
     }
 
     fn finish(&mut self) {
