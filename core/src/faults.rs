@@ -3,7 +3,8 @@
 //! enabled in a build that serves users.
 
 use crate::pool::Pool;
-use crate::state::ConnState;
+use crate::state::{ConnState, UserState};
+use crate::timers::Timer;
 use crate::{CredKey, Purpose};
 
 /// A bug to plant in a pool.
@@ -17,6 +18,9 @@ pub enum Fault {
     FreeConnectionUnderUsers,
     /// The first private connection becomes a shared read connection.
     SharePrivateConnection,
+    /// The first user still waiting is forgotten: out of the queue and its
+    /// connection's waiters, its deadline disarmed, so nothing wakes it.
+    StrandWaiter,
 }
 
 impl Pool {
@@ -54,6 +58,29 @@ impl Pool {
                     .map(|(id, _)| id);
                 let Some(id) = found else { return false };
                 self.conns.get_mut(id).expect("exists").purpose = Purpose::Read;
+                true
+            }
+            Fault::StrandWaiter => {
+                let found = self
+                    .users
+                    .iter()
+                    .find(|(_, u)| !matches!(u.state, UserState::Connected { .. }))
+                    .map(|(id, _)| id);
+                let Some(id) = found else { return false };
+                let user = self.users.get_mut(id).expect("exists");
+                let was = std::mem::replace(&mut user.state, UserState::Queued);
+                let deadline = user.deadline;
+                self.timers.disarm(deadline, Timer::User(id));
+                match was {
+                    UserState::Waiting { conn } => {
+                        if let Some(ConnState::Connecting { waiters, .. }) =
+                            self.conns.get_mut(conn).map(|c| &mut c.state)
+                        {
+                            waiters.retain(|&u| u != id);
+                        }
+                    }
+                    _ => self.queue.retain(|&u| u != id),
+                }
                 true
             }
         }

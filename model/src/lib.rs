@@ -88,10 +88,11 @@ pub enum Bug {
     DropWake,
     /// Every failure offers a retry.
     FlipRetry,
-    /// A grant is reported after shutdown.
+    /// A grant is fabricated after shutdown (of a connection that was open
+    /// before it).
     GrantAfterShutdown,
-    /// A grant is reported on a connection whose server just went down.
-    GrantToDownServer,
+    /// A server-down notice is recorded but never reaches the pool.
+    SwallowServerDown,
 }
 
 /// A model of one pool.
@@ -156,6 +157,8 @@ pub struct Record {
     pub retry_offered: bool,
     /// It already asked for a next entry.
     pub got_next: bool,
+    /// The connection its last `Grant` named.
+    pub conn: Option<ConnId>,
 }
 
 /// What the properties read besides the pool: per-user records and flags.
@@ -165,6 +168,9 @@ pub struct Ledger {
     pub users: Vec<Record>,
     /// Shutdown was fed.
     pub shut_down: bool,
+    /// Servers (by index into [`SERVERS`]) reported down and not since
+    /// reported up or answering a probe.
+    pub down: [bool; 4],
     /// A grant was seen after shutdown.
     pub granted_after_shutdown: bool,
     /// A grant was seen on a connection to a server known down.
@@ -312,15 +318,19 @@ impl PoolModel {
             st.ledger.granted_after_shutdown = true;
         }
         if let Some(c) = st.pool.conn(conn)
-            && matches!(st.pool.health(c.server), Some(Health::Down { .. }))
             && !matches!(c.phase, ConnPhase::Broken(_))
         {
-            st.ledger.granted_to_down_server = true;
+            let known_down = server_index(&st.pool, c.server).is_some_and(|s| st.ledger.down[s]);
+            let pool_down = matches!(st.pool.health(c.server), Some(Health::Down { .. }));
+            if known_down || pool_down {
+                st.ledger.granted_to_down_server = true;
+            }
         }
         if let Some(i) = Self::index_of(st, user) {
             let rec = &mut st.ledger.users[i];
             rec.wakeups += 1;
             rec.seen = Seen::Granted;
+            rec.conn = Some(conn);
         }
     }
 
@@ -368,6 +378,7 @@ impl Model for PoolModel {
             sent: false,
             retry_offered: false,
             got_next: false,
+            conn: None,
         };
         vec![State {
             pool,
@@ -375,6 +386,7 @@ impl Model for PoolModel {
             ledger: Ledger {
                 users: vec![record; self.users.len()],
                 shut_down: false,
+                down: [false; 4],
                 granted_after_shutdown: false,
                 granted_to_down_server: false,
                 sent_write_retry_offered: false,
@@ -488,6 +500,7 @@ impl Model for PoolModel {
                     sent: false,
                     retry_offered: false,
                     got_next: false,
+                    conn: None,
                 };
             }
             Step::RuntimeOpens(c) => st.pool.handle(now, Event::ConnOpened { conn: c }).ok()?,
@@ -552,28 +565,16 @@ impl Model for PoolModel {
             Step::FeedReportsDown(s) => {
                 st.left.downs -= 1;
                 let server = self.server_id(&st.pool, s)?;
-                st.pool.handle(now, Event::ServerDown { server }).ok()?;
-                if self.bug == Some(Bug::GrantToDownServer) {
-                    let fake = st
-                        .pool
-                        .conns()
-                        .find(|c| c.server == server && c.users > 0)
-                        .map(|c| c.id);
-                    let user = st
-                        .pool
-                        .users()
-                        .find(|u| u.phase == UserPhase::Connected)
-                        .map(|u| u.id);
-                    if let (Some(conn), Some(user)) = (fake, user) {
-                        st.ledger.granted_to_down_server = true;
-                        let _ = (conn, user);
-                    }
+                st.ledger.down[s] = true;
+                if self.bug != Some(Bug::SwallowServerDown) {
+                    st.pool.handle(now, Event::ServerDown { server }).ok()?;
                 }
             }
             Step::FeedReportsUp(s) => {
                 st.left.ups -= 1;
                 let server = self.server_id(&st.pool, s)?;
                 st.pool.handle(now, Event::ServerUp { server }).ok()?;
+                st.ledger.down[s] = false;
             }
             Step::ProbeAnswers(s, ok) => {
                 st.left.probes -= 1;
@@ -581,6 +582,9 @@ impl Model for PoolModel {
                 st.pool
                     .handle(now, Event::ProbeResult { server, ok })
                     .ok()?;
+                if ok {
+                    st.ledger.down[s] = false;
+                }
             }
             Step::AdminReloads => {
                 st.left.reloads -= 1;
@@ -591,9 +595,14 @@ impl Model for PoolModel {
             Step::AdminShutsDown => {
                 st.left.shutdowns -= 1;
                 st.ledger.shut_down = true;
+                let open = st.pool.conns().find(|c| c.phase == ConnPhase::Open);
+                let fake = open.map(|c| c.id).zip(st.ledger.users[0].id);
                 st.pool.handle(now, Event::Shutdown).ok()?;
-                if self.bug == Some(Bug::GrantAfterShutdown) {
-                    st.ledger.granted_after_shutdown = true;
+                if self.bug == Some(Bug::GrantAfterShutdown)
+                    && let Some((conn, user)) = fake
+                {
+                    self.observe(&mut st);
+                    self.observe_grant(&mut st, user, conn);
                 }
             }
             Step::ProcessForks => {
@@ -631,7 +640,9 @@ impl Model for PoolModel {
             ),
             Property::always(
                 "a user only holds a connection to its server with its credential",
-                |_, st: &State| users_match_their_connections(&st.pool),
+                |m: &Self, st: &State| {
+                    users_match_their_connections(&st.pool) && m.grants_match_the_users(st)
+                },
             ),
             Property::always("an AUTH user never shares", |_, st: &State| {
                 auth_never_shares(&st.pool)
@@ -643,9 +654,12 @@ impl Model for PoolModel {
                 "nothing is granted to a server known down",
                 |_, st: &State| !st.ledger.granted_to_down_server,
             ),
-            Property::always("every waiter is woken exactly once", |_, st: &State| {
-                every_waiter_woken_once(st)
-            }),
+            Property::always(
+                "every waiter is woken exactly once",
+                |m: &Self, st: &State| {
+                    every_waiter_woken_once(st) && m.no_waiter_is_left_at_the_end(st)
+                },
+            ),
             Property::always(
                 "a write is never retried after its request may have been sent",
                 |_, st: &State| !st.ledger.sent_write_retry_offered,
@@ -667,6 +681,78 @@ impl Model for PoolModel {
                 .filter(|p| self.reaches.contains(&p.name)),
         );
         always
+    }
+}
+
+/// The index into [`SERVERS`] of `server`.
+fn server_index(pool: &Pool, server: ldapmux_core::ServerId) -> Option<usize> {
+    let addr = pool.server_addr(server)?;
+    SERVERS.iter().position(|s| *s == addr)
+}
+
+/// How long time may run on at the end for every waiter to be answered.
+const AN_HOUR: Duration = Duration::from_secs(3600);
+
+impl PoolModel {
+    /// Every user the ledger sees granted still holds, in the pool, the
+    /// connection its `Grant` named, bound with the user's own credential and
+    /// to the server it named.
+    fn grants_match_the_users(&self, st: &State) -> bool {
+        st.ledger.users.iter().zip(&self.users).all(|(rec, spec)| {
+            if rec.seen != Seen::Granted {
+                return true;
+            }
+            let held = rec.id.and_then(|id| st.pool.user(id)).map(|u| u.conn);
+            let Some(conn) = rec.conn.and_then(|c| st.pool.conn(c)) else {
+                return false;
+            };
+            held == Some(rec.conn)
+                && conn.cred == spec.cred
+                && spec
+                    .server
+                    .is_none_or(|s| server_index(&st.pool, conn.server) == Some(s))
+        })
+    }
+
+    /// At the end of a path (no input left), time runs on, deadline after
+    /// deadline, up to an hour: every user still waiting gets exactly one
+    /// wake-up.
+    fn no_waiter_is_left_at_the_end(&self, st: &State) -> bool {
+        let waiting: Vec<UserId> = st
+            .ledger
+            .users
+            .iter()
+            .filter(|r| r.seen == Seen::Waiting)
+            .filter_map(|r| r.id)
+            .collect();
+        if waiting.is_empty() {
+            return true;
+        }
+        let mut steps = Vec::new();
+        self.actions(st, &mut steps);
+        if !steps.is_empty() {
+            return true;
+        }
+        let mut pool = st.pool.clone();
+        let mut woken = vec![0u8; waiting.len()];
+        let until = st.now + AN_HOUR;
+        for _ in 0..1000 {
+            while let Some(action) = pool.poll_action() {
+                if let Action::Grant { user, .. } | Action::Fail { user, .. } = action
+                    && let Some(i) = waiting.iter().position(|&w| w == user)
+                {
+                    woken[i] += 1;
+                }
+            }
+            if woken.iter().all(|&n| n > 0) {
+                break;
+            }
+            match pool.poll_timeout() {
+                Some(t) if t.at <= until => pool.handle_timeout(t.at),
+                _ => break,
+            }
+        }
+        woken.iter().all(|&n| n == 1)
     }
 }
 
