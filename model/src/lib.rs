@@ -248,9 +248,12 @@ impl PoolModel {
 
     fn request(&self, i: usize, attempt: u8) -> Request {
         let spec = &self.users[i];
-        let mut r = Request::new(spec.kind, spec.cred).attempt(attempt);
+        let mut r = Request::new(spec.kind, spec.cred);
         if let Some(s) = spec.server {
             r = r.server(SERVERS[s]);
+        }
+        for _ in 1..attempt {
+            r = r.retry();
         }
         r
     }
@@ -840,8 +843,8 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
                 cancels: 1,
                 retries: 1,
                 downs: 1,
-                ups: extra,
-                ticks: 1,
+                ups: 1,
+                ticks: 1 + extra,
                 ..Budget::default()
             },
             bug: None,
@@ -867,7 +870,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
             budget: Budget {
                 open_failures: 1,
                 breaks: 1,
-                cancels: 1 + extra,
+                cancels: 2 + extra,
                 retries: 1,
                 ticks: 1,
                 ..Budget::default()
@@ -890,7 +893,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
                 ups: 1,
                 probes: 1,
                 retries: 1,
-                ticks: 3 + extra,
+                ticks: 4 + extra,
                 ..Budget::default()
             },
             bug: None,
@@ -908,7 +911,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
                 breaks: 1,
                 cancels: 1,
                 retries: 1,
-                reloads: 1 + extra,
+                reloads: 2 + extra,
                 shutdowns: 1,
                 forks: 1,
                 ticks: 1,
