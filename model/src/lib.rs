@@ -23,7 +23,7 @@ use ldapmux_core::{
 use stateright::{Model, Property};
 
 mod simulate;
-pub use simulate::{SimulationReport, simulate};
+pub use simulate::{SimulationReport, simulate, simulate_with_bug};
 
 /// Addresses of the model's servers, most preferred first.
 pub const SERVERS: [&str; 4] = ["ldap://a", "ldap://b", "ldap://c", "ldap://d"];

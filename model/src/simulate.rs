@@ -5,7 +5,7 @@
 use ldapmux_core::UserKind;
 use stateright::{Expectation, Model};
 
-use crate::{Budget, PoolModel, Step, UserSpec, base};
+use crate::{Budget, Bug, PoolModel, Step, UserSpec, base};
 
 /// What a simulation did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +70,16 @@ fn population() -> PoolModel {
 /// Walks `steps` random steps from `seed` (restarting from the initial state
 /// whenever a walk ends), checking every `always` property after each step.
 pub fn simulate(seed: u64, steps: u64) -> SimulationReport {
-    let model = population();
+    simulate_with_bug(seed, steps, None)
+}
+
+/// Like [`simulate`], with `bug` planted in the model wrapper (to show a
+/// simulation finds violations and replays them).
+pub fn simulate_with_bug(seed: u64, steps: u64, bug: Option<Bug>) -> SimulationReport {
+    let model = PoolModel {
+        bug,
+        ..population()
+    };
     let properties: Vec<_> = model
         .properties()
         .into_iter()

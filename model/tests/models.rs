@@ -5,7 +5,7 @@
 use ldapmux_core::{ConnPhase, Fault, Pool};
 use ldapmux_model::{
     Bug, COALESCED, DETACHED_FREED, FAIL_BACK, OLD_AND_NEW, PoolModel, State, Step, models,
-    simulate,
+    simulate, simulate_with_bug,
 };
 use stateright::{Checker, HasDiscoveries, Model};
 
@@ -245,4 +245,14 @@ fn a_long_simulation_keeps_every_property() {
         simulate(7, 2_000),
         "same seed, same run"
     );
+}
+
+#[test]
+fn a_simulation_finds_a_planted_bug_and_its_seed_replays_it() {
+    let found = simulate_with_bug(3, 10_000, Some(Bug::DuplicateWake));
+    let (step, property) = found.violation.expect("the duplicated wake-up is found");
+    assert_eq!(property, "every waiter is woken exactly once");
+    // The printed replay (same seed, `--steps <step>`) stops at the same step.
+    let replay = simulate_with_bug(3, step, Some(Bug::DuplicateWake));
+    assert_eq!(replay, found);
 }
