@@ -18,17 +18,22 @@ for sub in fmt clippy; do
 done
 say "rust: $(rustc --version)"
 
-# Debian packages the integration tests and the live demo will need (slapd, ldap-utils)
-# are installed by later targets; the core, driver and model need none.
+# Debian packages: the integration tests (tests/harness, tests/e2e) run real OpenLDAP
+# servers, so slapd and ldap-utils are always wanted; callers may name more.
+want_apt=(slapd ldap-utils "$@")
 need_apt=()
-for pkg in "$@"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+for pkg in "${want_apt[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}"
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
 else
-  say "Debian packages present: ${*:-none needed}"
+  say "Debian packages present: ${want_apt[*]}"
+fi
+if [ ! -x /usr/sbin/slapd ]; then
+  say "slapd is still missing at /usr/sbin/slapd after installing; giving up"; exit 1
 fi

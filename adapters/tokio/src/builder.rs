@@ -1,0 +1,371 @@
+//! [`PoolBuilder`]: every knob with a default a demanding user would pick,
+//! checked as a whole by `build()`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldapmux_core::{Config, ServerConfig, Sharing};
+
+use crate::tls::{self, TlsOptions};
+use crate::url::{Scheme, ServerUrl};
+use crate::{BuildError, Credential, Pool};
+
+/// Builds a [`Pool`]. Servers are tried in the order given: preferred ones
+/// first (in the order they were added), then the others.
+///
+/// | setting | default |
+/// | --- | --- |
+/// | credential | anonymous |
+/// | connect timeout (TCP + TLS + bind) | 5 s |
+/// | operation timeout (whole call, retries included) | 30 s |
+/// | users per connection | 64 (slapd drops an anonymous connection with > 100 requests in flight) |
+/// | connections per server | 16 |
+/// | idle close: read / write connections | 300 s / 60 s |
+/// | maximum connection age | none |
+/// | fail-back hold-down | 30 s |
+/// | probe backoff | 1 s doubling to 60 s, with jitter |
+/// | TLS | system roots, verification on; StartTLS off |
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct PoolBuilder {
+    servers: Vec<(String, bool)>,
+    credential: Credential,
+    op_timeout: Duration,
+    core: Config,
+    tls: TlsOptions,
+    starttls: bool,
+    multiplex: bool,
+    seed: Option<u64>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            servers: Vec::new(),
+            credential: Credential::Anonymous,
+            op_timeout: Duration::from_secs(30),
+            core: Config::default(),
+            tls: TlsOptions::default(),
+            starttls: false,
+            multiplex: true,
+            seed: None,
+            runtime: None,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// A builder with the defaults above and no server.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds a server at the end of the preferred list: preferred servers are
+    /// used first, in order, and connections fail back to them.
+    pub fn preferred_server(mut self, url: impl Into<String>) -> Self {
+        self.servers.push((url.into(), true));
+        self
+    }
+    /// Adds a server that is used when no preferred one is up.
+    pub fn server(mut self, url: impl Into<String>) -> Self {
+        self.servers.push((url.into(), false));
+        self
+    }
+    /// The credential pooled connections are bound with (default anonymous).
+    pub fn credential(mut self, credential: Credential) -> Self {
+        self.credential = credential;
+        self
+    }
+    /// Bound on TCP connect + TLS + bind (default 5 s). Also the time a
+    /// hung server gets to answer a liveness check.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.core.connect_timeout = d;
+        self
+    }
+    /// Bound on a whole operation, waiting for a connection and retries
+    /// included (default 30 s). Override per call with [`Pool::with_timeout`].
+    pub fn operation_timeout(mut self, d: Duration) -> Self {
+        self.op_timeout = d;
+        self
+    }
+    /// Idle read connections are closed after `d` (`None`: never). Default 300 s.
+    pub fn read_idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.core.read_idle_timeout = d;
+        self
+    }
+    /// Idle write connections are closed after `d`. Default 60 s.
+    pub fn write_idle_timeout(mut self, d: Duration) -> Self {
+        self.core.write_idle_timeout = d;
+        self
+    }
+    /// Connections older than `d` take no new users and close when the last
+    /// leaves (`None`: no limit, the default).
+    pub fn max_connection_age(mut self, d: Option<Duration>) -> Self {
+        self.core.max_conn_age = d;
+        self
+    }
+    /// Users sharing one connection (default 64).
+    pub fn max_users_per_connection(mut self, n: u32) -> Self {
+        self.core.max_users_per_conn = n;
+        self
+    }
+    /// Connections per server, all kinds together (default 16); users beyond
+    /// wait in FIFO order until their timeout.
+    pub fn max_connections_per_server(mut self, n: u32) -> Self {
+        self.core.max_conns_per_server = n;
+        self
+    }
+    /// How long a server that came back must stay up before connections fail
+    /// back to it (default 30 s).
+    pub fn failback_hold_down(mut self, d: Duration) -> Self {
+        self.core.failback_hold_down = d;
+        self
+    }
+    /// Delay before the first probe of a down server and the longest delay
+    /// between probes (default 1 s and 60 s; doubling with jitter).
+    pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.core.probe_backoff_min = min;
+        self.core.probe_backoff_max = max;
+        self
+    }
+    /// Only operations that ask for it share connections
+    /// ([`Sharing::OnRequest`]); default: every read and write shares.
+    pub fn sharing(mut self, sharing: Sharing) -> Self {
+        self.core.sharing = sharing;
+        self
+    }
+    /// `false` gives every operation its own connection (behaviour 14: for
+    /// servers or proxies that cannot multiplex). Default `true`.
+    pub fn multiplexing(mut self, on: bool) -> Self {
+        self.multiplex = on;
+        self
+    }
+    /// Upgrade `ldap://` connections with StartTLS; a server that refuses
+    /// fails the connect, never falls back to plain text. Default off.
+    pub fn starttls(mut self, on: bool) -> Self {
+        self.starttls = on;
+        self
+    }
+    /// Trust the certificates in this PEM file, in addition to the system roots.
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+    /// Trust the operating system's roots (default `true`).
+    pub fn tls_system_roots(mut self, on: bool) -> Self {
+        self.tls.system_roots = on;
+        self
+    }
+    /// **Dangerous.** `false` accepts any server certificate and host name.
+    /// Verification is on unless this is called with `false`.
+    pub fn danger_tls_verify(mut self, verify: bool) -> Self {
+        self.tls.verify = verify;
+        self
+    }
+    /// Seed of the probe-backoff jitter (default: from the process id and
+    /// time), for reproducible runs.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// The tokio runtime that runs the pool's connections and timers
+    /// (default: the runtime `build()` is called in).
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// Checks everything and starts the pool. No connection is opened until
+    /// the first operation needs one.
+    pub fn build(self) -> Result<Pool, BuildError> {
+        let runtime = match self.runtime.clone() {
+            Some(h) => h,
+            None => tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?,
+        };
+        let seed = self.seed.unwrap_or_else(default_seed);
+        let settings = self.settings()?;
+        Ok(Pool::start(settings, runtime, seed))
+    }
+
+    /// Validates into the settings one generation runs with.
+    pub(crate) fn settings(&self) -> Result<Arc<Settings>, BuildError> {
+        let mut core = self.core.clone();
+        core.servers.clear();
+        let mut urls = Vec::with_capacity(self.servers.len());
+        let mut next_preference = 0u16;
+        for (text, preferred) in &self.servers {
+            let url = ServerUrl::parse(text)?;
+            let preference = preferred.then(|| {
+                next_preference = next_preference.saturating_add(1);
+                next_preference - 1
+            });
+            core.servers.push(ServerConfig {
+                addr: url.as_str().to_owned(),
+                preference,
+            });
+            urls.push(url);
+        }
+        core.validate()?;
+        if self.op_timeout.is_zero() {
+            return Err(BuildError::InvalidField {
+                field: "operation_timeout",
+                reason: "must be positive".into(),
+            });
+        }
+        if let Credential::Simple { dn, password } = &self.credential {
+            if dn.trim().is_empty() {
+                return Err(BuildError::InvalidField {
+                    field: "credential",
+                    reason: "empty bind DN (use Credential::Anonymous)".into(),
+                });
+            }
+            if password.is_empty() {
+                return Err(BuildError::InvalidField {
+                    field: "credential",
+                    reason: format!(
+                        "empty password for {dn}: an empty simple bind is unauthenticated"
+                    ),
+                });
+            }
+        }
+        let uses_tls = self.starttls || urls.iter().any(|u| u.scheme() == Scheme::Ldaps);
+        if uses_tls && self.tls.verify && !self.tls.system_roots && self.tls.ca_file.is_none() {
+            return Err(BuildError::Tls(
+                "TLS is used but no certificate is trusted: enable system roots or give a CA file"
+                    .into(),
+            ));
+        }
+        let tls = tls::client_config(&self.tls)?;
+        Ok(Arc::new(Settings {
+            core,
+            urls,
+            credential: self.credential.clone(),
+            op_timeout: self.op_timeout,
+            tls,
+            starttls: self.starttls,
+            multiplex: self.multiplex,
+        }))
+    }
+}
+
+fn default_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// What one generation runs with: the core's configuration plus what only
+/// the adapter knows (URLs, secrets, TLS).
+pub(crate) struct Settings {
+    pub(crate) core: Config,
+    pub(crate) urls: Vec<ServerUrl>,
+    pub(crate) credential: Credential,
+    pub(crate) op_timeout: Duration,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) starttls: bool,
+    pub(crate) multiplex: bool,
+}
+
+impl Settings {
+    /// The parsed URL of a server address, if configured.
+    pub(crate) fn url(&self, addr: &str) -> Option<&ServerUrl> {
+        self.urls
+            .iter()
+            .find(|u| u.as_str().eq_ignore_ascii_case(addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_errors_name_the_field_or_url() {
+        let err = PoolBuilder::new().settings().err().unwrap();
+        assert!(matches!(
+            err,
+            BuildError::Core(ldapmux_core::ConfigError::NoServers)
+        ));
+
+        let err = PoolBuilder::new()
+            .server("ldap://ok:389")
+            .server("ftp://x")
+            .settings()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("ftp://x"), "{err}");
+
+        let err = PoolBuilder::new()
+            .server("ldap://a")
+            .max_users_per_connection(0)
+            .settings()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("max_users_per_conn"), "{err}");
+
+        let err = PoolBuilder::new()
+            .server("ldap://a")
+            .operation_timeout(Duration::ZERO)
+            .settings()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("operation_timeout"), "{err}");
+
+        let err = PoolBuilder::new()
+            .server("ldap://a")
+            .credential(Credential::simple("cn=admin", ""))
+            .settings()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("empty password"), "{err}");
+
+        let err = PoolBuilder::new()
+            .server("ldaps://a")
+            .tls_system_roots(false)
+            .settings()
+            .err()
+            .unwrap();
+        assert!(matches!(err, BuildError::Tls(_)), "{err}");
+
+        let err = PoolBuilder::new()
+            .server("ldap://a")
+            .server("LDAP://A")
+            .settings()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn preferred_servers_keep_their_order() {
+        let s = PoolBuilder::new()
+            .server("ldap://c")
+            .preferred_server("ldap://a")
+            .preferred_server("ldap://b")
+            .settings()
+            .unwrap();
+        let prefs: Vec<_> = s
+            .core
+            .servers
+            .iter()
+            .map(|s| (s.addr.as_str(), s.preference))
+            .collect();
+        assert_eq!(
+            prefs,
+            [
+                ("ldap://c", None),
+                ("ldap://a", Some(0)),
+                ("ldap://b", Some(1))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_password_never_shows_in_the_builder_debug() {
+        let b = PoolBuilder::new().credential(Credential::simple("cn=admin", "top-secret-pw"));
+        assert!(!format!("{b:?}").contains("top-secret"));
+    }
+}

@@ -1,0 +1,220 @@
+//! The adapter's errors: [`BuildError`] for configuration, [`Error`] for
+//! operations, each variant saying who is to blame. No error ever carries a
+//! password: connection errors are built from ldap3/io messages, and bind
+//! failures name the DN at most.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use ldapmux_core::Blame;
+use ldapmux_core::{ConfigError, ConnErrorKind};
+
+/// The configuration given to [`PoolBuilder::build`](crate::PoolBuilder::build)
+/// (or [`Pool::reload`](crate::Pool::reload)) is invalid. Always the
+/// configuration's fault; each variant names the field, URL or file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A server URL does not parse or is not a server address.
+    #[error("invalid server URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A server URL has a scheme other than `ldap`, `ldaps`, `ldapi`.
+    #[error(
+        "unsupported scheme {scheme:?} in server URL {url:?} (use ldap://, ldaps:// or ldapi://)"
+    )]
+    UnsupportedScheme {
+        /// The URL as given.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// A field has a value the pool cannot use.
+    #[error("invalid {field}: {reason}")]
+    InvalidField {
+        /// The builder field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The CA file cannot be read or holds no certificate.
+    #[error("CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// TLS is needed but no trust anchor is configured (system roots off and
+    /// no CA file), or the TLS configuration could not be built.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// The pool settings are rejected by the core (limits, durations, servers).
+    #[error(transparent)]
+    Core(#[from] ConfigError),
+    /// `build()` was called outside a tokio runtime and no runtime handle was given.
+    #[error("no tokio runtime: call build() inside a runtime or pass PoolBuilder::runtime(handle)")]
+    NoRuntime,
+}
+
+/// An LDAP result other than success, returned by the server for an
+/// operation. An ordinary outcome (noSuchObject, sizeLimitExceeded, an
+/// invalid filter …): the connection and the server are fine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LdapStatus {
+    /// The result code (RFC 4511 appendix A), e.g. 32 for noSuchObject.
+    pub rc: u32,
+    /// The matched DN, if the server gave one.
+    pub matched: String,
+    /// The server's diagnostic text.
+    pub text: String,
+}
+
+impl std::fmt::Display for LdapStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LDAP result {} ({})", self.rc, result_name(self.rc))?;
+        if !self.text.is_empty() {
+            write!(f, ": {}", self.text)?;
+        }
+        Ok(())
+    }
+}
+
+/// What an operation on the pool can fail with.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- the server answered: an ordinary LDAP result ----
+    /// The server answered with a result code other than success.
+    #[error("{0}")]
+    Ldap(LdapStatus),
+
+    // ---- server / network ----
+    /// The pool could not give the operation a working connection, or its
+    /// connection died and the tries were used up. `source` says why
+    /// (connect refused, TLS certificate rejected, no server available …).
+    #[error("{0}")]
+    Pool(#[source] ldapmux_core::Error),
+    /// A write's connection died after the request may have reached the
+    /// server: it may or may not have been applied (RFC 4511 §5.3). Never
+    /// retried by the pool; check the entry before trying again.
+    #[error(
+        "outcome unknown: the connection to {server} died after the {operation} was sent ({cause})"
+    )]
+    OutcomeUnknown {
+        /// The operation (`add`, `modify`, …).
+        operation: &'static str,
+        /// The server the request went to.
+        server: String,
+        /// What happened to the connection.
+        cause: String,
+    },
+    /// The operation did not finish within its timeout (retries included).
+    /// The connection it ran on is retired and its server checked.
+    #[error("{operation} timed out after {after:?}")]
+    Timeout {
+        /// The operation.
+        operation: &'static str,
+        /// Its timeout.
+        after: Duration,
+    },
+
+    // ---- caller ----
+    /// The request is malformed (an invalid filter, an empty password for
+    /// `authenticate`, an empty attribute value set …). Nothing was sent.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A leased connection ([`ConnGuard`](crate::ConnGuard)) died earlier;
+    /// acquire a new one.
+    #[error("this leased connection is dead: {0}")]
+    LeaseDead(String),
+}
+
+impl Error {
+    /// Who is to blame.
+    pub fn blame(&self) -> Blame {
+        match self {
+            Error::Ldap(_) | Error::InvalidRequest(_) | Error::LeaseDead(_) => Blame::Caller,
+            Error::Pool(e) => e.blame(),
+            Error::OutcomeUnknown { .. } | Error::Timeout { .. } => Blame::Server,
+        }
+    }
+
+    /// The LDAP result code, for [`Error::Ldap`].
+    pub fn rc(&self) -> Option<u32> {
+        match self {
+            Error::Ldap(s) => Some(s.rc),
+            _ => None,
+        }
+    }
+
+    /// The class of connection failure behind this error, if it is one
+    /// (e.g. [`ConnErrorKind::Tls`] for a certificate that did not verify).
+    pub fn conn_error_kind(&self) -> Option<ConnErrorKind> {
+        match self {
+            Error::Pool(
+                ldapmux_core::Error::ConnectFailed { cause, .. }
+                | ldapmux_core::Error::ConnectionLost { cause, .. },
+            ) => Some(cause.kind),
+            Error::Pool(ldapmux_core::Error::InvalidCredentials { .. }) => {
+                Some(ConnErrorKind::InvalidCredentials)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the pool is shut down.
+    pub fn is_shut_down(&self) -> bool {
+        matches!(self, Error::Pool(ldapmux_core::Error::ShutDown))
+    }
+}
+
+/// The RFC 4511 name of a result code.
+pub fn result_name(rc: u32) -> &'static str {
+    match rc {
+        0 => "success",
+        1 => "operationsError",
+        2 => "protocolError",
+        3 => "timeLimitExceeded",
+        4 => "sizeLimitExceeded",
+        5 => "compareFalse",
+        6 => "compareTrue",
+        7 => "authMethodNotSupported",
+        8 => "strongerAuthRequired",
+        10 => "referral",
+        11 => "adminLimitExceeded",
+        12 => "unavailableCriticalExtension",
+        13 => "confidentialityRequired",
+        14 => "saslBindInProgress",
+        16 => "noSuchAttribute",
+        17 => "undefinedAttributeType",
+        18 => "inappropriateMatching",
+        19 => "constraintViolation",
+        20 => "attributeOrValueExists",
+        21 => "invalidAttributeSyntax",
+        32 => "noSuchObject",
+        33 => "aliasProblem",
+        34 => "invalidDNSyntax",
+        36 => "aliasDereferencingProblem",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        54 => "loopDetect",
+        64 => "namingViolation",
+        65 => "objectClassViolation",
+        66 => "notAllowedOnNonLeaf",
+        67 => "notAllowedOnRDN",
+        68 => "entryAlreadyExists",
+        69 => "objectClassModsProhibited",
+        71 => "affectsMultipleDSAs",
+        80 => "other",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,240 @@
+//! The LDAP operations as values: an [`Op`] says what to send, [`exec`] sends
+//! it on one ldap3 handle and gives a [`Reply`]. [`Pool`] (one operation per
+//! lease, with retries) and [`ConnGuard`] (several on one lease) both run
+//! them. Non-success results become `LdapError::LdapResult` here, which the
+//! callers turn into [`Error::Ldap`]: a result, not a connection failure.
+//!
+//! [`Pool`]: crate::Pool
+//! [`ConnGuard`]: crate::ConnGuard
+//! [`Error::Ldap`]: crate::Error::Ldap
+
+use std::collections::HashSet;
+
+use ldap3::exop::{Exop, WhoAmI};
+use ldap3::{Ldap, LdapError, Mod, Scope, SearchEntry, SearchStream};
+use ldapmux_core::UserKind;
+
+use crate::error::LdapStatus;
+use crate::{Error, Password};
+
+/// A streaming search in progress.
+pub(crate) type Search = SearchStream<'static, String, Vec<String>>;
+
+const STARTTLS_OID: &str = "1.3.6.1.4.1.1466.20037";
+
+/// One operation, owning what it sends (so a retry can send it again).
+pub(crate) enum Op {
+    Search {
+        base: String,
+        scope: Scope,
+        filter: String,
+        attrs: Vec<String>,
+    },
+    StartSearch {
+        base: String,
+        scope: Scope,
+        filter: String,
+        attrs: Vec<String>,
+    },
+    Compare {
+        dn: String,
+        attr: String,
+        value: Vec<u8>,
+    },
+    Add {
+        dn: String,
+        attrs: Vec<(String, HashSet<String>)>,
+    },
+    Modify {
+        dn: String,
+        mods: Vec<Mod<String>>,
+    },
+    Delete {
+        dn: String,
+    },
+    ModifyDn {
+        dn: String,
+        rdn: String,
+        delete_old: bool,
+        new_superior: Option<String>,
+    },
+    Extended(Exop),
+    WhoAmI,
+    /// A password check: the only bind ever sent by a user, on a private connection.
+    Bind {
+        dn: String,
+        password: Password,
+    },
+    /// Nothing: take a connection for a [`ConnGuard`](crate::ConnGuard).
+    Lease(UserKind),
+}
+
+/// What an [`Op`] gave back.
+pub(crate) enum Reply {
+    Entries(Vec<SearchEntry>),
+    Stream(Box<Search>),
+    Bool(bool),
+    Done,
+    Exop(Exop),
+    Identity(String),
+}
+
+impl Op {
+    /// The operation's name, for spans and errors.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Search { .. } => "search",
+            Op::StartSearch { .. } => "streaming_search",
+            Op::Compare { .. } => "compare",
+            Op::Add { .. } => "add",
+            Op::Modify { .. } => "modify",
+            Op::Delete { .. } => "delete",
+            Op::ModifyDn { .. } => "modify_dn",
+            Op::Extended(_) => "extended",
+            Op::WhoAmI => "whoami",
+            Op::Bind { .. } => "authenticate",
+            Op::Lease(_) => "lease",
+        }
+    }
+
+    /// The kind of pool user it is.
+    pub(crate) fn kind(&self) -> UserKind {
+        match self {
+            Op::Search { .. } | Op::Compare { .. } | Op::Extended(_) | Op::WhoAmI => {
+                UserKind::Search
+            }
+            Op::StartSearch { .. } => UserKind::Getent,
+            Op::Add { .. } | Op::Modify { .. } | Op::Delete { .. } | Op::ModifyDn { .. } => {
+                UserKind::Write
+            }
+            Op::Bind { .. } => UserKind::Auth,
+            Op::Lease(kind) => *kind,
+        }
+    }
+
+    /// Refuses what must never run on a pooled connection, before anything is sent.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        match self {
+            Op::Extended(exop) if exop.name.as_deref() == Some(STARTTLS_OID) => {
+                Err(Error::InvalidRequest(
+                    "StartTLS on a pooled connection; use PoolBuilder::starttls".into(),
+                ))
+            }
+            Op::Bind { password, .. } if password.is_empty() => Err(Error::InvalidRequest(
+                "empty password: an empty simple bind is unauthenticated, refusing".into(),
+            )),
+            Op::Bind { dn, .. } if dn.trim().is_empty() => {
+                Err(Error::InvalidRequest("empty DN".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Sends `op` on `ldap` and waits for its answer.
+pub(crate) async fn exec(op: &Op, ldap: &mut Ldap) -> Result<Reply, LdapError> {
+    Ok(match op {
+        Op::Search {
+            base,
+            scope,
+            filter,
+            attrs,
+        } => {
+            let (entries, _) = ldap
+                .search(base, *scope, filter, attrs.clone())
+                .await?
+                .success()?;
+            Reply::Entries(entries.into_iter().map(SearchEntry::construct).collect())
+        }
+        Op::StartSearch {
+            base,
+            scope,
+            filter,
+            attrs,
+        } => Reply::Stream(Box::new(
+            ldap.streaming_search(base, *scope, filter, attrs.clone())
+                .await?,
+        )),
+        Op::Compare { dn, attr, value } => {
+            Reply::Bool(ldap.compare(dn, attr, value.as_slice()).await?.equal()?)
+        }
+        Op::Add { dn, attrs } => {
+            ldap.add(dn, attrs.clone()).await?.success()?;
+            Reply::Done
+        }
+        Op::Modify { dn, mods } => {
+            ldap.modify(dn, mods.clone()).await?.success()?;
+            Reply::Done
+        }
+        Op::Delete { dn } => {
+            ldap.delete(dn).await?.success()?;
+            Reply::Done
+        }
+        Op::ModifyDn {
+            dn,
+            rdn,
+            delete_old,
+            new_superior,
+        } => {
+            ldap.modifydn(dn, rdn, *delete_old, new_superior.as_deref())
+                .await?
+                .success()?;
+            Reply::Done
+        }
+        Op::Extended(exop) => {
+            let ldap3::result::ExopResult(exop, result) = ldap.extended(exop.clone()).await?;
+            result.success()?;
+            Reply::Exop(exop)
+        }
+        Op::WhoAmI => {
+            // An anonymous connection may get no value at all (ldap3's parser
+            // would panic on that), so read the bytes directly.
+            let ldap3::result::ExopResult(exop, result) = ldap.extended(WhoAmI).await?;
+            result.success()?;
+            Reply::Identity(
+                exop.val
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default(),
+            )
+        }
+        Op::Bind { dn, password } => {
+            let result = ldap.simple_bind(dn, password.expose()).await?;
+            match result.rc {
+                0 => Reply::Bool(true),
+                49 => Reply::Bool(false),
+                _ => return Err(LdapError::LdapResult { result }),
+            }
+        }
+        Op::Lease(_) => Reply::Done,
+    })
+}
+
+/// An error that is not a dead connection, as the caller sees it.
+pub(crate) fn not_conn_error(e: LdapError) -> Error {
+    match e {
+        LdapError::LdapResult { result } => Error::Ldap(LdapStatus {
+            rc: result.rc,
+            matched: result.matched,
+            text: result.text,
+        }),
+        LdapError::FilterParsing => Error::InvalidRequest("invalid search filter".into()),
+        LdapError::AddNoValues => {
+            Error::InvalidRequest("an attribute of the entry has no value".into())
+        }
+        other => Error::InvalidRequest(other.to_string()),
+    }
+}
+
+/// Unwraps the reply an operation is known to give.
+macro_rules! reply {
+    ($reply:expr, $variant:ident) => {
+        match $reply {
+            $crate::ops::Reply::$variant(v) => v,
+            _ => unreachable!(concat!(
+                "operation did not answer with ",
+                stringify!($variant)
+            )),
+        }
+    };
+}
+pub(crate) use reply;

@@ -1,0 +1,518 @@
+//! [`Pool`]: the handle users hold. Every operation asks the core for a
+//! connection, runs on it, and reports how it went; reads are retried on
+//! another connection when the core says a retry is worth it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::exop::Exop;
+use ldap3::{Ldap, Mod, Scope, SearchEntry};
+use ldapmux_core::{
+    ConnError, ConnErrorKind, Event, MAX_TRIES, Request, ServerId, Status, UserKind,
+};
+use ldapmux_driver::{Driver, Failure, Lease};
+use tokio::task::AbortHandle;
+use tracing::Instrument;
+
+use crate::builder::Settings;
+use crate::connect::{classify, is_conn_dead, request_sent};
+use crate::ops::{self, Op, Reply, reply};
+use crate::runtime::{Shared, TokioIo};
+use crate::url::ServerUrl;
+use crate::{BuildError, ConnGuard, Credential, EntryStream, Error, PoolBuilder};
+
+/// A pool of shared LDAP connections. Cheap to clone: clones share the
+/// pool. [`Pool::with_server`], [`Pool::with_credential`] and
+/// [`Pool::with_timeout`] return clones whose operations are pinned or
+/// bounded differently.
+///
+/// Dropping the last clone shuts the pool down (connections are unbound in
+/// the background); [`Pool::shutdown`] does it and waits.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+    opts: Options,
+}
+
+struct Inner {
+    driver: Driver,
+    shared: Arc<Shared>,
+    timer: AbortHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.driver.shutdown();
+        self.timer.abort();
+        self.shared.detach();
+    }
+}
+
+/// Per-handle options.
+#[derive(Clone, Default)]
+struct Options {
+    server: Option<String>,
+    credential: Option<Credential>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("server", &self.opts.server)
+            .field("credential", &self.opts.credential)
+            .field("timeout", &self.opts.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which connections a [`ConnGuard`] leases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseKind {
+    /// A shared read connection (searches, compares, WhoAmI).
+    Read,
+    /// A shared write connection.
+    Write,
+}
+
+impl Pool {
+    /// A builder with sane defaults; see [`PoolBuilder`].
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    pub(crate) fn start(
+        settings: Arc<Settings>,
+        runtime: tokio::runtime::Handle,
+        seed: u64,
+    ) -> Pool {
+        let shared = Shared::new(settings.clone(), runtime.clone());
+        let clock = shared.clock();
+        let core = ldapmux_core::Pool::new(
+            settings.core.clone(),
+            seed,
+            ldapmux_driver::Clock::now(&clock),
+        )
+        .expect("settings were validated");
+        let driver = Driver::new(core, TokioIo(shared.clone()), clock);
+        shared.attach(driver.clone());
+        if !settings.multiplex {
+            let _ = driver.event(Event::MultiplexUnsupported);
+        }
+        let timer = runtime.spawn(shared.clone().run_timer()).abort_handle();
+        tracing::info!(servers = ?settings.urls, "pool started");
+        Pool {
+            inner: Arc::new(Inner {
+                driver,
+                shared,
+                timer,
+            }),
+            opts: Options::default(),
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Handles with other options
+    // ------------------------------------------------------------------
+
+    /// A handle whose operations use only `url` (behaviour 2). The URL need
+    /// not be configured (a referral target, say); it is checked when an
+    /// operation runs.
+    pub fn with_server(&self, url: impl Into<String>) -> Pool {
+        let mut p = self.clone();
+        p.opts.server = Some(url.into());
+        p
+    }
+
+    /// A handle whose operations run on connections bound with `credential`
+    /// (never on one bound with another credential).
+    pub fn with_credential(&self, credential: Credential) -> Pool {
+        let mut p = self.clone();
+        p.opts.credential = Some(credential);
+        p
+    }
+
+    /// A handle whose operations are bounded by `timeout` (retries included).
+    pub fn with_timeout(&self, timeout: Duration) -> Pool {
+        let mut p = self.clone();
+        p.opts.timeout = Some(timeout);
+        p
+    }
+
+    // ------------------------------------------------------------------
+    // Operations
+    // ------------------------------------------------------------------
+
+    /// Searches and returns every entry. A result other than success
+    /// (noSuchObject, sizeLimitExceeded, …) is [`Error::Ldap`].
+    pub async fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, Error> {
+        let op = Op::Search {
+            base: base.to_owned(),
+            scope,
+            filter: filter.to_owned(),
+            attrs: strings(attrs),
+        };
+        Ok(reply!(self.run(&op).await?, Entries))
+    }
+
+    /// Searches and streams the entries, keeping one connection for the
+    /// whole enumeration (behaviour 10). If that connection dies, the next
+    /// item is the error and the stream ends.
+    pub async fn streaming_search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<EntryStream, Error> {
+        let op = Op::StartSearch {
+            base: base.to_owned(),
+            scope,
+            filter: filter.to_owned(),
+            attrs: strings(attrs),
+        };
+        let (reply, lease, _, server) = self.acquire_and_run(&op).await?;
+        Ok(EntryStream::new(
+            self.clone(),
+            reply!(reply, Stream),
+            lease,
+            server,
+        ))
+    }
+
+    /// Compares an attribute value: `Ok(true)` if equal.
+    pub async fn compare(
+        &self,
+        dn: &str,
+        attr: &str,
+        value: impl AsRef<[u8]>,
+    ) -> Result<bool, Error> {
+        let op = Op::Compare {
+            dn: dn.to_owned(),
+            attr: attr.to_owned(),
+            value: value.as_ref().to_vec(),
+        };
+        Ok(reply!(self.run(&op).await?, Bool))
+    }
+
+    /// Adds an entry. Never retried once sent: if the connection dies after
+    /// the request may have reached the server, [`Error::OutcomeUnknown`].
+    pub async fn add(&self, dn: &str, attrs: Vec<(String, HashSet<String>)>) -> Result<(), Error> {
+        self.run(&Op::Add {
+            dn: dn.to_owned(),
+            attrs,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Modifies an entry (see [`Pool::add`] for the retry rule).
+    pub async fn modify(&self, dn: &str, mods: Vec<Mod<String>>) -> Result<(), Error> {
+        self.run(&Op::Modify {
+            dn: dn.to_owned(),
+            mods,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Deletes an entry (see [`Pool::add`] for the retry rule).
+    pub async fn delete(&self, dn: &str) -> Result<(), Error> {
+        self.run(&Op::Delete { dn: dn.to_owned() }).await.map(drop)
+    }
+
+    /// Renames or moves an entry (see [`Pool::add`] for the retry rule).
+    pub async fn modify_dn(
+        &self,
+        dn: &str,
+        rdn: &str,
+        delete_old: bool,
+        new_superior: Option<&str>,
+    ) -> Result<(), Error> {
+        let op = Op::ModifyDn {
+            dn: dn.to_owned(),
+            rdn: rdn.to_owned(),
+            delete_old,
+            new_superior: new_superior.map(str::to_owned),
+        };
+        self.run(&op).await.map(drop)
+    }
+
+    /// Runs an extended operation on a read connection and returns the
+    /// server's response. Not StartTLS (refused: use [`PoolBuilder::starttls`]).
+    pub async fn extended(&self, exop: impl Into<Exop>) -> Result<Exop, Error> {
+        Ok(reply!(self.run(&Op::Extended(exop.into())).await?, Exop))
+    }
+
+    /// "Who am I?" (RFC 4532) on a read connection: the identity the pooled
+    /// connection is bound as (`dn:…`, or empty for anonymous).
+    pub async fn whoami(&self) -> Result<String, Error> {
+        Ok(reply!(self.run(&Op::WhoAmI).await?, Identity))
+    }
+
+    /// Checks a password with a simple bind as `dn` on a private connection
+    /// that is never shared and is closed afterwards (behaviour 1).
+    /// `Ok(true)`: accepted; `Ok(false)`: invalidCredentials. An empty
+    /// password is refused without asking the server (an empty simple bind
+    /// is unauthenticated and would "succeed").
+    pub async fn authenticate(&self, dn: &str, password: &crate::Password) -> Result<bool, Error> {
+        let op = Op::Bind {
+            dn: dn.to_owned(),
+            password: password.clone(),
+        };
+        Ok(reply!(self.run(&op).await?, Bool))
+    }
+
+    /// Leases one connection for several operations ([`ConnGuard`]). The
+    /// lease ends when the guard is dropped.
+    pub async fn lease(&self, kind: LeaseKind) -> Result<ConnGuard, Error> {
+        let user_kind = match kind {
+            LeaseKind::Read => UserKind::Search,
+            LeaseKind::Write => UserKind::Write,
+        };
+        let (_, lease, ldap, server) = self.acquire_and_run(&Op::Lease(user_kind)).await?;
+        Ok(ConnGuard::new(self.clone(), lease, ldap, server, kind))
+    }
+
+    // ------------------------------------------------------------------
+    // The pool itself
+    // ------------------------------------------------------------------
+
+    /// A snapshot of the pool: servers with health, connections per server,
+    /// credential and generation, users, waiters, counters.
+    pub fn status(&self) -> Status {
+        self.inner.driver.status()
+    }
+
+    /// Sockets still open (0 after [`Pool::shutdown`]): the runtime's own
+    /// count, independent of the core's bookkeeping.
+    pub fn open_sockets(&self) -> usize {
+        self.inner.shared.open_sockets()
+    }
+
+    /// Starts a new generation with a new configuration (behaviour 11):
+    /// running operations finish on their connections, which close when
+    /// their last user leaves; new operations use the new settings. An
+    /// invalid configuration is refused and the old one keeps serving.
+    pub fn reload(&self, builder: PoolBuilder) -> Result<(), BuildError> {
+        let settings = builder.settings()?;
+        let core = settings.core.clone();
+        self.inner.shared.set_settings(settings);
+        self.inner.driver.reload(core).map_err(|e| match e {
+            ldapmux_core::Error::Config(c) => BuildError::Core(c),
+            other => BuildError::InvalidField {
+                field: "reload",
+                reason: other.to_string(),
+            },
+        })?;
+        tracing::info!("configuration reloaded: new generation");
+        Ok(())
+    }
+
+    /// Shuts down (behaviour 12): every waiting and running operation ends
+    /// with a result or [`Error::Pool`]`(ShutDown)`, every connection is
+    /// unbound and closed, later operations fail at once. Returns when every
+    /// socket is closed or after the connect timeout; returns how many
+    /// sockets were still open then (0 normally).
+    pub async fn shutdown(&self) -> usize {
+        tracing::info!("pool shutting down");
+        self.inner.driver.shutdown();
+        let within = self.inner.shared.settings().core.connect_timeout + Duration::from_secs(1);
+        self.inner.shared.wait_sockets_closed(within).await
+    }
+
+    /// The operation timeout for this handle.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.opts
+            .timeout
+            .unwrap_or_else(|| self.inner.shared.settings().op_timeout)
+    }
+
+    /// The request for a first try of `kind` from this handle.
+    pub(crate) fn request(&self, kind: UserKind) -> Result<Request, Error> {
+        let settings = self.inner.shared.settings();
+        let cred = if kind == UserKind::Auth {
+            // The private connection is opened unbound; the user's bind is the operation.
+            ldapmux_core::CredKey::ANONYMOUS
+        } else {
+            let cred = self
+                .opts
+                .credential
+                .as_ref()
+                .unwrap_or(&settings.credential);
+            self.inner.shared.creds.key(cred)
+        };
+        let mut request = Request::new(kind, cred);
+        if let Some(server) = &self.opts.server {
+            let url = ServerUrl::parse(server).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+            request = request.server(url.as_str());
+        }
+        Ok(request)
+    }
+
+    /// Runs one operation: acquire, run, release; retry when the pool says so.
+    async fn run(&self, op: &Op) -> Result<Reply, Error> {
+        let (reply, lease, _, _) = self.acquire_and_run(op).await?;
+        lease.release();
+        Ok(reply)
+    }
+
+    /// The retry loop. Returns the value with the lease still held, so the
+    /// caller decides when the connection is given back.
+    pub(crate) async fn acquire_and_run(
+        &self,
+        op: &Op,
+    ) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
+        op.check()?;
+        let (name, kind) = (op.name(), op.kind());
+        let timeout = self.op_timeout();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut request = self.request(kind)?;
+        let span = tracing::debug_span!("ldapmux.op", op = name, kind = ?kind);
+        async move {
+            let mut last: Option<ldapmux_core::Error> = None;
+            loop {
+                request.deadline = Some(self.inner.shared.to_core(deadline));
+                tracing::trace!(attempt = request.attempt, "acquire");
+                // Cooperative: an acquire that is answered at once (after
+                // shutdown, say) still spends the task's tokio budget, so a
+                // caller looping on instant errors cannot starve its runtime.
+                let acquire = tokio::task::coop::cooperative(self.inner.driver.acquire(request.clone()));
+                let acquired = tokio::time::timeout_at(deadline, acquire).await;
+                let lease = match acquired {
+                    Err(_) => return Err(Error::Timeout { operation: name, after: timeout }),
+                    Ok(Err(failure)) => match next_try(&request, failure, &mut last) {
+                        Some(next) => {
+                            request = next;
+                            continue;
+                        }
+                        None => return Err(Error::Pool(last.take().expect("set by next_try"))),
+                    },
+                    Ok(Ok(lease)) => lease,
+                };
+                let Some((mut ldap, server)) = self.inner.shared.ldap(lease.conn()) else {
+                    // Closed between the grant and now: nothing was sent.
+                    let failure = lease.broken(ConnError::new(ConnErrorKind::Io, "connection closed before use"), false);
+                    match next_try(&request, failure, &mut last) {
+                        Some(next) => {
+                            request = next;
+                            continue;
+                        }
+                        None => return Err(Error::Pool(last.take().expect("set by next_try"))),
+                    }
+                };
+                tracing::trace!(conn = %lease.conn(), %server, "granted");
+                match tokio::time::timeout_at(deadline, ops::exec(op, &mut ldap)).await {
+                    Ok(Ok(value)) => return Ok((value, lease, ldap, server)),
+                    Ok(Err(e)) if is_conn_dead(&e) => {
+                        let sent = request_sent(&e);
+                        let error = classify(&e);
+                        tracing::warn!(conn = %lease.conn(), %server, %error, sent, "connection died under the operation");
+                        let failure = lease.broken(error.clone(), sent);
+                        if kind == UserKind::Write && sent {
+                            return Err(self.outcome_unknown(name, server, error.to_string()));
+                        }
+                        match next_try(&request, failure, &mut last) {
+                            Some(next) => {
+                                tracing::debug!(attempt = next.attempt, "retrying on another connection");
+                                request = next;
+                            }
+                            None => return Err(Error::Pool(last.take().expect("set by next_try"))),
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        lease.release();
+                        return Err(ops::not_conn_error(e));
+                    }
+                    Err(_) => {
+                        // The server did not answer in time. Retire this
+                        // connection (no new users; closed when the others
+                        // leave) and check whether the server is alive.
+                        self.retire_after_timeout(lease, server, name, timeout);
+                        if kind == UserKind::Write {
+                            return Err(self.outcome_unknown(name, server, format!("no answer within {timeout:?}")));
+                        }
+                        return Err(Error::Timeout { operation: name, after: timeout });
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// An operation on `lease` got no answer in time: retire the connection
+    /// (no new users; it closes when its other users leave) and check
+    /// whether its server is alive (reported down if not).
+    pub(crate) fn retire_after_timeout(
+        &self,
+        lease: Lease,
+        server: ServerId,
+        name: &str,
+        timeout: Duration,
+    ) {
+        let conn = lease.conn();
+        let error = ConnError::new(
+            ConnErrorKind::Timeout,
+            format!("{name} got no answer within {timeout:?}"),
+        );
+        let _ = lease.broken(error, true);
+        tracing::warn!(%conn, %server, "operation timed out; connection retired, server checked");
+        if let Some(addr) = self.server_url(server) {
+            self.inner.shared.suspect(server, addr);
+        }
+    }
+
+    /// The URL of `server`.
+    pub(crate) fn server_url(&self, server: ServerId) -> Option<String> {
+        self.inner
+            .driver
+            .inspect(|p| p.server_addr(server).map(str::to_owned))
+    }
+
+    pub(crate) fn outcome_unknown(
+        &self,
+        operation: &'static str,
+        server: ServerId,
+        cause: String,
+    ) -> Error {
+        let server = self
+            .server_url(server)
+            .unwrap_or_else(|| server.to_string());
+        Error::OutcomeUnknown {
+            operation,
+            server,
+            cause,
+        }
+    }
+}
+
+fn strings(attrs: &[&str]) -> Vec<String> {
+    attrs.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// Decides on another try after `failure`: the next request if the pool says
+/// it is worth it and tries remain. Keeps in `last` the most informative
+/// error: "no server available" after a real connect error says less than
+/// that error, so the earlier one is kept.
+fn next_try(
+    request: &Request,
+    failure: Failure,
+    last: &mut Option<ldapmux_core::Error>,
+) -> Option<Request> {
+    let uninformative = matches!(
+        failure.error,
+        ldapmux_core::Error::NoServerAvailable | ldapmux_core::Error::ServerDown { .. }
+    );
+    if !(uninformative && last.is_some()) {
+        *last = Some(failure.error);
+    }
+    (failure.retry && request.attempt < MAX_TRIES).then(|| request.retry())
+}

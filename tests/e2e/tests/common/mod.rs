@@ -1,0 +1,213 @@
+//! Shared pieces of the end-to-end tests: servers, pools with short
+//! timeouts, load generators, and bounded waits. Every wait has a deadline
+//! and fails naming what it waited for; nothing sleeps to make a test pass.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use ldapmux::{Error, Pool, PoolBuilder, Scope};
+use ldapmux_harness::Slapd;
+
+/// A server with `users` users; panics with the install command if slapd is missing.
+pub fn slapd(users: usize) -> Slapd {
+    Slapd::builder()
+        .users(users)
+        .start()
+        .unwrap_or_else(|e| panic!("starting slapd: {e}"))
+}
+
+/// Builder defaults for tests: short timeouts so failures show fast, fast
+/// probes, and a jitter seed so runs replay.
+pub fn builder() -> PoolBuilder {
+    Pool::builder()
+        .connect_timeout(Duration::from_millis(1500))
+        .operation_timeout(Duration::from_secs(10))
+        .probe_backoff(Duration::from_millis(100), Duration::from_millis(400))
+        .failback_hold_down(Duration::from_millis(500))
+        .jitter_seed(7)
+}
+
+/// Installs a `tracing` subscriber once (RUST_LOG selects, default warn).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A search for one user by uid; asserts the entry came back.
+pub async fn search_user(pool: &Pool, i: usize) -> Result<(), Error> {
+    let filter = format!("(uid={})", Slapd::user_uid(i));
+    let entries = pool
+        .search(
+            Slapd::people_base(),
+            Scope::OneLevel,
+            &filter,
+            &["uidNumber"],
+        )
+        .await?;
+    assert_eq!(entries.len(), 1, "one entry for {filter}");
+    Ok(())
+}
+
+/// Polls `check` every 10 ms until it is true; panics naming `what` after `within`.
+pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Like [`eventually`] with an async check.
+pub async fn eventually_async<F: Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Outcomes of a load run.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub errors: std::sync::Mutex<Vec<String>>,
+}
+
+impl Tally {
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::SeqCst)
+    }
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::SeqCst)
+    }
+    fn record(&self, r: Result<(), Error>) {
+        match r {
+            Ok(()) => {
+                self.ok.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::SeqCst);
+                let mut errors = self.errors.lock().unwrap();
+                if errors.len() < 20 {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+    }
+    pub fn first_errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
+    }
+}
+
+/// `tasks` tasks searching random users in a loop until stopped.
+pub struct Load {
+    pub tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(pool: &Pool, tasks: usize, users: usize) -> Load {
+        let tally = Arc::new(Tally::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles = (0..tasks)
+            .map(|t| {
+                let (pool, tally, stop) = (pool.clone(), tally.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut i = t;
+                    while !stop.load(Ordering::SeqCst) {
+                        i = (i * 7 + 13) % users;
+                        tally.record(search_user(&pool, i).await);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            tally,
+            stop,
+            handles,
+        }
+    }
+
+    /// Waits until at least `n` more operations succeeded (bounded).
+    pub async fn wait_ok(&self, n: u64, within: Duration) {
+        let target = self.tally.ok() + n;
+        let tally = self.tally.clone();
+        eventually(&format!("{n} more successful operations"), within, || {
+            tally.ok() >= target
+        })
+        .await;
+    }
+
+    /// Stops the tasks and waits for each to end (bounded).
+    pub async fn stop(self) -> Arc<Tally> {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in self.handles {
+            tokio::time::timeout(Duration::from_secs(30), h)
+                .await
+                .expect("a load task did not end within 30 s: an operation hung")
+                .expect("load task panicked");
+        }
+        self.tally
+    }
+}
+
+/// The pool's id for `url`.
+pub fn server_id(pool: &Pool, url: &str) -> ldapmux::core::ServerId {
+    pool.status()
+        .servers
+        .iter()
+        .find(|s| s.addr.eq_ignore_ascii_case(url))
+        .unwrap_or_else(|| panic!("{url} not in the pool's server table"))
+        .id
+}
+
+/// The pool's view of one server.
+pub fn server_status(pool: &Pool, url: &str) -> ldapmux::core::ServerStatus {
+    pool.status()
+        .servers
+        .into_iter()
+        .find(|s| s.addr.eq_ignore_ascii_case(url))
+        .unwrap_or_else(|| panic!("{url} not in the pool's server table"))
+}
+
+pub fn is_down(pool: &Pool, url: &str) -> bool {
+    matches!(
+        server_status(pool, url).health,
+        ldapmux::Health::Down { .. }
+    )
+}
+
+/// Connections slapd accepted while `f` ran, minus the monitor's own two queries.
+pub async fn connections_opened_during<T>(server: &Slapd, f: impl Future<Output = T>) -> (T, u64) {
+    let before = server.monitor_total_connections().await.expect("monitor");
+    let out = f.await;
+    let after = server.monitor_total_connections().await.expect("monitor");
+    // `after` counts its own query's connection.
+    (out, after - before - 1)
+}

@@ -1,0 +1,58 @@
+//! Test harness for ldapmux: real OpenLDAP `slapd` servers on 127.0.0.1, a test CA,
+//! slapd's own connection counts (monitor backend) and a fault-injecting TCP proxy.
+//!
+//! Everything listens on or connects to loopback only. Every wait is bounded and
+//! fails with a message naming what it last saw.
+//!
+//! # Cleanup guarantees
+//!
+//! Each slapd runs under a tiny `/bin/sh` wrapper whose stdin is a pipe held only by
+//! the test process. When that pipe closes — [`Slapd`] dropped, [`Slapd::kill`], a
+//! panic unwinding, or the test binary itself SIGKILLed — the wrapper SIGKILLs slapd
+//! and reaps it. The harness reaps the wrapper. Temp dirs are removed on drop; dirs
+//! left by a SIGKILLed test process are removed by the next [`SlapdBuilder::start`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ldapmux_harness::{FaultProxy, ProxyMode, Slapd};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let slapd = Slapd::builder().users(10).start()?;
+//! let proxy = FaultProxy::start(slapd.addr()).await?;
+//! // ... point the pool at proxy.url() ...
+//! proxy.set_mode(ProxyMode::Blackhole);
+//! slapd.wait_current_connections(0, Duration::from_secs(5)).await?;
+//! # Ok(()) }
+//! ```
+
+mod ca;
+mod error;
+mod monitor;
+mod probe;
+mod process;
+mod proxy;
+mod slapd;
+
+pub use ca::{ServerCert, TestCa};
+pub use error::HarnessError;
+pub use monitor::{MONITOR_TIMEOUT, MonitorConn};
+pub use proxy::{FaultProxy, ProxyMode};
+pub use slapd::{
+    FIRST_GID, FIRST_UID, GROUPS_BASE, PEOPLE_BASE, ROOT_DN, ROOT_PW, SCRATCH_BASE, SLAPADD_PATH,
+    SLAPD_PATH, SUFFIX, Slapd, SlapdBuilder, process_alive, require_slapd,
+};
+
+#[cfg(test)]
+mod tests {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<crate::Slapd>();
+        assert_send_sync::<crate::FaultProxy>();
+        assert_send_sync::<crate::TestCa>();
+        assert_send_sync::<crate::HarnessError>();
+    }
+}
