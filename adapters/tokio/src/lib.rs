@@ -82,4 +82,4 @@ pub use url::{Scheme, ServerUrl};
 pub use ldap3::{Mod, Scope, SearchEntry};
 /// The core crate, for its status and error types.
 pub use ldapmux_core as core;
-pub use ldapmux_core::{Blame, ConnErrorKind, Health, Sharing, Status};
+pub use ldapmux_core::{Blame, ConnErrorKind, ConnInfo, ConnPhase, Health, Sharing, Status};

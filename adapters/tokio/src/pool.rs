@@ -9,7 +9,7 @@ use std::time::Duration;
 use ldap3::exop::Exop;
 use ldap3::{Ldap, Mod, Scope, SearchEntry};
 use ldapmux_core::{
-    ConnError, ConnErrorKind, Event, MAX_TRIES, Request, ServerId, Status, UserKind,
+    ConnError, ConnErrorKind, ConnInfo, Event, MAX_TRIES, Request, ServerId, Status, UserKind,
 };
 use ldapmux_driver::{Driver, Failure, Lease};
 use tokio::task::AbortHandle;
@@ -289,6 +289,12 @@ impl Pool {
     /// credential and generation, users, waiters, counters.
     pub fn status(&self) -> Status {
         self.inner.driver.status()
+    }
+
+    /// Every live connection: server, credential key, purpose, generation,
+    /// phase, users and waiters (for live views; walks every connection).
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        self.inner.driver.inspect(|p| p.conns().collect())
     }
 
     /// Sockets still open (0 after [`Pool::shutdown`]): the runtime's own

@@ -376,6 +376,9 @@ async fn b14_multiplexing_off_gives_one_user_per_connection() {
     }
     let conns: HashSet<_> = guards.iter().map(|g| g.conn()).collect();
     assert_eq!(conns.len(), 8, "8 users, 8 connections");
+    let listed = pool.connections();
+    assert_eq!(listed.len(), 8);
+    assert!(listed.iter().all(|c| c.users == 1), "{listed:?}");
     assert_eq!(server.monitor_current_connections().await.unwrap(), 8);
     drop(guards);
     // Searches still work, and reuse the idle connections one user at a time.
