@@ -1,0 +1,3 @@
+//! The `ldapmux` command line (in progress).
+
+fn main() {}
