@@ -3,9 +3,10 @@
 //! enabled in a build that serves users.
 
 use crate::pool::Pool;
+use crate::server::HealthState;
 use crate::state::{ConnState, UserState};
 use crate::timers::Timer;
-use crate::{CredKey, Purpose};
+use crate::{CloseReason, ConnId, CredKey, Purpose, ServerId};
 
 /// A bug to plant in a pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,6 +22,13 @@ pub enum Fault {
     /// The first user still waiting is forgotten: out of the queue and its
     /// connection's waiters, its deadline disarmed, so nothing wakes it.
     StrandWaiter,
+    /// Read connections to servers that a server still in its fail-back
+    /// hold-down beats are drained for fail-back at once (the hold-down
+    /// check of make-before-break skipped).
+    DrainDuringHoldDown,
+    /// The first idle connection's idle timer is disarmed, so it is never
+    /// closed for idleness.
+    ForgetIdleTimer,
 }
 
 impl Pool {
@@ -60,6 +68,8 @@ impl Pool {
                 self.conns.get_mut(id).expect("exists").purpose = Purpose::Read;
                 true
             }
+            Fault::DrainDuringHoldDown => self.drain_during_hold_down(),
+            Fault::ForgetIdleTimer => self.forget_idle_timer(),
             Fault::StrandWaiter => {
                 let found = self
                     .users
@@ -84,6 +94,62 @@ impl Pool {
                 true
             }
         }
+    }
+
+    fn drain_during_hold_down(&mut self) -> bool {
+        let Some(gen_id) = self.current else {
+            return false;
+        };
+        let returning: Vec<ServerId> = (0..self.servers.len())
+            .map(|i| ServerId(i as u16))
+            .filter(|&s| {
+                matches!(
+                    self.servers[s.index()].health,
+                    HealthState::Up {
+                        hold_until: Some(_)
+                    }
+                )
+            })
+            .collect();
+        let mut drained = false;
+        for better in returning {
+            for worse in self.servers_beaten_by(gen_id, better) {
+                let conns: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.server == worse
+                            && c.gen_id == gen_id
+                            && c.purpose == Purpose::Read
+                            && matches!(c.state, ConnState::Open { .. })
+                    })
+                    .map(|(id, _)| id)
+                    .collect();
+                for conn in conns {
+                    self.drain_conn(conn, CloseReason::FailBack);
+                    drained = true;
+                }
+            }
+        }
+        drained
+    }
+
+    fn forget_idle_timer(&mut self) -> bool {
+        let found = self.conns.iter().find_map(|(id, c)| match c.state {
+            ConnState::Open {
+                idle_timer: Some(at),
+                ..
+            } => Some((id, at)),
+            _ => None,
+        });
+        let Some((id, at)) = found else { return false };
+        self.timers.disarm(at, Timer::Idle(id));
+        if let Some(ConnState::Open { idle_timer, .. }) =
+            self.conns.get_mut(id).map(|c| &mut c.state)
+        {
+            *idle_timer = None;
+        }
+        true
     }
 
     fn busy_conn(&self) -> Option<crate::ConnId> {

@@ -6,7 +6,9 @@ use std::hash::{Hash, Hasher};
 use crate::pool::Pool;
 use crate::server::HealthState;
 use crate::state::{ConnState, UserState};
-use crate::{ConnError, ConnId, CredKey, GenId, Instant, Purpose, ServerId, UserId, UserKind};
+use crate::{
+    CloseReason, ConnError, ConnId, CredKey, GenId, Instant, Purpose, ServerId, UserId, UserKind,
+};
 
 /// Monotonic counters: observations, not state. Two pools that differ only in
 /// their counters behave identically, so `Counters` compares equal to any other
@@ -222,6 +224,8 @@ pub struct ConnInfo {
     pub users: u32,
     /// Users waiting for it to open.
     pub waiters: Vec<UserId>,
+    /// Why it is draining (fail-back, reload, maximum age), if it is.
+    pub drain_reason: Option<CloseReason>,
 }
 
 /// A snapshot of the pool, cheap enough to take often (it walks servers,
@@ -342,6 +346,10 @@ impl Pool {
             ConnState::Draining { .. } => (ConnPhase::Draining, Vec::new()),
             ConnState::Broken { error, .. } => (ConnPhase::Broken(error.clone()), Vec::new()),
         };
+        let drain_reason = match c.state {
+            ConnState::Draining { reason, .. } => Some(reason),
+            _ => None,
+        };
         Some(ConnInfo {
             id,
             generation: c.gen_id,
@@ -352,6 +360,7 @@ impl Pool {
             phase,
             users: c.state.users(),
             waiters,
+            drain_reason,
         })
     }
 

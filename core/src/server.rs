@@ -103,7 +103,7 @@ impl Pool {
     }
 
     /// The generation's servers whose read connections fail back to `better`.
-    fn servers_beaten_by(&self, gen_id: GenId, better: ServerId) -> Vec<ServerId> {
+    pub(crate) fn servers_beaten_by(&self, gen_id: GenId, better: ServerId) -> Vec<ServerId> {
         self.gens.get(gen_id).map_or_else(Vec::new, |g| {
             g.servers
                 .iter()

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ldapmux_core::{
-    Action, Config, ConnError, ConnErrorKind, ConnPhase, CredKey, Error, Event, Instant, MAX_TRIES,
-    Pool, Request, Sharing, UserId, UserKind, UserPhase,
+    Action, Config, ConnError, ConnErrorKind, ConnInfo, ConnPhase, CredKey, Error, Event, Instant,
+    MAX_TRIES, Pool, Purpose, Request, Sharing, UserId, UserKind, UserPhase,
 };
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
@@ -120,11 +120,51 @@ impl ReferenceStateMachine for Reference {
 #[derive(Debug, Default, Clone)]
 struct Told {
     kind: Option<UserKind>,
+    /// It asked for a private connection.
+    private: bool,
     attempt: u8,
     wakeups: u32,
     granted: bool,
     ended: bool,
     sent: bool,
+}
+
+/// What the test asked for, not what the pool recorded: an AUTH user, or
+/// one that asked for a private connection, is granted a private connection
+/// with no other user on it.
+fn alone_if_private(kind: Option<UserKind>, private: bool, conn: &ConnInfo) -> Result<(), String> {
+    if kind != Some(UserKind::Auth) && !private {
+        return Ok(());
+    }
+    if conn.purpose != Purpose::Private {
+        return Err(format!("granted {} opened for {:?}", conn.id, conn.purpose));
+    }
+    if conn.users != 1 || !conn.waiters.is_empty() {
+        return Err(format!("{} shared: {} users", conn.id, conn.users));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_private_check_bites_on_a_shared_or_read_connection() {
+    let mut pool = Pool::new(config(4, Sharing::Always), 1, Instant::ZERO).unwrap();
+    let a = pool.handle_acquire(Instant::ZERO, Request::new(UserKind::Search, CredKey(1)));
+    let b = pool.handle_acquire(Instant::ZERO, Request::new(UserKind::Search, CredKey(1)));
+    let conn = pool.conns().next().expect("one opening connection").id;
+    pool.handle(Instant::ZERO, Event::ConnOpened { conn })
+        .unwrap();
+    while pool.poll_action().is_some() {}
+    let shared = pool.conn(conn).unwrap();
+    assert_eq!(shared.users, 2, "{a} and {b} share it");
+    assert!(alone_if_private(Some(UserKind::Auth), false, &shared).is_err());
+    assert!(alone_if_private(Some(UserKind::Search), true, &shared).is_err());
+    assert!(alone_if_private(Some(UserKind::Search), false, &shared).is_ok());
+    let private = ConnInfo {
+        purpose: Purpose::Private,
+        users: 1,
+        ..shared
+    };
+    assert!(alone_if_private(Some(UserKind::Auth), false, &private).is_ok());
 }
 
 struct Sut {
@@ -185,6 +225,10 @@ impl Sut {
                     );
                     if let Some(s) = u.server {
                         assert_eq!(c.server, s, "{user} named {s}");
+                    }
+                    let asked = self.told.get(&user).expect("known user");
+                    if let Err(e) = alone_if_private(asked.kind, asked.private, &c) {
+                        panic!("{user}: {e}");
                     }
                     let server = SERVERS
                         .iter()
@@ -312,6 +356,7 @@ impl StateMachineTest for PoolTest {
                         user,
                         Told {
                             kind: Some(kind),
+                            private,
                             attempt,
                             ..Told::default()
                         },

@@ -181,6 +181,9 @@ pub struct Ledger {
     pub retry_beyond_max: bool,
     /// A fail-back drain was seen.
     pub failed_back: bool,
+    /// A connection was drained for fail-back while no more preferred server
+    /// was up and out of its hold-down.
+    pub drained_in_hold_down: bool,
     /// One opened connection was handed to two waiters at once.
     pub coalesced_two: bool,
     /// A detached generation was freed while the pool ran on.
@@ -262,8 +265,10 @@ impl PoolModel {
         state.ledger.users.iter().position(|r| r.id == Some(user))
     }
 
-    /// Drains the pool's actions into the ledger.
-    fn observe(&self, st: &mut State) {
+    /// Drains the pool's actions into the ledger; returns the connections
+    /// closed for fail-back.
+    fn observe(&self, st: &mut State) -> Vec<ConnId> {
+        let mut failed_back = Vec::new();
         let mut grants_per_conn: BTreeMap<ConnId, u8> = BTreeMap::new();
         let mut actions = Vec::new();
         while let Some(a) = st.pool.poll_action() {
@@ -305,14 +310,53 @@ impl PoolModel {
                     }
                 }
                 Action::Close {
+                    conn,
                     reason: CloseReason::FailBack,
-                    ..
-                } => st.ledger.failed_back = true,
+                } => {
+                    st.ledger.failed_back = true;
+                    failed_back.push(conn);
+                }
                 _ => {}
             }
         }
         if grants_per_conn.values().any(|&n| n >= 2) {
             st.ledger.coalesced_two = true;
+        }
+        failed_back
+    }
+
+    /// Records a fail-back drain made while no more preferred server was up
+    /// and out of its hold-down: connections drained for fail-back in this
+    /// step (still draining, or drained and closed at once).
+    fn note_failback_drains(&self, last: &State, st: &mut State, closed: &[ConnId]) {
+        let was_draining = |id: ConnId| {
+            last.pool
+                .conn(id)
+                .is_some_and(|c| c.drain_reason == Some(CloseReason::FailBack))
+        };
+        let mut drained: Vec<ldapmux_core::ServerId> = st
+            .pool
+            .conns()
+            .filter(|c| c.drain_reason == Some(CloseReason::FailBack) && !was_draining(c.id))
+            .map(|c| c.server)
+            .collect();
+        drained.extend(
+            closed
+                .iter()
+                .filter(|&&id| !was_draining(id))
+                .filter_map(|&id| last.pool.conn(id).map(|c| c.server)),
+        );
+        for server in drained {
+            let Some(s) = server_index(&st.pool, server) else {
+                continue;
+            };
+            let trusted_better = (0..s).any(|b| {
+                self.server_id(&st.pool, b)
+                    .is_some_and(|id| st.pool.health(id) == Some(Health::Up))
+            });
+            if !trusted_better {
+                st.ledger.drained_in_hold_down = true;
+            }
         }
     }
 
@@ -395,6 +439,7 @@ impl Model for PoolModel {
                 sent_write_retry_offered: false,
                 retry_beyond_max: false,
                 failed_back: false,
+                drained_in_hold_down: false,
                 coalesced_two: false,
                 detached_freed: false,
                 old_and_new_served: false,
@@ -604,7 +649,7 @@ impl Model for PoolModel {
                 if self.bug == Some(Bug::GrantAfterShutdown)
                     && let Some((conn, user)) = fake
                 {
-                    self.observe(&mut st);
+                    let _ = self.observe(&mut st);
                     self.observe_grant(&mut st, user, conn);
                 }
             }
@@ -624,10 +669,13 @@ impl Model for PoolModel {
                     return None;
                 }
                 st.ledger.planted = true;
+                let closed = self.observe(&mut st);
+                self.note_failback_drains(last, &mut st, &closed);
                 return Some(st);
             }
         }
-        self.observe(&mut st);
+        let closed = self.observe(&mut st);
+        self.note_failback_drains(last, &mut st, &closed);
         self.after_input(&mut st, gens_before);
         Some(st)
     }
@@ -671,6 +719,14 @@ impl Model for PoolModel {
                 !st.ledger.retry_beyond_max
                     && st.ledger.users.iter().all(|r| r.attempt <= MAX_TRIES)
             }),
+            Property::always(
+                "connections fail back only to a server out of its hold-down",
+                |_, st: &State| !st.ledger.drained_in_hold_down,
+            ),
+            Property::always(
+                "an idle connection is closed after its idle timeout",
+                |m: &Self, st: &State| m.idle_connections_close_at_the_end(st),
+            ),
         ];
         let sometimes = [
             Property::sometimes(DETACHED_FREED, |_, st: &State| st.ledger.detached_freed),
@@ -759,6 +815,45 @@ impl PoolModel {
     }
 }
 
+impl PoolModel {
+    /// At the end of a path (no input left), time runs on, deadline after
+    /// deadline, past the longest idle timeout: every connection no user
+    /// holds is closed by then (behaviour 5; the models' configurations
+    /// close idle write connections, and read ones unless their idle
+    /// timeout is off). One just opening for a fail-back warm-up may remain.
+    fn idle_connections_close_at_the_end(&self, st: &State) -> bool {
+        let never_idles = |c: &ldapmux_core::ConnInfo| {
+            c.purpose == Purpose::Read && self.config.read_idle_timeout.is_none()
+        };
+        let idle = |c: &ldapmux_core::ConnInfo| {
+            c.users == 0 && c.phase != ConnPhase::Connecting && !never_idles(c)
+        };
+        if !st.pool.conns().any(|c| idle(&c)) {
+            return true;
+        }
+        let mut steps = Vec::new();
+        self.actions(st, &mut steps);
+        if !steps.is_empty() {
+            return true;
+        }
+        let longest = self
+            .config
+            .read_idle_timeout
+            .unwrap_or_default()
+            .max(self.config.write_idle_timeout);
+        let until = st.now + longest + Duration::from_secs(1);
+        let mut pool = st.pool.clone();
+        for _ in 0..10_000 {
+            while pool.poll_action().is_some() {}
+            match pool.poll_timeout() {
+                Some(t) if t.at <= until => pool.handle_timeout(t.at),
+                _ => break,
+            }
+        }
+        !pool.conns().any(|c| idle(&c))
+    }
+}
+
 /// +1 while current, +1 per user, +1 per connection; never zero while alive.
 pub fn refcounts_follow_the_rule(pool: &Pool) -> bool {
     pool.generations().all(|g| {
@@ -824,6 +919,15 @@ fn base(servers: usize) -> ldapmux_core::ConfigBuilder {
     }
     b
 }
+
+/// Unique states of each default model, checked by `ldapmux-model check`: a
+/// change means the state space changed; look at why before updating.
+pub const PINNED_STATES: [(&str, usize); 4] = [
+    ("sharing", 21_731_713),
+    ("credentials", 1_409_901),
+    ("failover", 4_197_692),
+    ("lifecycle", 906_496),
+];
 
 /// The models `check` runs; `deep` widens their bounds.
 pub fn models(deep: bool) -> Vec<PoolModel> {

@@ -1,15 +1,17 @@
 //! `cargo run -p ldapmux-model --release -- check [--deep]` model-checks every
-//! model and prints one line per model; `simulate [--seed N] [--steps M]` runs
+//! model, prints one line per model and (without `--deep`) fails if a state
+//! count differs from [`PINNED_STATES`]; `simulate [--seed N] [--steps M]` runs
 //! a seeded random walk over 20 users and 4 servers. Exits non-zero on any
 //! violation.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ldapmux_model::{PoolModel, models, simulate};
+use ldapmux_model::{PINNED_STATES, PoolModel, models, simulate};
 use stateright::{Checker, Model};
 
-fn check(model: PoolModel) -> bool {
+/// Checks `model`; with `pinned`, its unique state count must equal it.
+fn check(model: PoolModel, pinned: Option<usize>) -> bool {
     let name = model.name;
     let start = Instant::now();
     let checker = model.checker().threads(2).spawn_dfs().join();
@@ -36,9 +38,17 @@ fn check(model: PoolModel) -> bool {
             );
         }
     }
+    let states = checker.unique_state_count();
+    if let Some(want) = pinned
+        && states != want
+    {
+        ok = false;
+        eprintln!(
+            "model={name} has {states} unique states, pinned {want}: the state space changed"
+        );
+    }
     println!(
-        "model={name} states={} seconds={seconds:.1} result={}",
-        checker.unique_state_count(),
+        "model={name} states={states} seconds={seconds:.1} result={}",
         if ok { "ok" } else { "FAIL" }
     );
     ok
@@ -59,7 +69,11 @@ fn main() -> ExitCode {
             let start = Instant::now();
             let mut ok = true;
             for model in models(deep) {
-                ok &= check(model);
+                let pinned = PINNED_STATES
+                    .iter()
+                    .find(|(name, _)| !deep && *name == model.name)
+                    .map(|&(_, states)| states);
+                ok &= check(model, pinned);
             }
             println!(
                 "models checked in {:.1}s: {}",
