@@ -297,6 +297,14 @@ impl Pool {
         self.inner.driver.inspect(|p| p.conns().collect())
     }
 
+    /// Now on the pool's clock, the scale of the instants in [`Status`]
+    /// (e.g. the end of a hold-down in [`Health::Returning`]).
+    ///
+    /// [`Health::Returning`]: ldapmux_core::Health::Returning
+    pub fn now(&self) -> ldapmux_core::Instant {
+        ldapmux_driver::Clock::now(&self.inner.shared.clock())
+    }
+
     /// Sockets still open (0 after [`Pool::shutdown`]): the runtime's own
     /// count, independent of the core's bookkeeping.
     pub fn open_sockets(&self) -> usize {
@@ -420,7 +428,11 @@ impl Pool {
                     Ok(Err(e)) if is_conn_dead(&e) => {
                         let sent = request_sent(&e);
                         let error = classify(&e);
-                        tracing::warn!(conn = %lease.conn(), %server, %error, sent, "connection died under the operation");
+                        if self.inner.driver.inspect(ldapmux_core::Pool::is_shut_down) {
+                            tracing::debug!(conn = %lease.conn(), %server, %error, sent, "connection closed by the shutdown under the operation");
+                        } else {
+                            tracing::warn!(conn = %lease.conn(), %server, %error, sent, "connection died under the operation");
+                        }
                         let failure = lease.broken(error.clone(), sent);
                         if kind == UserKind::Write && sent {
                             return Err(self.outcome_unknown(name, server, error.to_string()));

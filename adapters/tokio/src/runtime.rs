@@ -43,8 +43,12 @@ pub(crate) struct Shared {
     conns: Mutex<HashMap<ConnId, Slot>>,
     settings: RwLock<Arc<Settings>>,
     pub(crate) creds: CredTable,
-    /// Woken when the pool's next deadline may have changed.
+    /// Woken when the pool's next deadline moved earlier than the one the
+    /// timer task sleeps until.
     timer: Notify,
+    /// The deadline the timer task sleeps until (`None`: no deadline). Lock
+    /// order: this, then the driver's lock (through `next_timeout`).
+    sleeping_until: Mutex<Option<Instant>>,
     /// The instant the core's clock counts from.
     epoch: std::time::Instant,
     /// Sockets whose driving task still runs.
@@ -67,6 +71,7 @@ impl Shared {
             settings: RwLock::new(settings),
             creds: CredTable::default(),
             timer: Notify::new(),
+            sleeping_until: Mutex::new(None),
             epoch: std::time::Instant::now(),
             sockets: AtomicUsize::new(0),
             sockets_changed: Notify::new(),
@@ -268,14 +273,14 @@ impl Shared {
         if !still_ours {
             return;
         }
-        let message = match outcome {
+        let cause = match outcome {
             Ok(Ok(())) => "server closed the connection".to_owned(),
             Ok(Err(e)) => connect::classify(&e).message,
             Err(e) => format!("connection task ended: {e}"),
         };
-        tracing::warn!(%conn, message, "connection lost");
+        tracing::warn!(%conn, cause, "connection lost");
         if let Some(driver) = self.driver() {
-            let _ = driver.conn_lost(conn, ConnError::new(ConnErrorKind::Io, message));
+            let _ = driver.conn_lost(conn, ConnError::new(ConnErrorKind::Io, cause));
         }
     }
 
@@ -308,7 +313,11 @@ impl Shared {
         loop {
             let notified = self.timer.notified();
             let Some(driver) = self.driver() else { return };
-            let next = driver.next_timeout();
+            let next = {
+                let mut sleeping = lock(&self.sleeping_until);
+                *sleeping = driver.next_timeout();
+                *sleeping
+            };
             drop(driver);
             match next {
                 Some(at) => {
@@ -407,8 +416,27 @@ impl Io for TokioIo {
             .spawn(self.0.clone().probe(server, addr.to_owned()));
     }
 
+    /// Wakes the timer task only if the pool's next deadline is now earlier
+    /// than the one it sleeps until. A later one needs no wake-up: the task
+    /// wakes at the old deadline, finds nothing due (a spurious
+    /// `handle_timeout` is harmless) and sleeps again. This saves two
+    /// cross-thread wake-ups per operation when a connection goes busy and
+    /// idle in turn (its idle timer disarmed, then armed again).
     fn timer_changed(&self) {
-        self.0.timer.notify_one();
+        let Some(driver) = self.0.driver() else {
+            return;
+        };
+        let sleeping = lock(&self.0.sleeping_until);
+        let next = driver.next_timeout();
+        let earlier = match (next, *sleeping) {
+            (Some(next), Some(until)) => next < until,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        drop(sleeping);
+        if earlier {
+            self.0.timer.notify_one();
+        }
     }
 }
 

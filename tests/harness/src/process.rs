@@ -10,6 +10,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
@@ -103,6 +104,10 @@ impl SlapdProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            // Its own process group: a Ctrl-C in the terminal (SIGINT to the
+            // foreground group) stops the test or demo, which then shuts
+            // slapd down itself, instead of killing slapd under it.
+            .process_group(0)
             .spawn()
             .map_err(|e| HarnessError::io("spawn /bin/sh wrapper for slapd", e))?;
         let stdin = wrapper.stdin.take().expect("stdin is piped");
