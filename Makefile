@@ -6,10 +6,12 @@ CARGO ?= cargo
 # invalidates the normal build (a global `--cfg loom` would break tokio).
 LOOM_ENV = RUSTFLAGS="--cfg ldapmux_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom
 
-.PHONY: demo test deps fmt clippy unit doc loom model simulate bench
+.PHONY: demo test deps fmt clippy unit doc loom model simulate bench bench-core
 
+# Three real slapd on 127.0.0.1, a pool in front, a kill -9, a restart, a reload and a
+# shutdown under load, shown live (one line per second when piped); ends within 40 s.
 demo: deps
-	$(CARGO) run -q -p ldapmux-core --example demo
+	$(CARGO) run -q --release -p ldapmux-cli -- demo
 
 test: deps fmt clippy unit doc loom model simulate
 	@echo "make test: all checks passed"
@@ -45,5 +47,10 @@ simulate:
 	@echo "== seeded deterministic simulation"
 	$(CARGO) run -q -p ldapmux-model --release -- simulate --seed 1 --steps 10000
 
-bench:
+# The full end-to-end benchmark (ldapmux vs raw ldap3, bb8, deadpool on real slapd);
+# writes docs/results/benchmarks.md and its charts. `bench-core`: the core's criterion bench.
+bench: deps
+	$(CARGO) run -q --release -p ldapmux-cli -- bench --write-docs docs/results
+
+bench-core:
 	$(CARGO) bench -p ldapmux-core --bench acquire_release

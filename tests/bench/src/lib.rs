@@ -1,1 +1,666 @@
-//! End-to-end benchmarks (in progress).
+//! End-to-end benchmarks of ldapmux against raw ldap3, bb8 + bb8-ldap and
+//! deadpool, all on the same real slapd (issue 8).
+//!
+//! [`run`] starts a slapd (10 000 users, `threads 4`) on loopback, measures
+//! random `(uid=userN)` one-level searches at concurrency 1, 16, 64 and 256
+//! for every contender, then a cold storm, the cost of an ldaps connect +
+//! bind, and a fail-over / fail-back timeline. It prints one line per
+//! contender and concurrency on stdout:
+//!
+//! ```text
+//! contender=ldapmux_default conc=64 ops_per_s=14210 p99_ms=9.812 server_conns=1 p50_ms=4.1 failed=0 ...
+//! ratio_vs_raw_min=0.91
+//! ```
+//!
+//! and, with [`BenchOptions::write_docs`], writes `benchmarks.md` and SVG
+//! charts. The whole benchmark runs on its own multi-thread tokio runtime
+//! (one worker per CPU) on a dedicated thread, whatever runtime calls it,
+//! so figures do not depend on the caller.
+
+mod contender;
+mod raw;
+mod report;
+mod scenarios;
+pub mod stats;
+mod window;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ldapmux_harness::Slapd;
+
+use crate::contender::Kind;
+use crate::scenarios::FailoverPlan;
+pub use crate::scenarios::{Bucket, Timeline};
+use crate::stats::{median, ratio};
+use crate::window::Window;
+
+/// What one benchmark run does.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// A short run (≤ 90 s): ~1 s windows, one round, peers only at
+    /// concurrency 64, no cap sweep; still all four concurrencies for
+    /// ldapmux at its defaults and the raw arrangements.
+    pub quick: bool,
+    /// Write `benchmarks.md` and the SVG charts into this directory (created if missing).
+    pub write_docs: Option<PathBuf>,
+    /// Print progress lines on stderr.
+    pub progress: bool,
+}
+
+impl Default for BenchOptions {
+    /// The full run, no documents, progress on.
+    fn default() -> Self {
+        Self {
+            quick: false,
+            write_docs: None,
+            progress: true,
+        }
+    }
+}
+
+/// One contender at one concurrency (aggregated over its rounds).
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// Contender name, as printed after `contender=`.
+    pub contender: String,
+    /// Concurrent tasks (or simultaneous requests for the cold storm).
+    pub conc: usize,
+    /// Successful operations per second (median over rounds).
+    pub ops_per_s: f64,
+    /// Median latency of successful operations, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency of successful operations, ms.
+    pub p99_ms: f64,
+    /// Operations that failed in the measuring window(s).
+    pub failed: u64,
+    /// Client connections slapd's monitor counted at the end of the window,
+    /// while the contender still held its connections.
+    pub server_conns: u64,
+    /// The first error seen, if any.
+    pub first_error: Option<String>,
+    /// Further `key=value` fields printed after the required ones.
+    pub extra: Vec<(String, String)>,
+}
+
+impl Measurement {
+    /// The result line: `contender=<name> conc=<N> ops_per_s=<X> p99_ms=<Y> server_conns=<Z>`
+    /// followed by `p50_ms`, `failed` and the extra fields.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "contender={} conc={} ops_per_s={:.0} p99_ms={:.3} server_conns={} p50_ms={:.3} failed={}",
+            self.contender,
+            self.conc,
+            self.ops_per_s,
+            self.p99_ms,
+            self.server_conns,
+            self.p50_ms,
+            self.failed
+        );
+        for (k, v) in &self.extra {
+            s.push_str(&format!(" {k}={v}"));
+        }
+        s
+    }
+
+    /// An extra field by name.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses a result line (`key=value` pairs separated by spaces) into a map.
+/// `None` if any field is not `key=value`.
+pub fn parse_line(line: &str) -> Option<BTreeMap<String, String>> {
+    line.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (!k.is_empty()).then(|| (k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// One target of issue 8, checked against this run's figures.
+#[derive(Debug, Clone)]
+pub struct TargetCheck {
+    /// What is compared.
+    pub name: String,
+    /// The target, e.g. `≥ 0.97×`.
+    pub target: String,
+    /// The measured figures, per concurrency where it applies.
+    pub measured: String,
+    /// Whether every figure meets the target.
+    pub met: bool,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default)]
+pub struct BenchSummary {
+    /// ldapmux at its defaults over the best raw arrangement (one shared
+    /// connection or one per task) at each concurrency, the minimum across
+    /// concurrencies.
+    pub ratio_vs_raw_min: f64,
+    /// Every measurement, in the order printed.
+    pub measurements: Vec<Measurement>,
+    /// The issue's targets, met or missed.
+    pub targets: Vec<TargetCheck>,
+    /// The fail-over timeline, if it ran.
+    pub timeline: Option<Timeline>,
+    /// The lines printed on stdout, the final ratio line included.
+    pub lines: Vec<String>,
+    /// Anything unusual (leftover connections, aborted tasks).
+    pub notes: Vec<String>,
+    /// Files written (with [`BenchOptions::write_docs`]).
+    pub docs: Vec<PathBuf>,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+    /// `/proc/loadavg` when the run started and when it ended (other work on
+    /// the machine shows here).
+    pub loadavg: (String, String),
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// slapd could not be started or its monitor did not answer.
+    #[error("slapd: {0}")]
+    Slapd(String),
+    /// A contender or scenario could not be set up.
+    #[error("setup: {0}")]
+    Setup(String),
+    /// Writing `benchmarks.md` or a chart failed.
+    #[error("writing {path}: {reason}")]
+    Docs {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The benchmark's own runtime or thread failed.
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+/// Runs the benchmark and prints one line per contender and concurrency on
+/// stdout, then `ratio_vs_raw_min=<R>`. See the [crate documentation](crate).
+pub async fn run(opts: BenchOptions) -> Result<BenchSummary, BenchError> {
+    let plan = if opts.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    run_plan(plan, opts.write_docs, opts.progress, true).await
+}
+
+/// Which contenders run at which concurrencies, and for how long.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    pub(crate) name: &'static str,
+    pub(crate) users: usize,
+    pub(crate) slapd_threads: u32,
+    pub(crate) concs: Vec<usize>,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) window: Window,
+    pub(crate) cold_storm: Option<usize>,
+    /// Pairs of the paired latency measurement at concurrency 1.
+    pub(crate) paired_latency: Option<usize>,
+    /// A window during which other processes used more than this share of
+    /// the machine's CPU (%) is measured again, once.
+    pub(crate) retry_foreign_pct: f64,
+    /// No retries once the run is this old.
+    pub(crate) retry_budget: Duration,
+    /// Before each window, wait at most this long for other processes to
+    /// quieten down (below `retry_foreign_pct`)…
+    pub(crate) quiet_wait: Duration,
+    /// …and at most this long in all.
+    pub(crate) quiet_budget: Duration,
+    pub(crate) connect_cost: Option<(usize, usize)>,
+    pub(crate) failover: Option<FailoverPlan>,
+}
+
+/// Contenders measured together, in rotating order, `rounds` times.
+#[derive(Clone, Debug)]
+pub(crate) struct Group {
+    pub(crate) kinds: Vec<Kind>,
+    pub(crate) rounds: usize,
+    /// Rounds at concurrency 1, where one window is noisiest (`None`: `rounds`).
+    pub(crate) rounds_at_1: Option<usize>,
+    /// Concurrencies it runs at (`None`: all of the plan's).
+    pub(crate) concs: Option<Vec<usize>>,
+}
+
+/// `RawNConns(0)`: N is what ldapmux at its defaults used at that concurrency.
+const RAW_N_FROM_LDAPMUX: Kind = Kind::RawNConns(0);
+
+impl Plan {
+    fn core(rounds: usize) -> Group {
+        Group {
+            kinds: vec![
+                Kind::Ldapmux(None),
+                Kind::RawShared,
+                Kind::RawPerTask,
+                RAW_N_FROM_LDAPMUX,
+            ],
+            rounds,
+            rounds_at_1: Some(rounds * 2),
+            concs: None,
+        }
+    }
+
+    pub(crate) fn full() -> Plan {
+        Plan {
+            name: "full",
+            users: 10_000,
+            slapd_threads: 4,
+            concs: vec![1, 16, 64, 256],
+            groups: vec![
+                Group {
+                    kinds: vec![
+                        Kind::Ldapmux(None),
+                        Kind::RawShared,
+                        Kind::RawPerTask,
+                        RAW_N_FROM_LDAPMUX,
+                        Kind::Ldapmux(Some(1)),
+                        Kind::Bb8 { tuned: true },
+                        Kind::Deadpool { tuned: true },
+                        Kind::Bb8 { tuned: false },
+                        Kind::Deadpool { tuned: false },
+                    ],
+                    rounds: 5,
+                    rounds_at_1: Some(5),
+                    concs: None,
+                },
+                Group {
+                    kinds: [4, 16, 64, 100].map(|c| Kind::Ldapmux(Some(c))).to_vec(),
+                    rounds: 3,
+                    rounds_at_1: None,
+                    concs: Some(vec![16, 64, 256]),
+                },
+            ],
+            window: Window {
+                warmup: Duration::from_millis(400),
+                measure: Duration::from_millis(1500),
+            },
+            cold_storm: Some(1000),
+            paired_latency: Some(20_000),
+            retry_foreign_pct: 15.0,
+            retry_budget: Duration::from_secs(500),
+            quiet_wait: Duration::from_secs(20),
+            quiet_budget: Duration::from_secs(150),
+            connect_cost: Some((200, 20)),
+            failover: Some(FailoverPlan {
+                conc: 16,
+                kill_at: Duration::from_millis(1500),
+                restart_at: Duration::from_millis(3500),
+                end_at: Duration::from_millis(7000),
+                connect_timeout: Duration::from_secs(1),
+                hold_down: Duration::from_secs(1),
+                probe_min: Duration::from_millis(100),
+                probe_max: Duration::from_millis(400),
+            }),
+        }
+    }
+
+    pub(crate) fn quick() -> Plan {
+        let full = Plan::full();
+        Plan {
+            name: "quick",
+            groups: vec![
+                Plan::core(1),
+                Group {
+                    kinds: vec![
+                        Kind::Bb8 { tuned: false },
+                        Kind::Bb8 { tuned: true },
+                        Kind::Deadpool { tuned: false },
+                        Kind::Deadpool { tuned: true },
+                        Kind::Ldapmux(Some(1)),
+                    ],
+                    rounds: 1,
+                    rounds_at_1: None,
+                    concs: Some(vec![64]),
+                },
+            ],
+            window: Window {
+                warmup: Duration::from_millis(300),
+                measure: Duration::from_millis(1000),
+            },
+            cold_storm: Some(1000),
+            paired_latency: Some(5_000),
+            retry_budget: Duration::from_secs(45),
+            quiet_wait: Duration::from_secs(2),
+            quiet_budget: Duration::from_secs(10),
+            connect_cost: Some((50, 5)),
+            failover: Some(FailoverPlan {
+                kill_at: Duration::from_millis(800),
+                restart_at: Duration::from_millis(1800),
+                end_at: Duration::from_millis(4000),
+                ..full.failover.expect("full plan has a fail-over")
+            }),
+            ..full
+        }
+    }
+}
+
+/// Runs `plan` on a dedicated thread with its own runtime.
+pub(crate) async fn run_plan(
+    plan: Plan,
+    write_docs: Option<PathBuf>,
+    progress: bool,
+    print: bool,
+) -> Result<BenchSummary, BenchError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("ldapmux-bench".into())
+        .spawn(move || {
+            let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+                .map_err(|e| BenchError::Runtime(e.to_string()))
+                .and_then(|rt| {
+                    let out = rt.block_on(execute(plan, write_docs, progress, print));
+                    rt.shutdown_timeout(Duration::from_secs(5));
+                    out
+                });
+            let _ = tx.send(result);
+        })
+        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+    let result = rx
+        .await
+        .map_err(|_| BenchError::Runtime("the benchmark thread panicked".into()));
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    result?
+}
+
+struct Out {
+    progress: bool,
+    print: bool,
+    lines: Vec<String>,
+    started: Instant,
+}
+
+impl Out {
+    fn progress(&self, msg: impl AsRef<str>) {
+        if self.progress {
+            eprintln!(
+                "[bench {:6.1}s] {}",
+                self.started.elapsed().as_secs_f64(),
+                msg.as_ref()
+            );
+        }
+    }
+    fn line(&mut self, line: String) {
+        if self.print {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+        self.lines.push(line);
+    }
+}
+
+async fn execute(
+    plan: Plan,
+    write_docs: Option<PathBuf>,
+    progress: bool,
+    print: bool,
+) -> Result<BenchSummary, BenchError> {
+    let mut out = Out {
+        progress,
+        print,
+        lines: Vec::new(),
+        started: Instant::now(),
+    };
+    let mut notes = Vec::new();
+    let loadavg_start = loadavg();
+    out.progress(format!("load average at start: {loadavg_start}"));
+    out.progress(format!(
+        "starting slapd ({} users, threads {})",
+        plan.users, plan.slapd_threads
+    ));
+    let (users, threads) = (plan.users, plan.slapd_threads);
+    let slapd =
+        tokio::task::spawn_blocking(move || Slapd::builder().users(users).threads(threads).start())
+            .await
+            .map_err(|e| BenchError::Runtime(e.to_string()))?
+            .map_err(|e| BenchError::Slapd(e.to_string()))?;
+
+    let mut measurements: Vec<Measurement> = Vec::new();
+    let mut quiet_spent = Duration::ZERO;
+    let mut rounds_of: BTreeMap<(String, usize), Vec<Measurement>> = BTreeMap::new();
+    let mut settings: BTreeMap<String, String> = BTreeMap::new();
+    for &conc in &plan.concs {
+        for group in &plan.groups {
+            if group.concs.as_ref().is_some_and(|c| !c.contains(&conc)) {
+                continue;
+            }
+            let mut group_keys = Vec::new();
+            let rounds = match group.rounds_at_1 {
+                Some(r) if conc == 1 => r,
+                _ => group.rounds,
+            };
+            for round in 0..rounds {
+                let k = group.kinds.len();
+                for j in 0..k {
+                    let mut kind = group.kinds[(j + round) % k].clone();
+                    if kind == RAW_N_FROM_LDAPMUX {
+                        let n = rounds_of
+                            .get(&("ldapmux_default".to_owned(), conc))
+                            .and_then(|v| v.first())
+                            .map_or(1, |m| m.server_conns.max(1) as usize);
+                        kind = Kind::RawNConns(n);
+                    }
+                    let name = kind.name();
+                    settings.insert(name.clone(), kind.settings());
+                    let mut retried = false;
+                    let (m, n) = loop {
+                        let left = plan.quiet_budget.saturating_sub(quiet_spent);
+                        if !left.is_zero() {
+                            let (waited, share) = window::wait_quiet(
+                                plan.retry_foreign_pct,
+                                plan.quiet_wait.min(left),
+                                slapd.pid(),
+                            )
+                            .await;
+                            quiet_spent += waited;
+                            if waited >= Duration::from_secs(1) {
+                                let note = format!(
+                                    "before {} conc {conc} round {round}: waited {:.1} s for other processes to quieten (last {share:.0} % of the CPU)",
+                                    kind.name(),
+                                    waited.as_secs_f64()
+                                );
+                                out.progress(&note);
+                                notes.push(note);
+                            }
+                        }
+                        let (m, n) =
+                            window::measure(&slapd, plan.users, &kind, conc, plan.window, round)
+                                .await?;
+                        let foreign: f64 = m
+                            .get("foreign_cpu_pct")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0.0);
+                        if foreign > plan.retry_foreign_pct
+                            && !retried
+                            && out.started.elapsed() < plan.retry_budget
+                        {
+                            retried = true;
+                            let note = format!(
+                                "{} conc {conc} round {round}: other processes used {foreign:.0} % of the CPU during the window; measured again",
+                                m.contender
+                            );
+                            out.progress(&note);
+                            notes.push(note);
+                            continue;
+                        }
+                        break (m, n);
+                    };
+                    out.progress(format!(
+                        "round {round}: {}{}",
+                        m.line(),
+                        m.first_error
+                            .as_ref()
+                            .map_or(String::new(), |e| format!(" first_error={e:?}"))
+                    ));
+                    for note in &n {
+                        out.progress(format!("note: {note}"));
+                    }
+                    notes.extend(n);
+                    let key = (name, conc);
+                    if !group_keys.contains(&key) {
+                        group_keys.push(key.clone());
+                    }
+                    rounds_of.entry(key).or_default().push(m);
+                }
+            }
+            for key in group_keys {
+                let m = aggregate(&rounds_of[&key]);
+                out.line(m.line());
+                measurements.push(m);
+            }
+        }
+    }
+
+    if let Some(n) = plan.paired_latency {
+        out.progress(format!("paired latency at concurrency 1: {n} pairs"));
+        let (m, n) = scenarios::paired_latency(&slapd, plan.users, n).await?;
+        notes.extend(n);
+        out.line(m.line());
+        measurements.push(m);
+    }
+    if let Some(n) = plan.cold_storm {
+        out.progress(format!("cold storm: {n} simultaneous first requests"));
+        let (m, n) = scenarios::cold_storm(&slapd, plan.users, n).await?;
+        notes.extend(n);
+        out.line(m.line());
+        measurements.push(m);
+    }
+    drop(slapd);
+    if let Some((fast, slow)) = plan.connect_cost {
+        out.progress("connect + bind cost (ldaps, TLS slapd)");
+        for m in scenarios::connect_cost(fast, slow).await? {
+            out.line(m.line());
+            measurements.push(m);
+        }
+    }
+    let mut timeline = None;
+    if let Some(fp) = plan.failover {
+        out.progress("fail-over / fail-back timeline (two slapd, kill -9, restart)");
+        let (m, tl) = scenarios::failover(fp, plan.users).await?;
+        out.line(m.line());
+        measurements.push(m);
+        timeline = Some(tl);
+    }
+
+    let targets = report::targets(&measurements, timeline.as_ref(), plan.failover.as_ref());
+    let ratio_vs_raw_min = ratio_vs_raw_min(&measurements, &plan.concs);
+    out.line(format!("ratio_vs_raw_min={ratio_vs_raw_min:.3}"));
+    for t in &targets {
+        out.progress(format!(
+            "target {}: {} {} — {}",
+            t.name,
+            t.target,
+            if t.met { "MET" } else { "MISSED" },
+            t.measured
+        ));
+    }
+    let mut summary = BenchSummary {
+        ratio_vs_raw_min,
+        measurements,
+        targets,
+        timeline,
+        lines: std::mem::take(&mut out.lines),
+        notes,
+        docs: Vec::new(),
+        elapsed: out.started.elapsed(),
+        loadavg: (loadavg_start, loadavg()),
+    };
+    out.progress(format!("load average at the end: {}", summary.loadavg.1));
+    if let Some(dir) = write_docs {
+        out.progress(format!("writing {}", dir.display()));
+        summary.docs = report::write_docs(&dir, &summary, &plan, &settings)?;
+    }
+    out.progress(format!("done in {:.1} s", summary.elapsed.as_secs_f64()));
+    Ok(summary)
+}
+
+/// The first three fields of `/proc/loadavg` (1, 5, 15 minutes).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Folds a contender's rounds into one measurement: medians of ops/s, p50
+/// and p99; failed ops summed; the largest server connection count; the
+/// first round's extra fields plus `rounds`, `ops_min` and `ops_max`.
+pub(crate) fn aggregate(rounds: &[Measurement]) -> Measurement {
+    let first = rounds.first().expect("at least one round").clone();
+    let col = |f: fn(&Measurement) -> f64| {
+        median(&rounds.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+    };
+    let ops: Vec<f64> = rounds.iter().map(|m| m.ops_per_s).collect();
+    // Per-operation CPU figures: the median over rounds; other fields: the first round's.
+    let per_op = ["client_us_per_op", "slapd_us_per_op", "foreign_cpu_pct"];
+    let mut extra: Vec<(String, String)> = first
+        .extra
+        .iter()
+        .filter(|(k, _)| k != "round")
+        .map(|(k, v)| {
+            let vals: Vec<f64> = rounds
+                .iter()
+                .filter_map(|m| m.get(k)?.parse().ok())
+                .collect();
+            match median(&vals) {
+                Some(x) if per_op.contains(&k.as_str()) => (k.clone(), format!("{x:.1}")),
+                _ => (k.clone(), v.clone()),
+            }
+        })
+        .collect();
+    extra.push(("rounds".into(), rounds.len().to_string()));
+    if rounds.len() > 1 {
+        let lo = ops.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ops.iter().copied().fold(0.0, f64::max);
+        extra.push(("ops_min".into(), format!("{lo:.0}")));
+        extra.push(("ops_max".into(), format!("{hi:.0}")));
+    }
+    Measurement {
+        ops_per_s: col(|m| m.ops_per_s),
+        p50_ms: col(|m| m.p50_ms),
+        p99_ms: col(|m| m.p99_ms),
+        failed: rounds.iter().map(|m| m.failed).sum(),
+        server_conns: rounds.iter().map(|m| m.server_conns).max().unwrap_or(0),
+        first_error: rounds.iter().find_map(|m| m.first_error.clone()),
+        extra,
+        ..first
+    }
+}
+
+/// Finds a measurement.
+pub(crate) fn find<'a>(ms: &'a [Measurement], name: &str, conc: usize) -> Option<&'a Measurement> {
+    ms.iter().find(|m| m.contender == name && m.conc == conc)
+}
+
+/// ldapmux at its defaults over the best of raw (1) and (2), minimum over `concs`.
+pub(crate) fn ratio_vs_raw_min(ms: &[Measurement], concs: &[usize]) -> f64 {
+    concs
+        .iter()
+        .filter_map(|&c| {
+            let ours = find(ms, "ldapmux_default", c)?.ops_per_s;
+            let best = ["raw_shared", "raw_per_task"]
+                .iter()
+                .filter_map(|n| find(ms, n, c).map(|m| m.ops_per_s))
+                .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))))?;
+            ratio(ours, best)
+        })
+        .fold(f64::NAN, f64::min)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,358 @@
+//! `ldapmux check`: probes servers with the pool's own logic. Each URL gets
+//! a one-server pool (the same connect, TLS, StartTLS and bind code as
+//! production pools) that reads the root DSE and asks "who am I?".
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ldapmux::{ConnErrorKind, Credential, Error, Pool, Scheme, Scope, ServerUrl};
+
+/// What `ldapmux check` runs with.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// The servers.
+    pub urls: Vec<String>,
+    /// A PEM file of CA certificates to trust (besides the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Upgrade `ldap://` with StartTLS.
+    pub starttls: bool,
+    /// Bind DN (with `password`).
+    pub bind_dn: Option<String>,
+    /// The bind password, read from a file by the caller. Never printed.
+    pub password: Option<ldapmux::Password>,
+    /// Accept any certificate.
+    pub no_verify: bool,
+    /// Bound on each server's check (connect + root DSE + whoami).
+    pub timeout: Duration,
+}
+
+/// TLS as used for one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsState {
+    /// Plain LDAP.
+    Off,
+    /// `ldaps://` or StartTLS, certificate verified.
+    Verified,
+    /// `ldaps://` or StartTLS, certificate NOT verified (`--no-verify`).
+    Unverified,
+    /// `ldapi://`: a local socket.
+    LocalSocket,
+}
+
+impl TlsState {
+    /// How it reads in the report, given how the check went.
+    pub fn describe(self, starttls: bool, error: Option<&CheckError>) -> String {
+        let how = if starttls { "StartTLS" } else { "ldaps" };
+        let verify = match self {
+            TlsState::Verified => "certificate verified",
+            _ => "certificate NOT verified (--no-verify)",
+        };
+        match (self, error) {
+            (TlsState::Off, _) => "off (plain LDAP)".to_owned(),
+            (TlsState::LocalSocket, _) => "none needed (ldapi local socket)".to_owned(),
+            (_, Some(e)) if e.kind == TLS_FAILURE => format!("{how}: FAILED ({})", e.kind),
+            (_, Some(e)) if !e.reached => format!("{how}: not reached"),
+            (_, _) => format!("on ({how}), {verify}"),
+        }
+    }
+}
+
+/// The error class of a TLS handshake or certificate failure.
+pub const TLS_FAILURE: &str = "TLS failure (certificate or handshake)";
+
+/// The result for one server.
+#[derive(Clone, Debug)]
+pub struct ServerReport {
+    /// The URL as given.
+    pub url: String,
+    /// TLS as configured for it.
+    pub tls: TlsState,
+    /// Whether StartTLS was asked for.
+    pub starttls: bool,
+    /// The bind DN used (anonymous if none).
+    pub bind_dn: Option<String>,
+    /// The root DSE's naming contexts, when it was read.
+    pub naming_contexts: Vec<String>,
+    /// The root DSE's vendor, when it says.
+    pub vendor: Option<String>,
+    /// The identity the connection is bound as (`dn:…`, empty = anonymous).
+    pub identity: Option<String>,
+    /// What failed, typed.
+    pub error: Option<CheckError>,
+    /// How long the check took.
+    pub took: Duration,
+}
+
+impl ServerReport {
+    /// Reachable, and bound as asked.
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Why a server failed its check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckError {
+    /// The class: `connection refused`, `TLS`, `invalid credentials` …
+    pub kind: &'static str,
+    /// The pool's message.
+    pub message: String,
+    /// Whether the server was reached (TCP and TLS done) before it failed.
+    pub reached: bool,
+}
+
+/// The class of a pool error, for operators.
+pub fn error_kind(e: &Error) -> &'static str {
+    match e.conn_error_kind() {
+        Some(ConnErrorKind::Refused) => return "connection refused",
+        Some(ConnErrorKind::Timeout) => return "timed out connecting",
+        Some(ConnErrorKind::Tls) => return TLS_FAILURE,
+        Some(ConnErrorKind::InvalidCredentials) => return "invalid credentials",
+        Some(ConnErrorKind::Io) => return "connection failed (I/O)",
+        Some(ConnErrorKind::ServerDown) => return "server down",
+        _ => {}
+    }
+    match e {
+        Error::Timeout { .. } => "timed out",
+        Error::Ldap(_) => "LDAP error",
+        Error::InvalidRequest(_) => "invalid request",
+        Error::Pool(ldapmux::core::Error::NoServerAvailable) => "no server available",
+        Error::Pool(ldapmux::core::Error::AcquireTimeout) => "timed out",
+        _ => "error",
+    }
+}
+
+fn fail(kind: &'static str, message: impl Into<String>) -> Option<CheckError> {
+    let reached = matches!(kind, "invalid credentials" | "LDAP error");
+    Some(CheckError {
+        kind,
+        message: message.into(),
+        reached,
+    })
+}
+
+/// Checks one server.
+pub async fn check_one(url: &str, opts: &CheckOptions) -> ServerReport {
+    let started = Instant::now();
+    let mut report = ServerReport {
+        url: url.to_owned(),
+        tls: TlsState::Off,
+        starttls: opts.starttls,
+        bind_dn: opts.bind_dn.clone(),
+        naming_contexts: Vec::new(),
+        vendor: None,
+        identity: None,
+        error: None,
+        took: Duration::ZERO,
+    };
+    let parsed = match ServerUrl::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            report.error = fail("invalid URL", e.to_string());
+            return report;
+        }
+    };
+    let tls_on =
+        parsed.scheme() == Scheme::Ldaps || (opts.starttls && parsed.scheme() == Scheme::Ldap);
+    report.tls = match (parsed.scheme(), tls_on, opts.no_verify) {
+        (Scheme::Ldapi, _, _) => TlsState::LocalSocket,
+        (_, false, _) => TlsState::Off,
+        (_, true, false) => TlsState::Verified,
+        (_, true, true) => TlsState::Unverified,
+    };
+    report.starttls = opts.starttls && parsed.scheme() == Scheme::Ldap;
+    let connect_timeout = opts.timeout.min(Duration::from_secs(3));
+    let mut builder = Pool::builder()
+        .server(url)
+        .connect_timeout(connect_timeout)
+        .operation_timeout(opts.timeout)
+        .max_connections_per_server(1)
+        .starttls(report.starttls)
+        .danger_tls_verify(!opts.no_verify);
+    if let Some(ca) = &opts.ca_file {
+        builder = builder.tls_ca_file(ca.clone());
+    }
+    if let (Some(dn), Some(pw)) = (&opts.bind_dn, &opts.password) {
+        builder = builder.credential(Credential::simple(dn.clone(), pw.clone()));
+    }
+    let pool = match builder.build() {
+        Ok(p) => p,
+        Err(e) => {
+            report.error = fail("configuration", e.to_string());
+            return report;
+        }
+    };
+    let dse = pool
+        .search(
+            "",
+            Scope::Base,
+            "(objectClass=*)",
+            &["namingContexts", "vendorName", "vendorVersion"],
+        )
+        .await;
+    match dse {
+        Ok(entries) => {
+            if let Some(e) = entries.first() {
+                report.naming_contexts = e.attrs.get("namingContexts").cloned().unwrap_or_default();
+                report.vendor = e
+                    .attrs
+                    .get("vendorName")
+                    .and_then(|v| v.first().cloned())
+                    .map(
+                        |name| match e.attrs.get("vendorVersion").and_then(|v| v.first()) {
+                            Some(ver) => format!("{name} {ver}"),
+                            None => name,
+                        },
+                    );
+            }
+            match pool.whoami().await {
+                Ok(id) => report.identity = Some(id),
+                Err(e) => report.error = fail(error_kind(&e), e.to_string()),
+            }
+        }
+        Err(e) => report.error = fail(error_kind(&e), e.to_string()),
+    }
+    pool.shutdown().await;
+    report.took = started.elapsed();
+    report
+}
+
+/// Checks every server, one after the other.
+pub async fn check(opts: &CheckOptions) -> Vec<ServerReport> {
+    let mut out = Vec::new();
+    for url in &opts.urls {
+        out.push(check_one(url, opts).await);
+    }
+    out
+}
+
+/// The report of one server, a few lines.
+pub fn render(r: &ServerReport) -> String {
+    let mut lines = Vec::new();
+    match &r.error {
+        None => lines.push(format!(
+            "{}: OK, reachable ({} ms)",
+            r.url,
+            r.took.as_millis()
+        )),
+        Some(e) => lines.push(format!("{}: FAILED: {}", r.url, e.kind)),
+    }
+    lines.push(format!(
+        "  tls:   {}",
+        r.tls.describe(r.starttls, r.error.as_ref())
+    ));
+    let who = match &r.bind_dn {
+        Some(dn) => format!("simple bind as {dn}"),
+        None => "anonymous".to_owned(),
+    };
+    match (&r.identity, &r.error) {
+        (Some(id), _) => lines.push(format!(
+            "  bind:  {who}: ok, whoami = {}",
+            if id.is_empty() {
+                "(anonymous)".to_owned()
+            } else {
+                id.clone()
+            }
+        )),
+        (None, Some(e)) if e.kind == "invalid credentials" => {
+            lines.push(format!("  bind:  {who}: rejected (invalid credentials)"));
+        }
+        (None, _) => lines.push(format!("  bind:  {who}: not done")),
+    }
+    if !r.naming_contexts.is_empty() || r.vendor.is_some() {
+        lines.push(format!(
+            "  root DSE: naming contexts {}{}",
+            if r.naming_contexts.is_empty() {
+                "-".to_owned()
+            } else {
+                r.naming_contexts.join(", ")
+            },
+            r.vendor
+                .as_ref()
+                .map_or(String::new(), |v| format!("; vendor {v}"))
+        ));
+    }
+    if let Some(e) = &r.error {
+        lines.push(format!("  error: {}", e.message));
+    }
+    lines.join("\n")
+}
+
+/// Reads a password from a file: the first line, without its line end.
+/// The password is never printed; errors name the file only.
+pub fn read_password_file(path: &std::path::Path) -> Result<ldapmux::Password, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the password file {}: {e}", path.display()))?;
+    let first = text.lines().next().unwrap_or("");
+    if first.is_empty() {
+        return Err(format!(
+            "the password file {} is empty (an empty simple bind would be unauthenticated)",
+            path.display()
+        ));
+    }
+    Ok(ldapmux::Password::new(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_states_read_well() {
+        assert_eq!(TlsState::Off.describe(false, None), "off (plain LDAP)");
+        assert_eq!(
+            TlsState::Unverified.describe(true, None),
+            "on (StartTLS), certificate NOT verified (--no-verify)"
+        );
+        assert_eq!(
+            TlsState::Verified.describe(false, None),
+            "on (ldaps), certificate verified"
+        );
+        let refused = fail("connection refused", "x").unwrap();
+        assert_eq!(
+            TlsState::Verified.describe(false, Some(&refused)),
+            "ldaps: not reached"
+        );
+        let tls = fail(TLS_FAILURE, "bad cert").unwrap();
+        assert_eq!(
+            TlsState::Verified.describe(true, Some(&tls)),
+            "StartTLS: FAILED (TLS failure (certificate or handshake))"
+        );
+    }
+
+    #[test]
+    fn a_failed_report_names_the_kind_and_never_a_password() {
+        let r = ServerReport {
+            url: "ldap://127.0.0.1:1".into(),
+            tls: TlsState::Off,
+            starttls: false,
+            bind_dn: Some("cn=admin,dc=example,dc=com".into()),
+            naming_contexts: vec![],
+            vendor: None,
+            identity: None,
+            error: fail("invalid credentials", "server s0 rejected the credential"),
+            took: Duration::from_millis(3),
+        };
+        let text = render(&r);
+        assert!(
+            text.starts_with("ldap://127.0.0.1:1: FAILED: invalid credentials"),
+            "{text}"
+        );
+        assert!(text.contains("bind:  simple bind as cn=admin,dc=example,dc=com: rejected"));
+    }
+
+    #[test]
+    fn password_files_give_their_first_line() {
+        let dir = std::env::temp_dir().join(format!("ldapmux-cli-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("pw");
+        std::fs::write(&p, "s3cret\n").unwrap();
+        let pw = read_password_file(&p).unwrap();
+        assert!(!format!("{pw:?}").contains("s3cret"));
+        std::fs::write(&p, "\n").unwrap();
+        let err = read_password_file(&p).unwrap_err();
+        assert!(err.contains("empty"), "{err}");
+        assert!(read_password_file(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,156 @@
+//! The command line, as `clap` derives it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ldapmux: a shared, fail-over LDAP connection pool. This command shows it
+/// at work on real slapd servers, checks your servers with its logic, and
+/// benchmarks it.
+#[derive(Debug, Parser)]
+#[command(name = "ldapmux", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch the pool live on three local slapd servers: fail-over,
+    /// fail-back, reload and shutdown under load.
+    ///
+    /// Starts three slapd processes on 127.0.0.1 (A preferred, then B, then
+    /// C), runs searches, enumerations, authentications and writes through
+    /// one pool, kills A with SIGKILL, restarts it, reloads the pool's
+    /// configuration and shuts the pool down, then prints a summary. In a
+    /// terminal the view redraws in place (q or Ctrl-C stops early);
+    /// piped, or with --plain, it prints one status line per second and one
+    /// line per event. Nothing is left running afterwards. Exits 0 when
+    /// the run passed its own checks (zero failed reads, fail-over,
+    /// fail-back, reload, clean shutdown, no slapd left).
+    Demo(DemoArgs),
+    /// Probe LDAP servers with the pool's own connect, TLS and bind logic.
+    ///
+    /// For each URL a one-server pool reads the root DSE and asks "who am
+    /// I?". Prints, per server: reachable or the typed error (connection
+    /// refused, TLS certificate, invalid credentials, timeout …), TLS on
+    /// and verified, and the bind result. Exits 0 only if every server
+    /// passed. The password is read from a file and never printed.
+    Check(CheckArgs),
+    /// Benchmark ldapmux against raw ldap3, bb8 + bb8-ldap and deadpool on
+    /// one local slapd.
+    ///
+    /// Prints one line per contender and concurrency on stdout
+    /// (contender=… conc=… ops_per_s=… p99_ms=… server_conns=…) and a final
+    /// ratio_vs_raw_min=… line; progress and the targets go to stderr.
+    Bench(BenchArgs),
+}
+
+/// Options of `ldapmux demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Length of the whole run in seconds, server start-up included (12–60).
+    #[arg(long, value_name = "SECS", default_value_t = 40,
+          value_parser = clap::value_parser!(u64).range(12..=60))]
+    pub duration: u64,
+    /// Users in each server's directory.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=200_000))]
+    pub users: u64,
+    /// Print one status line per second instead of the live view (the
+    /// default when stdout is not a terminal).
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// Options of `ldapmux check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Servers to check: ldap://host:port, ldaps://host:port or ldapi://…
+    #[arg(value_name = "URL", required = true)]
+    pub urls: Vec<String>,
+    /// PEM file of CA certificates to trust, besides the system roots.
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+    /// Upgrade ldap:// connections with StartTLS (never falls back to plain).
+    #[arg(long)]
+    pub starttls: bool,
+    /// Bind with this DN (simple bind) instead of anonymously.
+    #[arg(long, value_name = "DN", requires = "password_file")]
+    pub bind_dn: Option<String>,
+    /// File whose first line is the bind password.
+    #[arg(long, value_name = "PATH", requires = "bind_dn")]
+    pub password_file: Option<PathBuf>,
+    /// Accept any TLS certificate and host name (dangerous: testing only).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Seconds each server gets (connect, root DSE read, whoami).
+    #[arg(long, value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub timeout: u64,
+}
+
+/// Options of `ldapmux bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A short run (at most about 90 s) instead of the full sweep.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write benchmarks.md and the SVG charts into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub write_docs: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn demo_defaults_and_bounds() {
+        let cli = Cli::try_parse_from(["ldapmux", "demo"]).unwrap();
+        let Command::Demo(d) = cli.command else {
+            panic!("demo")
+        };
+        assert_eq!((d.duration, d.users, d.plain), (40, 10_000, false));
+        assert!(Cli::try_parse_from(["ldapmux", "demo", "--duration", "61"]).is_err());
+        assert!(Cli::try_parse_from(["ldapmux", "demo", "--duration", "5"]).is_err());
+    }
+
+    #[test]
+    fn check_needs_a_url_and_a_password_file_with_a_dn() {
+        assert!(Cli::try_parse_from(["ldapmux", "check"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "ldapmux",
+                "check",
+                "ldap://127.0.0.1:1",
+                "--bind-dn",
+                "cn=x"
+            ])
+            .is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "ldapmux",
+            "check",
+            "ldap://127.0.0.1:1",
+            "ldaps://127.0.0.1:2",
+            "--bind-dn",
+            "cn=x",
+            "--password-file",
+            "/tmp/pw",
+        ])
+        .unwrap();
+        let Command::Check(c) = cli.command else {
+            panic!("check")
+        };
+        assert_eq!(c.urls.len(), 2);
+    }
+}
