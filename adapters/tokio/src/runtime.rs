@@ -166,18 +166,7 @@ impl Shared {
         }
         let shared = self.clone();
         self.handle.spawn(async move {
-            let settings = shared.settings();
-            let alive = match shared.url_of(&settings, &addr) {
-                Some(url) => matches!(
-                    tokio::time::timeout(
-                        settings.core.connect_timeout,
-                        connect::probe(&settings, &url)
-                    )
-                    .await,
-                    Ok(Ok(()))
-                ),
-                None => false,
-            };
+            let alive = shared.answers(&addr).await;
             lock(&shared.suspects).remove(&server);
             if alive {
                 tracing::info!(%server, addr, "liveness check after a timeout: server answers");
@@ -284,19 +273,23 @@ impl Shared {
         }
     }
 
-    async fn probe(self: Arc<Self>, server: ServerId, addr: String) {
+    /// Whether `addr` answers: a fresh connection reads the root DSE within
+    /// the connect timeout (the probe of a down server, and the liveness
+    /// check of a suspect one).
+    async fn answers(&self, addr: &str) -> bool {
         let settings = self.settings();
-        let ok = match self.url_of(&settings, &addr) {
-            Some(url) => matches!(
-                tokio::time::timeout(
-                    settings.core.connect_timeout,
-                    connect::probe(&settings, &url)
-                )
-                .await,
-                Ok(Ok(()))
-            ),
-            None => false,
+        let Some(url) = self.url_of(&settings, addr) else {
+            return false;
         };
+        let check = connect::probe(&settings, &url);
+        matches!(
+            tokio::time::timeout(settings.core.connect_timeout, check).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn probe(self: Arc<Self>, server: ServerId, addr: String) {
+        let ok = self.answers(&addr).await;
         tracing::info!(%server, addr, ok, "probe answered");
         if let Some(driver) = self.driver() {
             let _ = driver.probe_result(server, ok);
