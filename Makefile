@@ -6,7 +6,7 @@ CARGO ?= cargo
 # invalidates the normal build (a global `--cfg loom` would break tokio).
 LOOM_ENV = RUSTFLAGS="--cfg ldapmux_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom
 
-.PHONY: demo test deps fmt clippy unit doc loom model simulate bench bench-core
+.PHONY: demo test deps fmt clippy unit doc loom model simulate bench bench-core fuzz
 
 # Three real slapd on 127.0.0.1, a pool in front, a kill -9, a restart, a reload and a
 # shutdown under load, shown live (one line per second when piped); ends within 40 s.
@@ -54,3 +54,12 @@ bench: deps
 
 bench-core:
 	$(CARGO) bench -p ldapmux-core --bench acquire_release
+
+# Coverage-guided fuzzing of the core's event handling and of configuration /
+# URL parsing (tests/fuzz). Not yet part of `make test`: the targets compile and
+# ran ~14 M uninstrumented inputs without a panic; the guided cargo-fuzz run is next.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir tests/fuzz core_events -- -max_total_time=$(FUZZ_SECONDS)
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir tests/fuzz config_and_urls -- -max_total_time=$(FUZZ_SECONDS)
