@@ -289,9 +289,9 @@ impl Plan {
             cold_storm: Some(1000),
             paired_latency: Some(20_000),
             retry_foreign_pct: 15.0,
-            retry_budget: Duration::from_secs(500),
+            retry_budget: Duration::from_secs(420),
             quiet_wait: Duration::from_secs(20),
-            quiet_budget: Duration::from_secs(150),
+            quiet_budget: Duration::from_secs(60),
             connect_cost: Some((200, 20)),
             failover: Some(FailoverPlan {
                 conc: 16,
