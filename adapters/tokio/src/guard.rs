@@ -80,12 +80,7 @@ impl ConnGuard {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, Error> {
-        let op = Op::Search {
-            base: base.to_owned(),
-            scope,
-            filter: filter.to_owned(),
-            attrs: attrs.iter().map(|a| (*a).to_owned()).collect(),
-        };
+        let op = Op::search(base, scope, filter, attrs);
         Ok(reply!(self.call(&op).await?, Entries))
     }
 
@@ -96,11 +91,7 @@ impl ConnGuard {
         attr: &str,
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
-        let op = Op::Compare {
-            dn: dn.to_owned(),
-            attr: attr.to_owned(),
-            value: value.as_ref().to_vec(),
-        };
+        let op = Op::compare(dn, attr, value.as_ref());
         Ok(reply!(self.call(&op).await?, Bool))
     }
 
@@ -141,12 +132,7 @@ impl ConnGuard {
         delete_old: bool,
         new_superior: Option<&str>,
     ) -> Result<(), Error> {
-        let op = Op::ModifyDn {
-            dn: dn.to_owned(),
-            rdn: rdn.to_owned(),
-            delete_old,
-            new_superior: new_superior.map(str::to_owned),
-        };
+        let op = Op::modify_dn(dn, rdn, delete_old, new_superior);
         self.call(&op).await.map(drop)
     }
 

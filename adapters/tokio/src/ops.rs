@@ -80,6 +80,50 @@ pub(crate) enum Reply {
 }
 
 impl Op {
+    /// A buffered search.
+    pub(crate) fn search(base: &str, scope: Scope, filter: &str, attrs: &[&str]) -> Op {
+        Op::Search {
+            base: base.to_owned(),
+            scope,
+            filter: filter.to_owned(),
+            attrs: attrs.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    /// The start of a streaming search.
+    pub(crate) fn start_search(base: &str, scope: Scope, filter: &str, attrs: &[&str]) -> Op {
+        Op::StartSearch {
+            base: base.to_owned(),
+            scope,
+            filter: filter.to_owned(),
+            attrs: attrs.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    /// A compare.
+    pub(crate) fn compare(dn: &str, attr: &str, value: &[u8]) -> Op {
+        Op::Compare {
+            dn: dn.to_owned(),
+            attr: attr.to_owned(),
+            value: value.to_vec(),
+        }
+    }
+
+    /// A rename or move.
+    pub(crate) fn modify_dn(
+        dn: &str,
+        rdn: &str,
+        delete_old: bool,
+        new_superior: Option<&str>,
+    ) -> Op {
+        Op::ModifyDn {
+            dn: dn.to_owned(),
+            rdn: rdn.to_owned(),
+            delete_old,
+            new_superior: new_superior.map(str::to_owned),
+        }
+    }
+
     /// The operation's name, for spans and errors.
     pub(crate) fn name(&self) -> &'static str {
         match self {

@@ -153,12 +153,7 @@ impl Pool {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, Error> {
-        let op = Op::Search {
-            base: base.to_owned(),
-            scope,
-            filter: filter.to_owned(),
-            attrs: strings(attrs),
-        };
+        let op = Op::search(base, scope, filter, attrs);
         Ok(reply!(self.run(&op).await?, Entries))
     }
 
@@ -172,12 +167,7 @@ impl Pool {
         filter: &str,
         attrs: &[&str],
     ) -> Result<EntryStream, Error> {
-        let op = Op::StartSearch {
-            base: base.to_owned(),
-            scope,
-            filter: filter.to_owned(),
-            attrs: strings(attrs),
-        };
+        let op = Op::start_search(base, scope, filter, attrs);
         let (reply, lease, _, server) = self.acquire_and_run(&op).await?;
         Ok(EntryStream::new(
             self.clone(),
@@ -194,11 +184,7 @@ impl Pool {
         attr: &str,
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
-        let op = Op::Compare {
-            dn: dn.to_owned(),
-            attr: attr.to_owned(),
-            value: value.as_ref().to_vec(),
-        };
+        let op = Op::compare(dn, attr, value.as_ref());
         Ok(reply!(self.run(&op).await?, Bool))
     }
 
@@ -236,12 +222,7 @@ impl Pool {
         delete_old: bool,
         new_superior: Option<&str>,
     ) -> Result<(), Error> {
-        let op = Op::ModifyDn {
-            dn: dn.to_owned(),
-            rdn: rdn.to_owned(),
-            delete_old,
-            new_superior: new_superior.map(str::to_owned),
-        };
+        let op = Op::modify_dn(dn, rdn, delete_old, new_superior);
         self.run(&op).await.map(drop)
     }
 
@@ -510,10 +491,6 @@ impl Pool {
             cause,
         }
     }
-}
-
-fn strings(attrs: &[&str]) -> Vec<String> {
-    attrs.iter().map(|a| (*a).to_owned()).collect()
 }
 
 /// Decides on another try after `failure`: the next request if the pool says
