@@ -138,12 +138,11 @@ fn coalesced_blocking_waiters_all_get_the_one_connection() {
             })
         })
         .collect();
-    // Wait (bounded) until all three are in the pool.
-    for _ in 0..10_000 {
-        if driver.status().users == 3 {
-            break;
-        }
-        std::thread::yield_now();
+    // Wait (bounded by time, not by a spin count: a loaded machine may not schedule
+    // the three threads within any fixed number of yields) until all three are in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while driver.status().users < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(driver.status().users, 3);
     assert_eq!(
