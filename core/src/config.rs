@@ -98,21 +98,20 @@ impl Config {
         if self.servers.is_empty() {
             return Err(ConfigError::NoServers);
         }
+        if self.servers.len() > usize::from(u16::MAX) {
+            return Err(ConfigError::TooManyServers);
+        }
+        // Linear, so a long server list is checked as fast as a short one.
+        let mut seen = std::collections::HashSet::with_capacity(self.servers.len());
         for (i, s) in self.servers.iter().enumerate() {
             if s.addr.trim().is_empty() {
                 return Err(ConfigError::EmptyServerAddress { index: i });
             }
-            if self.servers[..i]
-                .iter()
-                .any(|o| o.addr.eq_ignore_ascii_case(&s.addr))
-            {
+            if !seen.insert(s.addr.to_ascii_lowercase()) {
                 return Err(ConfigError::DuplicateServer {
                     addr: s.addr.clone(),
                 });
             }
-        }
-        if self.servers.len() > usize::from(u16::MAX) {
-            return Err(ConfigError::TooManyServers);
         }
         if self.max_users_per_conn == 0 {
             return Err(ConfigError::ZeroLimit {
