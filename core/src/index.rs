@@ -258,4 +258,61 @@ mod tests {
         y.insert_open(key(), a, 0);
         assert_eq!(x, y);
     }
+    fn hash_of(index: &Index) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        index.hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn equal_indexes_hash_alike_and_any_difference_in_content_shows() {
+        let (a, b) = (ConnId::new(0, 0), ConnId::new(1, 0));
+        let mut x = Index::default();
+        x.insert_open(key(), a, 1);
+        x.insert_connecting(key(), b);
+        let mut y = x.clone();
+        assert_eq!(x, y);
+        assert_eq!(hash_of(&x), hash_of(&y));
+
+        // Same connecting set, a different load on the open connection.
+        y.set_load(&key(), a, 1, 2);
+        assert_ne!(x, y, "a load change is a different state");
+        assert_ne!(hash_of(&x), hash_of(&y));
+        y.set_load(&key(), a, 2, 1);
+        assert_eq!(x, y);
+
+        // Same open connections, a different connecting set.
+        y.remove_connecting(&key(), b);
+        assert_ne!(
+            x, y,
+            "a connection that stopped opening is a different state"
+        );
+        assert_ne!(hash_of(&x), hash_of(&y));
+
+        // Same connecting set, no open connection.
+        let mut z = x.clone();
+        assert!(z.remove_open(&key(), a, 1));
+        assert_ne!(x, z, "an open connection that went is a different state");
+        assert_ne!(hash_of(&x), hash_of(&z));
+    }
+
+    #[test]
+    fn the_minimum_load_moves_up_past_emptied_buckets() {
+        let (a, b, c) = (ConnId::new(0, 0), ConnId::new(1, 0), ConnId::new(2, 0));
+        let mut index = Index::default();
+        index.insert_open(key(), a, 0);
+        index.insert_open(key(), b, 3);
+        index.insert_open(key(), c, 5);
+        assert_eq!(index.least_loaded(&key(), 10), Some(a));
+        // a leaves load 0 for 4: the minimum skips the empty buckets 0..=2 to b.
+        index.set_load(&key(), a, 0, 4);
+        assert_eq!(index.least_loaded(&key(), 10), Some(b));
+        assert_eq!(index.least_loaded(&key(), 3), None, "b is at the cap");
+        index.set_load(&key(), b, 3, 6);
+        assert_eq!(index.least_loaded(&key(), 10), Some(a));
+        index.set_load(&key(), a, 4, 7);
+        assert_eq!(index.least_loaded(&key(), 10), Some(c));
+        assert_eq!(index.least_loaded(&key(), 5), None);
+    }
 }
