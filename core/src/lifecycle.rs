@@ -117,6 +117,9 @@ impl Pool {
         for (id, user) in self.users.iter() {
             let (error, retry) = fail(user.attempt);
             self.counters.fails += 1;
+            if retry {
+                self.counters.retries_offered += 1;
+            }
             self.actions.push_back(Action::Fail {
                 user: id,
                 error,

@@ -596,6 +596,28 @@ fn b07_a_server_that_flaps_during_hold_down_gets_no_fail_back() {
     assert_eq!(sim.pool.user(r).unwrap().conn, Some(cb));
 }
 
+#[test]
+fn b07_a_returning_server_serves_during_its_hold_down_when_no_other_server_is_up() {
+    let mut sim = Sim::with(config());
+    let (a, b) = (sim.server(A), sim.server(B));
+    for s in [a, b] {
+        sim.ok(Event::ServerDown { server: s });
+    }
+    sim.drain();
+    // B comes back and holds down; A stays down. Better a server that has
+    // just returned than none: B is used at once, without waiting out the hold.
+    sim.ok(Event::ServerUp { server: b });
+    assert!(matches!(sim.pool.health(b), Some(Health::Returning { .. })));
+    let r = sim.search();
+    let open = sim.drain();
+    assert!(
+        matches!(open[..], [Action::Open { server, .. }] if server == b),
+        "{open:?}"
+    );
+    let conn = Sim::open_of(&open);
+    assert_eq!(sim.opened(conn), vec![grant(r, conn)]);
+}
+
 // ---------------------------------------------------------------- 8. server down
 
 #[test]

@@ -173,6 +173,34 @@ struct Sut {
     told: BTreeMap<UserId, Told>,
     /// Users that asked after shutdown (ids outside every table).
     refused: Vec<UserId>,
+    /// What the pool's counters must say, tallied from inputs and actions.
+    seen: Seen,
+}
+
+/// A ledger of inputs and actions, to check the pool's counters against.
+#[derive(Debug, Default, PartialEq)]
+struct Seen {
+    acquires: u64,
+    grants: u64,
+    fails: u64,
+    retries_offered: u64,
+    closes: u64,
+    opens_asked: u64,
+}
+
+impl Seen {
+    fn note(&mut self, action: &Action) {
+        match action {
+            Action::Grant { .. } => self.grants += 1,
+            Action::Fail { retry, .. } => {
+                self.fails += 1;
+                self.retries_offered += u64::from(*retry);
+            }
+            Action::Close { .. } | Action::Abandon { .. } => self.closes += 1,
+            Action::Open { .. } => self.opens_asked += 1,
+            _ => {}
+        }
+    }
 }
 
 fn config(cap: u32, sharing: Sharing) -> Config {
@@ -214,6 +242,7 @@ impl Sut {
     /// Drains actions, checking each against the ledger and the reference.
     fn drain(&mut self, expected: &Expected) {
         while let Some(action) = self.pool.poll_action() {
+            self.seen.note(&action);
             match action {
                 Action::Grant { user, conn } => {
                     assert!(!expected.shut_down, "grant after shutdown: {user}");
@@ -293,6 +322,7 @@ impl StateMachineTest for PoolTest {
             now: Instant::ZERO,
             told: BTreeMap::new(),
             refused: Vec::new(),
+            seen: Seen::default(),
         }
     }
 
@@ -330,10 +360,14 @@ impl StateMachineTest for PoolTest {
                 }
                 let was_shut = sut.pool.is_shut_down();
                 let user = sut.pool.handle_acquire(now, req);
+                sut.seen.acquires += 1;
                 if was_shut || attempt == 0 || attempt > MAX_TRIES {
                     // Refused at once, with an id no table holds.
                     sut.refused.push(user);
                     let first = sut.pool.poll_action();
+                    if let Some(a) = &first {
+                        sut.seen.note(a);
+                    }
                     let want = if was_shut {
                         Error::ShutDown
                     } else {
@@ -548,6 +582,22 @@ impl StateMachineTest for PoolTest {
         if let Err(e) = sut.pool.check_invariants() {
             panic!("{e}\n{:#?}", sut.pool);
         }
+        // The counters count exactly what happened: every request, grant, fail,
+        // offered retry and close, each once (closes include forgotten ones).
+        let c = sut.pool.status().counters;
+        let counted = Seen {
+            acquires: c.acquires,
+            grants: c.grants,
+            fails: c.fails,
+            retries_offered: c.retries_offered,
+            closes: c.closes,
+            opens_asked: sut.seen.opens_asked,
+        };
+        assert_eq!(counted, sut.seen, "counters disagree with the actions");
+        assert!(
+            c.opens + c.open_failures <= sut.seen.opens_asked,
+            "more connections opened or failed than were asked for"
+        );
     }
 
     fn teardown(mut sut: Sut, expected: Expected) {
