@@ -127,8 +127,8 @@ pub use event::Event;
 pub use faults::Fault;
 pub use id::{ConnId, CredKey, GenId, ServerId, UserId};
 pub use info::{
-    ConnInfo, ConnPhase, Counters, CredStatus, GenInfo, GenPhase, Health, ServerStatus, Status,
-    UserInfo, UserPhase,
+    ConnInfo, ConnPhase, Counters, CredStatus, GenInfo, GenPhase, Health, ServerCounters,
+    ServerStatus, Status, UserInfo, UserPhase,
 };
 pub use invariants::InvariantViolation;
 pub use pool::Pool;

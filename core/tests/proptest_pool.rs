@@ -186,6 +186,11 @@ struct Seen {
     retries_offered: u64,
     closes: u64,
     opens_asked: u64,
+    opened: u64,
+    releases: u64,
+    cancels: u64,
+    /// ConnOpenFailed reports; connect timeouts add failures the ledger does not see.
+    open_failures_reported: u64,
 }
 
 impl Seen {
@@ -402,6 +407,7 @@ impl StateMachineTest for PoolTest {
                     sut.pool
                         .handle(now, Event::ConnOpened { conn: c })
                         .expect("opening connection");
+                    sut.seen.opened += 1;
                 }
             }
             Step::OpenFailed(i, creds) => {
@@ -420,6 +426,7 @@ impl StateMachineTest for PoolTest {
                             },
                         )
                         .expect("opening connection");
+                    sut.seen.open_failures_reported += 1;
                 }
             }
             Step::Lost(i) => {
@@ -441,6 +448,7 @@ impl StateMachineTest for PoolTest {
                     sut.pool
                         .handle(now, Event::Release { user: u })
                         .expect("connected user");
+                    sut.seen.releases += 1;
                     sut.told.get_mut(&u).expect("known").ended = true;
                 }
             }
@@ -469,6 +477,7 @@ impl StateMachineTest for PoolTest {
                     sut.pool
                         .handle(now, Event::Cancel { user: u })
                         .expect("live user");
+                    sut.seen.cancels += 1;
                     sut.told.get_mut(&u).expect("known").ended = true;
                     assert_eq!(sut.pool.user(u), None);
                 }
@@ -592,12 +601,30 @@ impl StateMachineTest for PoolTest {
             retries_offered: c.retries_offered,
             closes: c.closes,
             opens_asked: sut.seen.opens_asked,
+            opened: c.opens,
+            releases: c.releases,
+            cancels: c.cancels,
+            open_failures_reported: sut.seen.open_failures_reported,
         };
         assert_eq!(counted, sut.seen, "counters disagree with the actions");
+        assert!(
+            c.open_failures >= sut.seen.open_failures_reported,
+            "a reported open failure was not counted"
+        );
         assert!(
             c.opens + c.open_failures <= sut.seen.opens_asked,
             "more connections opened or failed than were asked for"
         );
+        // Per-server counters add up to the pool's.
+        let sum =
+            |f: fn(&ldapmux_core::ServerCounters) -> u64| c.servers.iter().map(f).sum::<u64>();
+        assert_eq!(sum(|s| s.opens), c.opens, "per-server opens");
+        assert_eq!(
+            sum(|s| s.open_failures),
+            c.open_failures,
+            "per-server open failures"
+        );
+        assert_eq!(sum(|s| s.grants), c.grants, "per-server grants");
     }
 
     fn teardown(mut sut: Sut, expected: Expected) {
