@@ -191,14 +191,21 @@ struct Seen {
     cancels: u64,
     /// ConnOpenFailed reports; connect timeouts add failures the ledger does not see.
     open_failures_reported: u64,
+    /// Open or draining connections reported lost, and users' broken connections.
+    lost: u64,
+    /// Users failed with AcquireTimeout.
+    timeouts: u64,
+    /// Generations started: the first, each accepted reload, each fork.
+    generations: u64,
 }
 
 impl Seen {
     fn note(&mut self, action: &Action) {
         match action {
             Action::Grant { .. } => self.grants += 1,
-            Action::Fail { retry, .. } => {
+            Action::Fail { retry, error, .. } => {
                 self.fails += 1;
+                self.timeouts += u64::from(*error == Error::AcquireTimeout);
                 self.retries_offered += u64::from(*retry);
             }
             Action::Close { .. } | Action::Abandon { .. } => self.closes += 1,
@@ -327,7 +334,10 @@ impl StateMachineTest for PoolTest {
             now: Instant::ZERO,
             told: BTreeMap::new(),
             refused: Vec::new(),
-            seen: Seen::default(),
+            seen: Seen {
+                generations: 1,
+                ..Seen::default()
+            },
         }
     }
 
@@ -432,6 +442,9 @@ impl StateMachineTest for PoolTest {
             Step::Lost(i) => {
                 let conns: Vec<_> = sut.pool.conns().map(|c| c.id).collect();
                 if let Some(c) = Sut::pick(&conns, i) {
+                    let was = sut.pool.conn(c).expect("live").phase;
+                    sut.seen.lost +=
+                        u64::from(matches!(was, ConnPhase::Open | ConnPhase::Draining));
                     sut.pool
                         .handle(
                             now,
@@ -455,6 +468,7 @@ impl StateMachineTest for PoolTest {
             Step::Broken(i, sent) => {
                 if let Some(u) = Sut::pick(&sut.live_users(Some(UserPhase::Connected)), i) {
                     sut.told.get_mut(&u).expect("known").sent = sent;
+                    sut.seen.lost += 1;
                     sut.pool
                         .handle(
                             now,
@@ -540,12 +554,16 @@ impl StateMachineTest for PoolTest {
                     }
                     (true, false) => {
                         r.expect("valid reload");
+                        sut.seen.generations += 1;
                         assert_ne!(sut.pool.current_generation(), before);
                     }
                 }
             }
             Step::Shutdown => sut.pool.handle(now, Event::Shutdown).expect("shutdown"),
-            Step::Forked => sut.pool.handle(now, Event::Forked).expect("fork"),
+            Step::Forked => {
+                sut.seen.generations += u64::from(!sut.pool.is_shut_down());
+                sut.pool.handle(now, Event::Forked).expect("fork")
+            }
             Step::NoMultiplex => sut
                 .pool
                 .handle(now, Event::MultiplexUnsupported)
@@ -605,6 +623,9 @@ impl StateMachineTest for PoolTest {
             releases: c.releases,
             cancels: c.cancels,
             open_failures_reported: sut.seen.open_failures_reported,
+            lost: c.lost,
+            timeouts: c.timeouts,
+            generations: c.generations,
         };
         assert_eq!(counted, sut.seen, "counters disagree with the actions");
         assert!(
