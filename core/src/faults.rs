@@ -106,7 +106,8 @@ impl Pool {
                 matches!(
                     self.servers[s.index()].health,
                     HealthState::Up {
-                        hold_until: Some(_)
+                        hold_until: Some(_),
+                        ..
                     }
                 )
             })

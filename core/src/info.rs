@@ -377,9 +377,12 @@ impl Pool {
 
 fn health(h: &HealthState) -> Health {
     match *h {
-        HealthState::Up { hold_until: None } => Health::Up,
+        HealthState::Up {
+            hold_until: None, ..
+        } => Health::Up,
         HealthState::Up {
             hold_until: Some(until),
+            ..
         } => Health::Returning { until },
         HealthState::Down {
             since,

@@ -99,8 +99,11 @@ impl Pool {
                 }
                 HealthState::Up {
                     hold_until: Some(until),
+                    ..
                 } => self.timers.arm(*until, Timer::HoldDown(id)),
-                HealthState::Up { hold_until: None } => {}
+                HealthState::Up {
+                    hold_until: None, ..
+                } => {}
             }
         }
         let g = self

@@ -25,7 +25,14 @@ pub(crate) struct Server {
 pub(crate) enum HealthState {
     /// Usable. `hold_until`: came back up and is not yet trusted for fail-back
     /// (and ranks after stable servers for new connections) until then.
-    Up { hold_until: Option<Instant> },
+    /// `resume_backoff`: while held down, the probe backoff of the down period
+    /// it just left. A server that goes down again before its hold-down ends
+    /// (a flapping server: it accepts probes but not work) resumes that backoff,
+    /// doubled, instead of starting again at the minimum.
+    Up {
+        hold_until: Option<Instant>,
+        resume_backoff: Option<Duration>,
+    },
     /// Known down. Probed at `next_probe`; `probing` is the deadline of the
     /// probe in flight, if any.
     Down {
@@ -37,11 +44,22 @@ pub(crate) enum HealthState {
 }
 
 impl HealthState {
+    /// Up and trusted.
+    pub(crate) const STABLE: HealthState = HealthState::Up {
+        hold_until: None,
+        resume_backoff: None,
+    };
     pub(crate) fn is_down(&self) -> bool {
         matches!(self, HealthState::Down { .. })
     }
     pub(crate) fn is_stable_up(&self) -> bool {
-        matches!(self, HealthState::Up { hold_until: None })
+        matches!(
+            self,
+            HealthState::Up {
+                hold_until: None,
+                ..
+            }
+        )
     }
 }
 
@@ -60,7 +78,7 @@ impl Pool {
         let idx = u16::try_from(self.servers.len()).map_err(|_| Error::ServerTableFull)?;
         self.servers.push(Server {
             addr: addr.to_string(),
-            health: HealthState::Up { hold_until: None },
+            health: HealthState::STABLE,
             conns: 0,
             users: 0,
         });
@@ -130,17 +148,24 @@ impl Pool {
         if self.servers[server.index()].health.is_down() || self.shut_down {
             return;
         }
+        let (min, max) = self.backoff_bounds();
+        let mut resumed = None;
         if let HealthState::Up {
             hold_until: Some(at),
+            resume_backoff,
         } = self.servers[server.index()].health
         {
             self.timers.disarm(at, Timer::HoldDown(server));
+            // Down again before it was trusted: back off further, not afresh.
+            resumed = resume_backoff.map(|previous| (previous * 2).clamp(min, max));
         }
-        let (min, _) = self.backoff_bounds();
-        let next_probe = now + self.jittered(min);
+        let (backoff, next_probe) = match resumed {
+            Some(backoff) => (backoff, now + self.jittered(backoff).min(max)),
+            None => (min, now + self.jittered(min)),
+        };
         self.servers[server.index()].health = HealthState::Down {
             since: now,
-            backoff: min,
+            backoff,
             next_probe,
             probing: None,
         };
@@ -176,6 +201,7 @@ impl Pool {
         let HealthState::Down {
             next_probe,
             probing,
+            backoff,
             ..
         } = self.servers[server.index()].health
         else {
@@ -190,12 +216,13 @@ impl Pool {
             .map_or(Duration::ZERO, |g| g.config.failback_hold_down);
         self.counters.servers[server.index()].marked_up += 1;
         if hold.is_zero() {
-            self.servers[server.index()].health = HealthState::Up { hold_until: None };
+            self.servers[server.index()].health = HealthState::STABLE;
             self.fail_back_to(now, server);
         } else {
             let until = now + hold;
             self.servers[server.index()].health = HealthState::Up {
                 hold_until: Some(until),
+                resume_backoff: Some(backoff),
             };
             self.timers.arm(until, Timer::HoldDown(server));
         }
@@ -269,10 +296,11 @@ impl Pool {
     pub(crate) fn on_hold_down_timer(&mut self, now: Instant, server: ServerId) {
         if let HealthState::Up {
             hold_until: Some(until),
+            ..
         } = self.servers[server.index()].health
             && until <= now
         {
-            self.servers[server.index()].health = HealthState::Up { hold_until: None };
+            self.servers[server.index()].health = HealthState::STABLE;
             self.fail_back_to(now, server);
         }
     }

@@ -992,6 +992,66 @@ fn b13_a_down_server_is_probed_with_exponential_backoff_and_jitter() {
     assert!(matches!(sim.pool.health(a), Some(Health::Returning { .. })));
 }
 
+/// Down, probed, answers the probe, goes down again before its hold-down ends:
+/// returns the delay until its next probe.
+fn flap(sim: &mut Sim, a: ldapmux_core::ServerId) -> Duration {
+    let t = sim.pool.poll_timeout().unwrap();
+    assert_eq!(t.reason, TimerReason::Probe);
+    sim.now = t.at;
+    sim.pool.handle_timeout(sim.now);
+    assert_eq!(sim.drain(), vec![Action::Probe { server: a }]);
+    sim.ok(Event::ProbeResult {
+        server: a,
+        ok: true,
+    });
+    assert!(matches!(sim.pool.health(a), Some(Health::Returning { .. })));
+    // The first real connection fails: down again, one second into the hold.
+    sim.advance(Duration::from_secs(1));
+    sim.ok(Event::ServerDown { server: a });
+    sim.drain();
+    let t = sim.pool.poll_timeout().unwrap();
+    assert_eq!(t.reason, TimerReason::Probe);
+    Duration::from_nanos(t.at.as_nanos() - sim.now.as_nanos())
+}
+
+#[test]
+fn b13_a_server_that_flaps_during_its_hold_down_keeps_backing_off() {
+    // It answers probes but fails every real connection (say, binds time out):
+    // were each fall a fresh start, it would be hit every second forever.
+    let mut sim = Sim::with(config());
+    let a = sim.server(A);
+    sim.ok(Event::ServerDown { server: a });
+    sim.drain();
+    for base in [2u64, 4, 8, 8] {
+        let delay = flap(&mut sim, a);
+        let base = Duration::from_secs(base);
+        assert!(
+            delay >= base && delay <= (base + base / 2).min(Duration::from_secs(8)),
+            "next probe after {delay:?}, expected {base:?} (+50% jitter, 8 s cap)"
+        );
+    }
+    // Once it stays up through a whole hold-down it is trusted again, and a
+    // later fall starts the backoff afresh.
+    let t = sim.pool.poll_timeout().unwrap();
+    sim.now = t.at;
+    sim.pool.handle_timeout(sim.now);
+    sim.drain();
+    sim.ok(Event::ProbeResult {
+        server: a,
+        ok: true,
+    });
+    sim.advance(Duration::from_secs(10));
+    assert_eq!(sim.pool.health(a), Some(Health::Up));
+    sim.ok(Event::ServerDown { server: a });
+    sim.drain();
+    let t = sim.pool.poll_timeout().unwrap();
+    let delay = Duration::from_nanos(t.at.as_nanos() - sim.now.as_nanos());
+    assert!(
+        delay >= Duration::from_secs(1) && delay <= Duration::from_millis(1500),
+        "a fresh fall backs off from the minimum, not {delay:?}"
+    );
+}
+
 #[test]
 fn b13_the_same_seed_gives_the_same_probe_schedule() {
     let schedule = |seed| {
