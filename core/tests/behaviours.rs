@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use ldapmux_core::{
-    Action, CloseReason, ConfigError, ConnError, ConnErrorKind, CredKey, Error, Event, GenPhase,
-    Health, Instant, MAX_TRIES, Purpose, Request, Sharing, TimerReason, UserKind,
+    Action, CloseReason, Config, ConfigError, ConnError, ConnErrorKind, CredKey, Error, Event,
+    GenPhase, Health, Instant, MAX_TRIES, Purpose, Request, Sharing, TimerReason, UserKind,
 };
 
 fn req(kind: UserKind) -> Request {
@@ -618,6 +618,61 @@ fn b07_a_returning_server_serves_during_its_hold_down_when_no_other_server_is_up
     assert_eq!(sim.opened(conn), vec![grant(r, conn)]);
 }
 
+#[test]
+fn b07_between_two_preferred_servers_only_the_better_one_is_failed_back_to() {
+    // A before B in the preferred list, C not preferred.
+    let mut sim = Sim::with(
+        Config::builder()
+            .preferred_server(A)
+            .preferred_server(B)
+            .server(C)
+            .failback_hold_down(Duration::from_secs(10))
+            .probe_backoff(Duration::from_secs(1), Duration::from_secs(8)),
+    );
+    let (a, b) = (sim.server(A), sim.server(B));
+    // A down: readers run on B, the next preferred.
+    sim.ok(Event::ServerDown { server: a });
+    sim.drain();
+    let r = sim.search();
+    let on_b = Sim::open_of(&sim.drain());
+    assert_eq!(sim.pool.conn(on_b).unwrap().server, b);
+    sim.opened(on_b);
+    // A returns: after its hold-down, B's readers fail back to A.
+    sim.ok(Event::ServerUp { server: a });
+    assert_eq!(sim.advance(Duration::from_secs(9)), vec![]);
+    let actions = sim.advance(Duration::from_secs(1));
+    assert!(
+        matches!(actions[..], [Action::Open { server, purpose: Purpose::Read, .. }] if server == a),
+        "B's readers fail back to A, the better preferred server: {actions:?}"
+    );
+    let on_a = Sim::open_of(&actions);
+    sim.opened(on_a);
+    assert!(
+        matches!(
+            sim.pool.conn(on_b).unwrap().phase,
+            ldapmux_core::ConnPhase::Draining
+        ),
+        "the connection to B drains once A's is open"
+    );
+    sim.release(r);
+    // Now on A. B falls and comes back: A is better, nothing moves to B.
+    sim.ok(Event::ServerDown { server: b });
+    sim.drain();
+    sim.ok(Event::ServerUp { server: b });
+    sim.drain();
+    let actions = sim.advance(Duration::from_secs(10));
+    assert!(
+        !actions
+            .iter()
+            .any(|x| matches!(x, Action::Open { .. } | Action::Close { .. })),
+        "a worse preferred server never takes readers from a better one: {actions:?}"
+    );
+    assert_eq!(
+        sim.pool.conn(on_a).unwrap().phase,
+        ldapmux_core::ConnPhase::Open
+    );
+}
+
 // ---------------------------------------------------------------- 8. server down
 
 #[test]
@@ -813,6 +868,56 @@ fn b10_an_enumeration_keeps_its_connection_and_sees_the_saved_error() {
                 retry: false
             },
         ]
+    );
+}
+
+#[test]
+fn b10_an_enumeration_is_retried_only_until_it_has_returned_an_entry() {
+    let mut sim = Sim::with(config());
+    let a = sim.server(A);
+    // Broken before its first entry: nothing was returned, so a retry is safe.
+    let fresh = sim.acquire(req(UserKind::Getent));
+    let c = Sim::open_of(&sim.drain());
+    sim.opened(c);
+    sim.ok(Event::ConnBroken {
+        user: fresh,
+        error: reset(),
+        request_sent: true,
+    });
+    let actions = sim.drain();
+    assert!(
+        actions.contains(&Action::Fail {
+            user: fresh,
+            error: Error::ConnectionLost {
+                server: a,
+                cause: reset()
+            },
+            retry: true
+        }),
+        "{actions:?}"
+    );
+    // Broken after an entry was returned: a retry would return it twice.
+    let started = sim.acquire(req(UserKind::Getent));
+    let c2 = Sim::open_of(&sim.drain());
+    sim.opened(c2);
+    sim.ok(Event::GetNext { user: started });
+    sim.drain();
+    sim.ok(Event::ConnBroken {
+        user: started,
+        error: reset(),
+        request_sent: true,
+    });
+    let actions = sim.drain();
+    assert!(
+        actions.contains(&Action::Fail {
+            user: started,
+            error: Error::ConnectionLost {
+                server: a,
+                cause: reset()
+            },
+            retry: false
+        }),
+        "{actions:?}"
     );
 }
 
