@@ -149,4 +149,29 @@ mod tests {
         assert_eq!(slab.get(a), None, "the old id must not see the new value");
         assert_eq!(slab.get(b), Some(&2));
     }
+
+    #[test]
+    fn freed_slots_are_reused_lowest_first_whatever_order_they_were_freed_in() {
+        let mut slab: Slab<UserId, u8> = Slab::default();
+        let ids: Vec<UserId> = (0..5).map(|i| slab.insert(i)).collect();
+        for i in [2, 0, 4, 3] {
+            slab.remove(ids[i]);
+        }
+        let reused: Vec<u32> = (0..4).map(|i| slab.insert(10 + i).slot()).collect();
+        assert_eq!(reused, vec![0, 2, 3, 4]);
+        assert_eq!(slab.insert(99).slot(), 5, "then the table grows");
+    }
+
+    #[test]
+    fn contains_answers_for_live_ids_only() {
+        let mut slab: Slab<UserId, u8> = Slab::default();
+        let a = slab.insert(1);
+        assert!(slab.contains(a));
+        slab.remove(a);
+        assert!(!slab.contains(a), "a removed id");
+        let b = slab.insert(2);
+        assert!(slab.contains(b));
+        assert!(!slab.contains(a), "a stale id for a reused slot");
+        assert!(!slab.contains(UserId::new(7, 0)), "a slot never used");
+    }
 }

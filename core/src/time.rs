@@ -61,3 +61,30 @@ impl fmt::Display for Instant {
         fmt::Debug::fmt(self, f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Instant;
+    use std::time::Duration;
+
+    #[test]
+    fn instants_print_as_seconds_and_milliseconds_since_the_epoch() {
+        let t = Instant::ZERO + Duration::from_millis(62_345);
+        assert_eq!(format!("{t:?}"), "t+62.345s");
+        assert_eq!(t.to_string(), "t+62.345s");
+        assert_eq!(Instant::ZERO.to_string(), "t+0.000s");
+    }
+
+    #[test]
+    fn elapsed_time_saturates_at_zero() {
+        let (early, late) = (
+            Instant::ZERO + Duration::from_secs(1),
+            Instant::ZERO + Duration::from_secs(3),
+        );
+        assert_eq!(
+            late.saturating_duration_since(early),
+            Duration::from_secs(2)
+        );
+        assert_eq!(early.saturating_duration_since(late), Duration::ZERO);
+    }
+}

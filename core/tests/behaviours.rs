@@ -574,6 +574,125 @@ fn b07_fail_back_opens_the_new_connection_before_draining_the_old_after_hold_dow
 }
 
 #[test]
+fn b07_fail_back_warms_up_only_for_credentials_with_open_current_read_connections() {
+    // Connects that hang for a minute do not time out during the story.
+    let slow = || config().connect_timeout(Duration::from_secs(60));
+    let mut sim = Sim::with(slow());
+    let (a, b) = (sim.server(A), sim.server(B));
+    sim.ok(Event::ServerDown { server: a });
+    sim.drain();
+    // A reader of an old generation (credential 6), still at work after a reload.
+    let old = sim.acquire(Request::new(UserKind::Search, CredKey(6)));
+    let c6 = Sim::open_of(&sim.drain());
+    sim.opened(c6);
+    sim.ok(Event::Reload(Box::new(slow().build().unwrap())));
+    sim.drain();
+    // On B now: an anonymous reader, a writer (2), a referral reader (3), and
+    // a reader (7) whose connection is still opening.
+    let r = sim.search();
+    let cb = Sim::open_of(&sim.drain());
+    sim.opened(cb);
+    let w = sim.acquire(Request::new(UserKind::Write, CredKey(2)));
+    let wb = Sim::open_of(&sim.drain());
+    sim.opened(wb);
+    let rf = sim.acquire(Request::new(UserKind::Search, CredKey(3)).referral());
+    let rb = Sim::open_of(&sim.drain());
+    sim.opened(rb);
+    let _opening = sim.acquire(Request::new(UserKind::Search, CredKey(7)));
+    let _c7 = Sim::open_of(&sim.drain());
+    for conn in [cb, wb, rb] {
+        assert_eq!(sim.pool.conn(conn).unwrap().server, b);
+    }
+
+    sim.ok(Event::ServerUp { server: a });
+    sim.drain();
+    let actions = sim.advance(Duration::from_secs(10));
+    assert!(
+        matches!(
+            actions[..],
+            [Action::Open {
+                server,
+                cred: CredKey::ANONYMOUS,
+                purpose: Purpose::Read,
+                ..
+            }] if server == a
+        ),
+        "one warm-up, for the current generation's open plain read connection only: {actions:?}"
+    );
+    assert_eq!(sim.pool.status().counters.failback_warmups, 1);
+    // When it opens, only the matching read connection drains.
+    let warm = Sim::open_of(&actions);
+    sim.opened(warm);
+    assert_eq!(
+        sim.pool.conn(cb).unwrap().phase,
+        ldapmux_core::ConnPhase::Draining
+    );
+    for conn in [wb, rb] {
+        assert_eq!(
+            sim.pool.conn(conn).unwrap().phase,
+            ldapmux_core::ConnPhase::Open
+        );
+    }
+    let _ = (old, r, w, rf);
+}
+
+#[test]
+fn b07_a_connection_to_a_returning_server_for_a_user_that_named_it_moves_no_one() {
+    let mut sim = Sim::with(config());
+    let (a, b) = (sim.server(A), sim.server(B));
+    sim.ok(Event::ServerDown { server: a });
+    sim.drain();
+    let r = sim.search();
+    let cb = Sim::open_of(&sim.drain());
+    sim.opened(cb);
+    sim.ok(Event::ServerUp { server: a });
+    sim.drain();
+    // During A's hold-down a user names A: a read connection to A opens.
+    let named = sim.acquire(Request::new(UserKind::Search, CredKey::ANONYMOUS).server(A));
+    let ca = Sim::open_of(&sim.drain());
+    assert_eq!(sim.opened(ca), vec![grant(named, ca)]);
+    // B's readers stay: the hold-down is not over.
+    assert_eq!(sim.pool.conn(cb).unwrap().server, b);
+    assert_eq!(
+        sim.pool.conn(cb).unwrap().phase,
+        ldapmux_core::ConnPhase::Open
+    );
+    let _ = r;
+}
+
+#[test]
+fn b07_referral_connections_never_fail_back() {
+    // One user per connection, so a second referral user needs a new one.
+    let mut sim = Sim::with(config().max_users_per_conn(1));
+    let (a, b) = (sim.server(A), sim.server(B));
+    sim.ok(Event::ServerDown { server: a });
+    sim.drain();
+    let rf = sim.acquire(req(UserKind::Search).referral());
+    let rb = Sim::open_of(&sim.drain());
+    sim.opened(rb);
+    assert_eq!(sim.pool.conn(rb).unwrap().server, b);
+    sim.ok(Event::ServerUp { server: a });
+    sim.drain();
+    sim.advance(Duration::from_secs(10));
+    assert_eq!(sim.pool.health(a), Some(Health::Up));
+    // A second referral user gets a connection to A, now the best server.
+    let rf2 = sim.acquire(req(UserKind::Search).referral());
+    let open = sim.drain();
+    assert!(
+        matches!(open[..], [Action::Open { server, .. }] if server == a),
+        "{open:?}"
+    );
+    let ra = Sim::open_of(&open);
+    assert_eq!(sim.opened(ra), vec![grant(rf2, ra)]);
+    assert_eq!(
+        sim.pool.conn(rb).unwrap().phase,
+        ldapmux_core::ConnPhase::Open,
+        "B's referral connection is not drained"
+    );
+    let _ = rf;
+}
+
+#[test]
 fn b07_a_server_that_flaps_during_hold_down_gets_no_fail_back() {
     let mut sim = Sim::with(config());
     let a = sim.server(A);

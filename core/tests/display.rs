@@ -32,3 +32,39 @@ fn events_name_themselves() {
     assert_eq!(Event::Forked.name(), "Forked");
     assert_eq!(Event::MultiplexUnsupported.name(), "MultiplexUnsupported");
 }
+
+#[test]
+fn an_event_in_the_wrong_state_names_the_state_it_found() {
+    let config = Config::builder().server("ldap://a").build().unwrap();
+    let mut pool = Pool::new(config, 1, Instant::ZERO).unwrap();
+    let now = Instant::ZERO;
+    let user = pool.handle_acquire(
+        now,
+        ldapmux_core::Request::new(ldapmux_core::UserKind::Search, CredKey::ANONYMOUS),
+    );
+    let conn = std::iter::from_fn(|| pool.poll_action())
+        .find_map(|a| match a {
+            ldapmux_core::Action::Open { conn, .. } => Some(conn),
+            _ => None,
+        })
+        .unwrap();
+    // Released before it was granted: the user is still waiting.
+    assert_eq!(
+        pool.handle(now, Event::Release { user }),
+        Err(ldapmux_core::Error::UnexpectedEvent {
+            event: "Release",
+            object: user.to_string(),
+            state: "Waiting"
+        })
+    );
+    pool.handle(now, Event::ConnOpened { conn }).unwrap();
+    // Opened twice: the connection is already open.
+    assert_eq!(
+        pool.handle(now, Event::ConnOpened { conn }),
+        Err(ldapmux_core::Error::UnexpectedEvent {
+            event: "ConnOpened",
+            object: conn.to_string(),
+            state: "Open"
+        })
+    );
+}

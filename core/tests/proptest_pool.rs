@@ -197,6 +197,16 @@ struct Seen {
     timeouts: u64,
     /// Generations started: the first, each accepted reload, each fork.
     generations: u64,
+    /// Per server (by index; requests may name servers beyond the
+    /// configuration): falls (up to down) and returns (down to up).
+    marked_down: [u64; 8],
+    marked_up: [u64; 8],
+    /// Per server: Action::Probe.
+    probes: [u64; 8],
+    /// Connections seen draining, and whether each server was down, after the
+    /// last input (health is compared step to step).
+    seen_draining: BTreeSet<ldapmux_core::ConnId>,
+    was_down: [bool; 8],
 }
 
 impl Seen {
@@ -210,6 +220,7 @@ impl Seen {
             }
             Action::Close { .. } | Action::Abandon { .. } => self.closes += 1,
             Action::Open { .. } => self.opens_asked += 1,
+            Action::Probe { server } => self.probes[server.index()] += 1,
             _ => {}
         }
     }
@@ -602,6 +613,24 @@ impl StateMachineTest for PoolTest {
         assert!(
             sut.pool.generations().count() as u32 <= expected.reloads + 2 || expected.shut_down
         );
+        // Health transitions and draining connections, for the counters.
+        for server in sut.pool.status().servers {
+            let i = server.id.index();
+            let down = matches!(server.health, ldapmux_core::Health::Down { .. });
+            match (sut.seen.was_down[i], down) {
+                (false, true) => sut.seen.marked_down[i] += 1,
+                (true, false) => sut.seen.marked_up[i] += 1,
+                _ => {}
+            }
+            sut.seen.was_down[i] = down;
+        }
+        let draining: Vec<_> = sut
+            .pool
+            .conns()
+            .filter(|c| c.phase == ConnPhase::Draining)
+            .map(|c| c.id)
+            .collect();
+        sut.seen.seen_draining.extend(draining);
         sut
     }
 
@@ -626,8 +655,17 @@ impl StateMachineTest for PoolTest {
             lost: c.lost,
             timeouts: c.timeouts,
             generations: c.generations,
+            marked_down: std::array::from_fn(|i| c.servers.get(i).map_or(0, |s| s.marked_down)),
+            marked_up: std::array::from_fn(|i| c.servers.get(i).map_or(0, |s| s.marked_up)),
+            probes: std::array::from_fn(|i| c.servers.get(i).map_or(0, |s| s.probes)),
+            seen_draining: sut.seen.seen_draining.clone(),
+            was_down: sut.seen.was_down,
         };
         assert_eq!(counted, sut.seen, "counters disagree with the actions");
+        assert!(
+            c.drains >= sut.seen.seen_draining.len() as u64,
+            "a connection was seen draining but not counted"
+        );
         assert!(
             c.open_failures >= sut.seen.open_failures_reported,
             "a reported open failure was not counted"
