@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use ldap3::exop::{Exop, WhoAmI};
-use ldap3::{Ldap, LdapError, Mod, Scope, SearchEntry, SearchStream};
+use ldap3::{Ldap, LdapError, Mod, ResultEntry, Scope, SearchEntry, SearchStream};
 use ldapmux_core::UserKind;
 
 use crate::error::LdapStatus;
@@ -19,6 +19,15 @@ use crate::{Error, Password};
 
 /// A streaming search in progress.
 pub(crate) type Search = SearchStream<'static, String, Vec<String>>;
+
+/// A streaming search with its first item already read: inside the retry
+/// loop, so that a search whose connection dies before its first entry is
+/// retried like any read (behaviour 9). `first` is `None` when the search
+/// ended without an entry (its result is read by `finish`).
+pub(crate) struct Started {
+    pub(crate) search: Search,
+    pub(crate) first: Option<ResultEntry>,
+}
 
 const STARTTLS_OID: &str = "1.3.6.1.4.1.1466.20037";
 
@@ -72,7 +81,7 @@ pub(crate) enum Op {
 /// What an [`Op`] gave back.
 pub(crate) enum Reply {
     Entries(Vec<SearchEntry>),
-    Stream(Box<Search>),
+    Stream(Box<Started>),
     Bool(bool),
     Done,
     Exop(Exop),
@@ -195,10 +204,13 @@ pub(crate) async fn exec(op: &Op, ldap: &mut Ldap) -> Result<Reply, LdapError> {
             scope,
             filter,
             attrs,
-        } => Reply::Stream(Box::new(
-            ldap.streaming_search(base, *scope, filter, attrs.clone())
-                .await?,
-        )),
+        } => {
+            let mut search = ldap
+                .streaming_search(base, *scope, filter, attrs.clone())
+                .await?;
+            let first = search.next().await?;
+            Reply::Stream(Box::new(Started { search, first }))
+        }
         Op::Compare { dn, attr, value } => {
             Reply::Bool(ldap.compare(dn, attr, value.as_slice()).await?.equal()?)
         }

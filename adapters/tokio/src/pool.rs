@@ -158,8 +158,10 @@ impl Pool {
     }
 
     /// Searches and streams the entries, keeping one connection for the
-    /// whole enumeration (behaviour 10). If that connection dies, the next
-    /// item is the error and the stream ends.
+    /// whole enumeration (behaviour 10). The first entry is read before this
+    /// returns, within the operation timeout: until then a dead connection
+    /// is retried like any read (behaviour 9). If the connection dies later,
+    /// the next item is the error and the stream ends.
     pub async fn streaming_search(
         &self,
         base: &str,

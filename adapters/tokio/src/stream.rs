@@ -5,12 +5,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use ldap3::SearchEntry;
+use ldap3::{ResultEntry, SearchEntry};
 use ldapmux_core::ServerId;
 use ldapmux_driver::Lease;
 
 use crate::connect::{classify, is_conn_dead};
-use crate::ops::{Search, not_conn_error};
+use crate::ops::{Search, Started, not_conn_error};
 use crate::{Error, Pool};
 
 type Item = Result<SearchEntry, Error>;
@@ -18,7 +18,8 @@ type Item = Result<SearchEntry, Error>;
 /// The entries of a streaming search, as a [`Stream`]. The connection is
 /// held until the stream ends or is dropped. Each entry after the first asks
 /// the pool whether the connection is still good: if it died meanwhile the
-/// next item is the saved error and the stream ends (behaviour 10). Every
+/// next item is the saved error and the stream ends (behaviour 10). The
+/// first entry was read (with retries) by `streaming_search`; every later
 /// entry is bounded by the operation timeout.
 pub struct EntryStream {
     inner: Pin<Box<dyn Stream<Item = Item> + Send>>,
@@ -34,6 +35,9 @@ struct State {
     pool: Pool,
     lease: Option<Lease>,
     search: Box<Search>,
+    /// The first item, read while the search could still be retried
+    /// (`Some(None)`: the search had no entry).
+    first: Option<Option<ResultEntry>>,
     server: ServerId,
     yielded: usize,
 }
@@ -41,14 +45,16 @@ struct State {
 impl EntryStream {
     pub(crate) fn new(
         pool: Pool,
-        search: Box<Search>,
+        started: Box<Started>,
         lease: Lease,
         server: ServerId,
     ) -> EntryStream {
+        let Started { search, first } = *started;
         let state = State {
             pool,
             lease: Some(lease),
-            search,
+            search: Box::new(search),
+            first: Some(first),
             server,
             yielded: 0,
         };
@@ -88,7 +94,11 @@ impl State {
             return Some(Err(Error::Pool(failure.error)));
         }
         let timeout = self.pool.op_timeout();
-        match tokio::time::timeout(timeout, self.search.next()).await {
+        let item = match self.first.take() {
+            Some(first) => Ok(Ok(first)),
+            None => tokio::time::timeout(timeout, self.search.next()).await,
+        };
+        match item {
             Ok(Ok(Some(entry))) => {
                 self.yielded += 1;
                 Some(Ok(SearchEntry::construct(entry)))

@@ -38,7 +38,9 @@ mod slapd;
 pub use ca::{ServerCert, TestCa};
 pub use error::HarnessError;
 pub use monitor::{MONITOR_TIMEOUT, MonitorConn};
-pub use proxy::{FaultProxy, ProxyMode};
+pub use proxy::{
+    Armed, FaultProxy, GARBAGE, ProxyConn, ProxyConnId, ProxyMode, RequestKind, RequestRecord,
+};
 pub use slapd::{
     FIRST_GID, FIRST_UID, GROUPS_BASE, PEOPLE_BASE, ROOT_DN, ROOT_PW, SCRATCH_BASE, SLAPADD_PATH,
     SLAPD_PATH, SUFFIX, Slapd, SlapdBuilder, process_alive, require_slapd,
