@@ -29,7 +29,7 @@ use crate::{BuildError, Credential, Pool};
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until build() is called"]
 pub struct PoolBuilder {
-    servers: Vec<(String, bool)>,
+    servers: Vec<(UrlText, bool)>,
     credential: Credential,
     op_timeout: Duration,
     core: Config,
@@ -64,12 +64,12 @@ impl PoolBuilder {
     /// Adds a server at the end of the preferred list: preferred servers are
     /// used first, in order, and connections fail back to them.
     pub fn preferred_server(mut self, url: impl Into<String>) -> Self {
-        self.servers.push((url.into(), true));
+        self.servers.push((UrlText(url.into()), true));
         self
     }
     /// Adds a server that is used when no preferred one is up.
     pub fn server(mut self, url: impl Into<String>) -> Self {
-        self.servers.push((url.into(), false));
+        self.servers.push((UrlText(url.into()), false));
         self
     }
     /// The credential pooled connections are bound with (default anonymous).
@@ -195,7 +195,7 @@ impl PoolBuilder {
         let mut urls = Vec::with_capacity(self.servers.len());
         let mut next_preference = 0u16;
         for (text, preferred) in &self.servers {
-            let url = ServerUrl::parse(text)?;
+            let url = ServerUrl::parse(&text.0)?;
             let preference = preferred.then(|| {
                 next_preference = next_preference.saturating_add(1);
                 next_preference - 1
@@ -246,6 +246,17 @@ impl PoolBuilder {
             starttls: self.starttls,
             multiplex: self.multiplex,
         }))
+    }
+}
+
+/// A server URL as given, which may carry a password (refused by `build()`):
+/// its `Debug` hides one.
+#[derive(Clone)]
+struct UrlText(String);
+
+impl std::fmt::Debug for UrlText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&crate::url::redacted(&self.0), f)
     }
 }
 

@@ -44,10 +44,15 @@ pub(crate) async fn open(
         let std = stream.into_std().map_err(|e| io_error("connect", &e))?;
         ldap_settings = ldap_settings.set_std_stream(StdStream::Tcp(std));
     }
+    let tls = match url.scheme() {
+        Scheme::Ldaps => Some("TLS handshake"),
+        Scheme::Ldap if settings.starttls => Some("StartTLS"),
+        _ => None,
+    };
     let (conn, mut ldap) = LdapConnAsync::with_settings(ldap_settings, url.as_str())
         .await
-        .map_err(|e| classify_connect(&e))?;
-    let drive = tokio::spawn(conn.drive());
+        .map_err(|e| classify_connect(&e, tls))?;
+    let mut drive = tokio::spawn(conn.drive());
     let bound = match cred {
         Credential::Simple { dn, password } => {
             ldap.simple_bind(dn, password.expose()).await.map(Some)
@@ -59,6 +64,29 @@ pub(crate) async fn open(
         Ok(None) => None,
         Ok(Some(result)) if result.rc == 0 => None,
         Ok(Some(result)) => Some(bind_refused(cred, result.rc, &result.text)),
+        // The connection died before the bind was answered: the driving
+        // task, ending, knows why (e.g. the server sent something that is
+        // not LDAP); ldap3 only says "channel closed".
+        Err(e) if is_conn_dead(&e) => {
+            let why = tokio::time::timeout(std::time::Duration::from_millis(200), &mut drive).await;
+            Some(match why {
+                Ok(Ok(Err(cause))) => {
+                    let c = classify(&cause);
+                    ConnError::new(
+                        c.kind,
+                        format!(
+                            "no LDAP answer to the bind: {} (is it an LDAP server?)",
+                            c.message
+                        ),
+                    )
+                }
+                Ok(Ok(Ok(()))) => ConnError::new(
+                    ConnErrorKind::Io,
+                    "the server closed the connection without answering the bind",
+                ),
+                _ => classify(&e),
+            })
+        }
         Err(e) => Some(classify(&e)),
     };
     if let Some(error) = failure {
@@ -84,9 +112,12 @@ pub(crate) async fn probe(settings: &Settings, url: &ServerUrl) -> Result<(), Co
 fn bind_refused(cred: &Credential, rc: u32, text: &str) -> ConnError {
     let who = cred.dn().unwrap_or("anonymous");
     let kind = match rc {
-        // The server answered: it is healthy, the credential is not.
-        49 | 48 | 50 | 53 | 7 | 8 | 13 => ConnErrorKind::InvalidCredentials,
-        _ => ConnErrorKind::Io,
+        // busy, unavailable, other: the server is not well.
+        51 | 52 | 80 => ConnErrorKind::Io,
+        // Any other answer (invalidCredentials, invalidDNSyntax,
+        // inappropriateAuthentication, …) is about this credential: the
+        // server is healthy, and other users' connections must not suffer.
+        _ => ConnErrorKind::InvalidCredentials,
     };
     ConnError::new(
         kind,
@@ -111,8 +142,11 @@ fn is_tls(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
-/// Errors while setting up the connection (TCP, TLS, StartTLS).
-fn classify_connect(e: &LdapError) -> ConnError {
+/// Errors while setting up the connection (TLS, StartTLS; the TCP connect
+/// is done before). `tls`: the TLS step required, if any. With TLS required,
+/// every failure here is a TLS failure (a plain-text answer to a TLS
+/// handshake, a server that closes on StartTLS …): never a fallback.
+fn classify_connect(e: &LdapError, tls: Option<&str>) -> ConnError {
     match e {
         // StartTLS refused by the server: never fall back to plain text.
         LdapError::LdapResult { result } => ConnError::new(
@@ -124,7 +158,16 @@ fn classify_connect(e: &LdapError) -> ConnError {
                 result.text
             ),
         ),
-        other => classify(other),
+        other => {
+            let error = classify(other);
+            match tls {
+                Some(step) if error.kind != ConnErrorKind::Timeout => ConnError::new(
+                    ConnErrorKind::Tls,
+                    format!("{step} failed: {}", error.message),
+                ),
+                _ => error,
+            }
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use ldap3::Ldap;
 use ldapmux_core::{
-    CloseReason, ConnError, ConnErrorKind, ConnId, Event, Health, Instant, Purpose, ServerId,
+    CloseReason, ConnError, ConnErrorKind, ConnId, CredKey, Event, Health, Instant, Purpose,
+    ServerId,
 };
 use ldapmux_driver::{Clock, Driver, Io, OpenRequest};
 use tokio::sync::Notify;
@@ -56,6 +57,39 @@ pub(crate) struct Shared {
     sockets_changed: Notify,
     /// Servers with a liveness check in flight.
     suspects: Mutex<HashSet<ServerId>>,
+    /// Credentials a server refused, by server address (lower case) and
+    /// credential key: binds with them are held back (see [`Refusal`]).
+    refused: Mutex<HashMap<(String, CredKey), Refusal>>,
+}
+
+/// A credential a server refused. Until `until` no bind with it is sent to
+/// that server: opens fail at once with the saved error. After that, one
+/// open at a time (`trying`) may bind again; another refusal doubles the
+/// hold (probe backoff min, doubling to max). So wrong credentials cost at
+/// most one bind per backoff period, however many callers use them, and
+/// never a lockout storm. A successful bind forgets the refusal.
+struct Refusal {
+    until: tokio::time::Instant,
+    backoff: Duration,
+    trying: bool,
+    error: ConnError,
+}
+
+/// Clears [`Refusal::trying`] if the open that set it ends without a verdict
+/// (its task aborted, or a failure that says nothing about the credential).
+struct TryingGuard<'a> {
+    shared: &'a Shared,
+    key: Option<(String, CredKey)>,
+}
+
+impl Drop for TryingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take()
+            && let Some(r) = lock(&self.shared.refused).get_mut(&key)
+        {
+            r.trying = false;
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -76,6 +110,7 @@ impl Shared {
             sockets: AtomicUsize::new(0),
             sockets_changed: Notify::new(),
             suspects: Mutex::new(HashSet::new()),
+            refused: Mutex::new(HashMap::new()),
         })
     }
 
@@ -178,25 +213,107 @@ impl Shared {
         });
     }
 
+    /// Whether a bind with `key` may be sent now. `Err`: the credential was
+    /// refused and is held back; the saved refusal. `Ok(guard)`: go ahead
+    /// (the guard marks a previously refused credential as being tried).
+    fn may_bind(&self, key: (String, CredKey)) -> Result<TryingGuard<'_>, ConnError> {
+        let mut refused = lock(&self.refused);
+        let Some(r) = refused.get_mut(&key) else {
+            return Ok(TryingGuard {
+                shared: self,
+                key: None,
+            });
+        };
+        let left = r
+            .until
+            .saturating_duration_since(tokio::time::Instant::now());
+        if r.trying || !left.is_zero() {
+            return Err(ConnError::new(
+                ConnErrorKind::InvalidCredentials,
+                format!(
+                    "{} (held back: not sent again for {left:?})",
+                    r.error.message
+                ),
+            ));
+        }
+        r.trying = true;
+        Ok(TryingGuard {
+            shared: self,
+            key: Some(key),
+        })
+    }
+
+    /// Records the outcome of a bind with `key` (see [`Refusal`]).
+    fn note_bind(
+        &self,
+        settings: &Settings,
+        key: (String, CredKey),
+        result: &Result<Opened, ConnError>,
+    ) {
+        let mut refused = lock(&self.refused);
+        match result {
+            Ok(_) => {
+                refused.remove(&key);
+            }
+            Err(error) if error.kind == ConnErrorKind::InvalidCredentials => {
+                let (min, max) = (
+                    settings.core.probe_backoff_min,
+                    settings.core.probe_backoff_max,
+                );
+                let now = tokio::time::Instant::now();
+                let backoff = match refused.get(&key) {
+                    // Refused again soon after the last hold: back off further.
+                    Some(r) if now <= r.until + max => (r.backoff * 2).min(max),
+                    _ => min,
+                };
+                refused.insert(
+                    key,
+                    Refusal {
+                        until: now + backoff,
+                        backoff,
+                        trying: false,
+                        error: error.clone(),
+                    },
+                );
+            }
+            Err(_) => {}
+        }
+    }
+
     async fn open(self: Arc<Self>, req: OpenRequest) {
         let settings = self.settings();
+        let mut held = false;
         let result = match (self.url_of(&settings, &req.addr), self.creds.get(req.cred)) {
             (Some(url), Some(cred)) => {
                 let bind_anonymous = req.purpose != Purpose::Private;
-                match tokio::time::timeout(
-                    settings.core.connect_timeout,
-                    connect::open(&settings, &url, &cred, bind_anonymous),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(ConnError::new(
-                        ConnErrorKind::Timeout,
-                        format!(
-                            "connect + bind took longer than {:?}",
-                            settings.core.connect_timeout
-                        ),
-                    )),
+                let sends_bind = bind_anonymous || matches!(cred, crate::Credential::Simple { .. });
+                let key = (req.addr.to_ascii_lowercase(), req.cred);
+                match sends_bind.then(|| self.may_bind(key.clone())).transpose() {
+                    Err(error) => {
+                        held = true;
+                        Err(error)
+                    }
+                    Ok(_guard) => {
+                        let result = match tokio::time::timeout(
+                            settings.core.connect_timeout,
+                            connect::open(&settings, &url, &cred, bind_anonymous),
+                        )
+                        .await
+                        {
+                            Ok(r) => r,
+                            Err(_) => Err(ConnError::new(
+                                ConnErrorKind::Timeout,
+                                format!(
+                                    "connect + bind took longer than {:?}",
+                                    settings.core.connect_timeout
+                                ),
+                            )),
+                        };
+                        if sends_bind {
+                            self.note_bind(&settings, key, &result);
+                        }
+                        result
+                    }
                 }
             }
             (None, _) => Err(ConnError::new(
@@ -238,7 +355,11 @@ impl Shared {
             }
             Err(error) => {
                 lock(&self.conns).remove(&req.conn);
-                tracing::warn!(conn = %req.conn, server = %req.server, addr = req.addr, %error, "connection failed to open");
+                if held {
+                    tracing::debug!(conn = %req.conn, server = %req.server, addr = req.addr, %error, "connection not opened: its credential was refused");
+                } else {
+                    tracing::warn!(conn = %req.conn, server = %req.server, addr = req.addr, %error, "connection failed to open");
+                }
                 let was_down = is_down(&driver, req.server);
                 let _ = driver.conn_open_failed(req.conn, error);
                 if !was_down {

@@ -33,7 +33,7 @@ impl ServerUrl {
     /// not searches).
     pub fn parse(text: &str) -> Result<ServerUrl, BuildError> {
         let bad = |reason: &str| BuildError::InvalidUrl {
-            url: text.to_owned(),
+            url: redacted(text),
             reason: reason.to_owned(),
         };
         let trimmed = text.trim();
@@ -47,7 +47,7 @@ impl ServerUrl {
             "ldapi" => Scheme::Ldapi,
             other => {
                 return Err(BuildError::UnsupportedScheme {
-                    url: text.to_owned(),
+                    url: redacted(text),
                     scheme: other.to_owned(),
                 });
             }
@@ -110,6 +110,21 @@ impl ServerUrl {
     }
 }
 
+/// `text` with a `user:password@` part replaced by `<redacted>@`: a URL as
+/// given may carry a password, and errors and `Debug` must never show one.
+pub(crate) fn redacted(text: &str) -> String {
+    let start = match text.find("://") {
+        Some(i) => i + 3,
+        None => text.find(':').map_or(0, |i| i + 1),
+    };
+    let rest = &text[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}<redacted>@{}", &text[..start], &rest[at + 1..]),
+        None => text.to_owned(),
+    }
+}
+
 impl fmt::Debug for ServerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -162,5 +177,23 @@ mod tests {
             matches!(err, BuildError::UnsupportedScheme { ref scheme, .. } if scheme == "http")
         );
         assert!(err.to_string().contains("http://h"));
+    }
+
+    #[test]
+    fn a_password_in_a_url_never_shows_in_the_error() {
+        for text in [
+            "ldap://admin:s3cret-pw@h:389",
+            "http://admin:s3cret-pw@h",
+            "admin:s3cret-pw@h",
+            "ldap://admin:s3cret-pw@",
+        ] {
+            let err = ServerUrl::parse(text).unwrap_err();
+            assert!(
+                !format!("{err} {err:?}").contains("s3cret"),
+                "{text}: {err}"
+            );
+            assert!(err.to_string().contains("<redacted>@"), "{text}: {err}");
+        }
+        assert_eq!(redacted("ldap://h:389/"), "ldap://h:389/");
     }
 }
