@@ -545,6 +545,12 @@ fn b07_fail_back_opens_the_new_connection_before_draining_the_old_after_hold_dow
         ldapmux_core::ConnPhase::Draining
     );
     assert_eq!(
+        sim.pool.conn(cb).unwrap().drain_reason,
+        Some(CloseReason::FailBack),
+        "the status says why it drains"
+    );
+    assert_eq!(sim.pool.conn(anon).unwrap().drain_reason, None);
+    assert_eq!(
         sim.opened(five),
         vec![Action::Close {
             conn: c5,
@@ -690,6 +696,33 @@ fn b07_referral_connections_never_fail_back() {
         "B's referral connection is not drained"
     );
     let _ = rf;
+}
+
+#[test]
+fn b07_fail_back_opens_no_warm_up_beyond_the_per_server_limit() {
+    // One connection per server: A's only slot is taken by a writer that named
+    // it during the hold-down, so fail-back has no room to warm up a reader.
+    let mut sim = Sim::with(config().max_conns_per_server(1));
+    let (a, b) = (sim.server(A), sim.server(B));
+    sim.ok(Event::ServerDown { server: a });
+    sim.drain();
+    let r = sim.search();
+    let cb = Sim::open_of(&sim.drain());
+    sim.opened(cb);
+    sim.ok(Event::ServerUp { server: a });
+    sim.drain();
+    let w = sim.acquire(Request::new(UserKind::Write, CredKey::ANONYMOUS).server(A));
+    let wa = Sim::open_of(&sim.drain());
+    assert_eq!(sim.opened(wa), vec![grant(w, wa)]);
+    let actions = sim.advance(Duration::from_secs(10));
+    assert_eq!(sim.pool.health(a), Some(Health::Up));
+    assert!(
+        !actions.iter().any(|x| matches!(x, Action::Open { .. })),
+        "no room on A: no warm-up ({actions:?})"
+    );
+    assert_eq!(sim.pool.status().counters.failback_warmups, 0);
+    assert_eq!(sim.pool.conn(cb).unwrap().server, b);
+    let _ = r;
 }
 
 #[test]
