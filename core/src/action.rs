@@ -93,6 +93,9 @@ pub enum CloseReason {
     Done,
     /// It did not open within the connect timeout.
     ConnectTimeout,
+    /// It sat idle on a server at its connection limit, and a user needed a
+    /// connection of another kind there: the one idle longest makes room.
+    MakeRoom,
 }
 
 /// The next instant the core wants [`Pool::handle_timeout`](crate::Pool::handle_timeout)

@@ -6,7 +6,7 @@ use crate::index::MatchKey;
 use crate::pool::{Holder, Pool};
 use crate::state::{ConnState, UserState};
 use crate::timers::Timer;
-use crate::{Error, Purpose, ServerId, Sharing, UserId};
+use crate::{CloseReason, Error, Purpose, ServerId, Sharing, UserId};
 
 impl Pool {
     /// Places an unplaced `user` (state `Queued`, not in the queue). Returns
@@ -118,8 +118,20 @@ impl Pool {
                 }
             }
         }
-        // Open a new connection to the best server, if its limit allows.
-        if self.has_conn_room(gen_id, target) {
+        // Open a new connection to the best server, if its limit allows, or
+        // if one of its connections sits idle and can make room: a server at
+        // its limit with only idle connections of other kinds (another
+        // credential, a writer, …) must not leave this user waiting until the
+        // idle timeout.
+        let room = self.has_conn_room(gen_id, target)
+            || match self.longest_idle_on(target) {
+                Some(idle) => {
+                    self.close_conn(idle, CloseReason::MakeRoom);
+                    true
+                }
+                None => false,
+            };
+        if room {
             let conn = self.open_conn(now, key(target), vec![user_id]);
             self.set_waiting(user_id, conn);
             return true;
@@ -131,6 +143,24 @@ impl Pool {
         self.queue.push_back(user_id);
         self.arm_deadline(user_id);
         true
+    }
+
+    /// The open connection to `server` with no user that has been idle
+    /// longest, if any (ties: the lowest id).
+    fn longest_idle_on(&self, server: ServerId) -> Option<crate::ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.server == server)
+            .filter_map(|(id, c)| match c.state {
+                ConnState::Open {
+                    users: 0,
+                    idle_since: Some(since),
+                    ..
+                } => Some((since, id)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, id)| id)
     }
 
     fn set_waiting(&mut self, user_id: UserId, conn: crate::ConnId) {

@@ -342,6 +342,70 @@ fn b04_beyond_the_server_limit_users_queue_fifo_until_their_deadline() {
     assert_eq!(sim.pool.status().queued, 0);
 }
 
+#[test]
+fn b04_at_the_server_limit_an_idle_connection_of_another_kind_makes_room() {
+    // Found by the soak: a server at its limit whose connections all sat idle
+    // left a password check and a new credential waiting until their deadline.
+    let mut sim = Sim::with(config().max_conns_per_server(2));
+    let r = sim.search();
+    let read = Sim::open_of(&sim.drain());
+    sim.opened(read);
+    sim.release(r);
+    sim.advance(Duration::from_secs(1));
+    let w = sim.acquire(req(UserKind::Write));
+    let write = Sim::open_of(&sim.drain());
+    sim.opened(write);
+    sim.release(w);
+    sim.advance(Duration::from_secs(1));
+
+    // A password check: the connection idle longest (the reader's) makes room.
+    let auth = sim.acquire(Request::new(UserKind::Auth, CredKey(9)));
+    let actions = sim.drain();
+    assert!(
+        matches!(
+            actions[..],
+            [
+                Action::Close { conn, reason: CloseReason::MakeRoom },
+                Action::Open { purpose: Purpose::Private, cred: CredKey(9), .. },
+            ] if conn == read
+        ),
+        "{actions:?}"
+    );
+    let private = Sim::open_of(&actions);
+    // A new credential: the writer's idle connection makes room.
+    let five = sim.acquire(Request::new(UserKind::Search, CredKey(5)));
+    let actions = sim.drain();
+    assert!(
+        matches!(
+            actions[..],
+            [
+                Action::Close { conn, reason: CloseReason::MakeRoom },
+                Action::Open { cred: CredKey(5), .. },
+            ] if conn == write
+        ),
+        "{actions:?}"
+    );
+    let c5 = Sim::open_of(&actions);
+    // Nothing idle is left: a third kind waits, within the limit.
+    let six = sim.acquire(Request::new(UserKind::Search, CredKey(6)));
+    assert_eq!(sim.drain(), vec![]);
+    assert_eq!(sim.opened(private), vec![grant(auth, private)]);
+    assert_eq!(sim.opened(c5), vec![grant(five, c5)]);
+    // The check is done: its private connection closes and the waiter gets a slot.
+    let actions = sim.release(auth);
+    assert!(
+        matches!(
+            actions[..],
+            [
+                Action::Close { conn, reason: CloseReason::Done },
+                Action::Open { cred: CredKey(6), .. },
+            ] if conn == private
+        ),
+        "{actions:?}"
+    );
+    let _ = six;
+}
+
 // ---------------------------------------------------------------- 5. idle writes
 
 #[test]
