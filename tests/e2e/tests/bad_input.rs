@@ -23,33 +23,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Slack for a loaded 2-core machine on top of a timeout.
 const SLACK: Duration = Duration::from_secs(2);
 
-/// slapd's own count of operations of one type (`cn=<op>,cn=Operations,cn=Monitor`,
-/// `monitorOpInitiated`), read on an anonymous connection that sends no bind.
-async fn ops_initiated(server: &Slapd, op: &str) -> u64 {
-    let settings = ldap3::LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5));
-    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, &server.url())
-        .await
-        .expect("monitor connection");
-    let drive = tokio::spawn(conn.drive());
-    let (entries, _) = ldap
-        .with_timeout(Duration::from_secs(5))
-        .search(
-            &format!("cn={op},cn=Operations,cn=Monitor"),
-            ldap3::Scope::Base,
-            "(objectClass=*)",
-            vec!["monitorOpInitiated"],
-        )
-        .await
-        .and_then(|r| r.success())
-        .expect("monitor search");
-    let _ = ldap.unbind().await;
-    drive.abort();
-    let entry = ldap3::SearchEntry::construct(entries.into_iter().next().expect("one entry"));
-    entry.attrs["monitorOpInitiated"][0]
-        .parse()
-        .expect("a number")
-}
-
 /// Runs `f`, asserting it ends within `within`; returns its output.
 async fn within<T>(what: &str, within: Duration, f: impl std::future::Future<Output = T>) -> T {
     let start = Instant::now();

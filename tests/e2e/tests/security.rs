@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -25,19 +24,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 // ----------------------------------------------------------------------
 // Helpers
 // ----------------------------------------------------------------------
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 impl Capture {
     fn text(&self) -> String {
@@ -58,33 +44,6 @@ fn capture() -> &'static Capture {
             .init();
         capture
     })
-}
-
-/// slapd's count of operations of one type (`cn=<op>,cn=Operations,cn=Monitor`,
-/// `monitorOpInitiated`), read on an anonymous connection that sends no bind.
-async fn ops_initiated(server: &Slapd, op: &str) -> u64 {
-    let settings = ldap3::LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5));
-    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, &server.url())
-        .await
-        .expect("monitor connection");
-    let drive = tokio::spawn(conn.drive());
-    let (entries, _) = ldap
-        .with_timeout(Duration::from_secs(5))
-        .search(
-            &format!("cn={op},cn=Operations,cn=Monitor"),
-            ldap3::Scope::Base,
-            "(objectClass=*)",
-            vec!["monitorOpInitiated"],
-        )
-        .await
-        .and_then(|r| r.success())
-        .expect("monitor search");
-    let _ = ldap.unbind().await;
-    drive.abort();
-    let entry = ldap3::SearchEntry::construct(entries.into_iter().next().expect("one entry"));
-    entry.attrs["monitorOpInitiated"][0]
-        .parse()
-        .expect("a number")
 }
 
 /// Sets user `i`'s password (as the root DN, on a connection of its own).

@@ -211,3 +211,44 @@ pub async fn connections_opened_during<T>(server: &Slapd, f: impl Future<Output 
     // `after` counts its own query's connection.
     (out, after - before - 1)
 }
+
+/// slapd's own count of operations of one type (`cn=<op>,cn=Operations,cn=Monitor`,
+/// `monitorOpInitiated`), read on an anonymous connection that sends no bind.
+pub async fn ops_initiated(server: &Slapd, op: &str) -> u64 {
+    let settings = ldap3::LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5));
+    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, &server.url())
+        .await
+        .expect("monitor connection");
+    let drive = tokio::spawn(conn.drive());
+    let (entries, _) = ldap
+        .with_timeout(Duration::from_secs(5))
+        .search(
+            &format!("cn={op},cn=Operations,cn=Monitor"),
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["monitorOpInitiated"],
+        )
+        .await
+        .and_then(|r| r.success())
+        .expect("monitor search");
+    let _ = ldap.unbind().await;
+    drive.abort();
+    let entry = ldap3::SearchEntry::construct(entries.into_iter().next().expect("one entry"));
+    entry.attrs["monitorOpInitiated"][0]
+        .parse()
+        .expect("a number")
+}
+
+/// A `tracing` writer that keeps everything written, to search the log for secrets.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
