@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use ldapmux::{Credential, Password, Pool, Scope};
@@ -15,14 +14,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Operation timeout + connect timeout + slack for a loaded 2-core machine.
 const BOUND: Duration = Duration::from_secs(8);
-
-fn person(cn: &str) -> Vec<(String, HashSet<String>)> {
-    vec![
-        ("objectClass".into(), HashSet::from(["person".into()])),
-        ("cn".into(), HashSet::from([cn.into()])),
-        ("sn".into(), HashSet::from([cn.into()])),
-    ]
-}
 
 /// The soak's seed 3 ends in configuration 4 (at most 6 connections per
 /// server), and after the heal six idle connections of five kinds fill the
@@ -52,7 +43,7 @@ async fn a_server_at_its_connection_limit_with_only_idle_connections_serves_a_ne
     .await
     .expect("an anonymous read");
     admin
-        .add(&format!("cn=limit,{SCRATCH_BASE}"), person("limit"))
+        .add(&format!("cn=limit,{SCRATCH_BASE}"), common::person("limit"))
         .await
         .expect("a write as the root DN");
     assert_eq!(pool.status().conns, 2);

@@ -31,12 +31,11 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, eventually_async, init_tracing, is_down, server_status};
+use common::{eventually, eventually_async, init_tracing, is_down, person, server_status};
 use futures_util::StreamExt;
 use ldapmux::{Credential, Error, LeaseKind, Mod, Password, Pool, Scope};
 use ldapmux_harness::{FIRST_UID, FaultProxy, ProxyMode, RequestKind, Slapd};
@@ -353,14 +352,6 @@ fn ran(r: Result<(), Error>, started: Instant) -> Ran {
             took,
         },
     }
-}
-
-fn person(cn: &str) -> Vec<(String, HashSet<String>)> {
-    vec![
-        ("objectClass".into(), HashSet::from(["person".into()])),
-        ("cn".into(), HashSet::from([cn.into()])),
-        ("sn".into(), HashSet::from([cn.into()])),
-    ]
 }
 
 fn add_dn() -> String {

@@ -633,21 +633,15 @@ async fn authenticate_one(run: &Run, h: &Handles, rng: &mut Rng, n: u64) {
     }
 }
 
-fn person(cn: &str) -> Vec<(String, HashSet<String>)> {
-    vec![
-        ("objectClass".into(), HashSet::from(["person".into()])),
-        ("cn".into(), HashSet::from([cn.into()])),
-        ("sn".into(), HashSet::from([cn.into()])),
-    ]
-}
-
 /// One write with a name used nowhere else: an add of `cn=<id>` or a modify
 /// adding `description: <id>` to a user.
 async fn write_one(run: &Run, h: &Handles, rng: &mut Rng, task: usize, n: u64) {
     let id = write_id(task, n);
     if rng.below(10) < 7 {
         let dn = format!("cn={id},{SCRATCH_BASE}");
-        let r = run.call("add", true, h.admin.add(&dn, person(&id))).await;
+        let r = run
+            .call("add", true, h.admin.add(&dn, common::person(&id)))
+            .await;
         if matches!(r, Some(Ok(()))) {
             run.ok("add");
         }

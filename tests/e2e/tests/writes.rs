@@ -11,14 +11,6 @@ use common::*;
 use ldapmux::{Credential, Error, LeaseKind, Mod, Scope};
 use ldapmux_harness::{FaultProxy, ProxyMode, Slapd};
 
-fn person(cn: &str) -> Vec<(String, HashSet<String>)> {
-    vec![
-        ("objectClass".into(), HashSet::from(["person".into()])),
-        ("cn".into(), HashSet::from([cn.into()])),
-        ("sn".into(), HashSet::from([cn.into()])),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_round_trip_and_ordinary_results_never_mark_the_server_down() {
     init_tracing();

@@ -252,3 +252,12 @@ impl std::io::Write for Capture {
         Ok(())
     }
 }
+
+/// The attributes of a minimal `person` entry named `cn`, for adds.
+pub fn person(cn: &str) -> Vec<(String, std::collections::HashSet<String>)> {
+    vec![
+        ("objectClass".into(), ["person".into()].into()),
+        ("cn".into(), [cn.into()].into()),
+        ("sn".into(), [cn.into()].into()),
+    ]
+}
