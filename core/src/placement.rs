@@ -119,18 +119,19 @@ impl Pool {
             }
         }
         // Open a new connection to the best server, if its limit allows, or
-        // if one of its connections sits idle and can make room: a server at
-        // its limit with only idle connections of other kinds (another
-        // credential, a writer, …) must not leave this user waiting until the
-        // idle timeout.
+        // if one of its connections sits idle and can make room while no
+        // slot will free by itself: a server at its limit with only idle
+        // connections of other kinds (another credential, a writer, …) must
+        // not leave this user waiting until the idle timeout.
         let room = self.has_conn_room(gen_id, target)
-            || match self.longest_idle_on(target) {
-                Some(idle) => {
-                    self.close_conn(idle, CloseReason::MakeRoom);
-                    true
-                }
-                None => false,
-            };
+            || (!self.slot_will_free(target)
+                && match self.longest_idle_on(target) {
+                    Some(idle) => {
+                        self.close_conn(idle, CloseReason::MakeRoom);
+                        true
+                    }
+                    None => false,
+                });
         if room {
             let conn = self.open_conn(now, key(target), vec![user_id]);
             self.set_waiting(user_id, conn);
@@ -143,6 +144,21 @@ impl Pool {
         self.queue.push_back(user_id);
         self.arm_deadline(user_id);
         true
+    }
+
+    /// Whether a connection to `server` will close by itself once its users
+    /// are done (a private one, or one draining or broken): then a user at the
+    /// limit waits for that slot rather than closing an idle connection
+    /// others may still want.
+    fn slot_will_free(&self, server: ServerId) -> bool {
+        self.conns.iter().any(|(_, c)| {
+            c.server == server
+                && (c.purpose == Purpose::Private
+                    || matches!(
+                        c.state,
+                        ConnState::Draining { .. } | ConnState::Broken { .. }
+                    ))
+        })
     }
 
     /// The open connection to `server` with no user that has been idle

@@ -372,41 +372,45 @@ fn b04_at_the_server_limit_an_idle_connection_of_another_kind_makes_room() {
         "{actions:?}"
     );
     let private = Sim::open_of(&actions);
-    // A new credential: the writer's idle connection makes room.
+    // A new credential while the check runs: its private connection will free
+    // a slot by itself, so the idle writer is kept and the user waits.
     let five = sim.acquire(Request::new(UserKind::Search, CredKey(5)));
-    let actions = sim.drain();
-    assert!(
-        matches!(
-            actions[..],
-            [
-                Action::Close { conn, reason: CloseReason::MakeRoom },
-                Action::Open { cred: CredKey(5), .. },
-            ] if conn == write
-        ),
-        "{actions:?}"
-    );
-    let c5 = Sim::open_of(&actions);
-    // Nothing idle is left: a third kind waits, within the limit.
-    let six = sim.acquire(Request::new(UserKind::Search, CredKey(6)));
     assert_eq!(sim.drain(), vec![]);
     assert_eq!(sim.opened(private), vec![grant(auth, private)]);
-    assert_eq!(sim.opened(c5), vec![grant(five, c5)]);
-    // The check is done: its private connection closes and the waiter gets a slot.
     let actions = sim.release(auth);
     assert!(
         matches!(
             actions[..],
             [
                 Action::Close { conn, reason: CloseReason::Done },
-                Action::Open { cred: CredKey(6), .. },
+                Action::Open { cred: CredKey(5), .. },
             ] if conn == private
         ),
         "{actions:?}"
     );
-    let _ = six;
+    let c5 = Sim::open_of(&actions);
+    assert_eq!(sim.opened(c5), vec![grant(five, c5)]);
+    // Nothing will free by itself now: another credential takes the idle
+    // writer's slot.
+    let six = sim.acquire(Request::new(UserKind::Search, CredKey(6)));
+    let actions = sim.drain();
+    assert!(
+        matches!(
+            actions[..],
+            [
+                Action::Close { conn, reason: CloseReason::MakeRoom },
+                Action::Open { cred: CredKey(6), .. },
+            ] if conn == write
+        ),
+        "{actions:?}"
+    );
+    // A busy connection is never closed to make room: a seventh waits.
+    let c6 = Sim::open_of(&actions);
+    assert_eq!(sim.opened(c6), vec![grant(six, c6)]);
+    let _seven = sim.acquire(Request::new(UserKind::Search, CredKey(7)));
+    assert_eq!(sim.drain(), vec![]);
+    assert_eq!(sim.pool.status().conns, 2);
 }
-
-// ---------------------------------------------------------------- 5. idle writes
 
 #[test]
 fn b05_an_idle_write_connection_is_closed_after_60_seconds() {

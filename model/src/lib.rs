@@ -924,9 +924,10 @@ fn base(servers: usize) -> ldapmux_core::ConfigBuilder {
 /// change means the state space changed; look at why before updating.
 pub const PINNED_STATES: [(&str, usize); 4] = [
     ("sharing", 21_731_713),
-    // 1 527 728 since an idle connection makes room at the per-server limit
-    // for a user of another credential (the soak found the wait): was 1 409 901.
-    ("credentials", 1_527_728),
+    // 1 497 168 since an idle connection makes room at the per-server limit
+    // for a user of another credential when no slot will free by itself (the
+    // soak found the wait): was 1 409 901.
+    ("credentials", 1_497_168),
     // 4 225 680 since a server that falls during its hold-down resumes its
     // probe backoff (the returning state remembers it): was 4 197 692.
     ("failover", 4_225_680),
