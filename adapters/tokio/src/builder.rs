@@ -176,6 +176,12 @@ impl PoolBuilder {
         self
     }
 
+    /// The probe backoff bounds currently set (for configuration files that
+    /// give only one of them).
+    pub(crate) fn probe_backoff_bounds(&self) -> (Duration, Duration) {
+        (self.core.probe_backoff_min, self.core.probe_backoff_max)
+    }
+
     /// Checks everything and starts the pool. No connection is opened until
     /// the first operation needs one.
     pub fn build(self) -> Result<Pool, BuildError> {

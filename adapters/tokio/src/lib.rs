@@ -48,6 +48,13 @@
 //! * A connection is bound once, right after it opens, before anyone uses
 //!   it, and never again: [`ConnGuard`] offers no bind.
 //!
+//! ## Configuration files
+//!
+//! [`PoolBuilder::from_ldap_conf`], [`PoolBuilder::from_toml`] and
+//! [`PoolBuilder::from_env`] (`LDAPCONF`, `LDAPURI`) fill a builder from an
+//! OpenLDAP `ldap.conf` and an ldapmux TOML file; [`ConfigFile`] lists the
+//! keys, and [`ConfigFileError`] names the file, line and key of a problem.
+//!
 //! ## Secrets and logs
 //!
 //! Passwords live only in this crate, in [`Password`] (redacted in `Debug`
@@ -57,6 +64,7 @@
 //! connection and server ids, URLs and bind DNs, never a password.
 
 mod builder;
+mod config_file;
 mod connect;
 mod credential;
 mod error;
@@ -70,6 +78,7 @@ mod tls;
 mod url;
 
 pub use builder::PoolBuilder;
+pub use config_file::{ConfigFile, ConfigFileError};
 pub use credential::Credential;
 pub use error::{BuildError, Error, LdapStatus, result_name};
 pub use guard::ConnGuard;
