@@ -124,14 +124,13 @@ impl Pool {
         // connections of other kinds (another credential, a writer, …) must
         // not leave this user waiting until the idle timeout.
         let room = self.has_conn_room(gen_id, target)
-            || (!self.slot_will_free(target)
-                && match self.longest_idle_on(target) {
-                    Some(idle) => {
-                        self.close_conn(idle, CloseReason::MakeRoom);
-                        true
-                    }
-                    None => false,
-                });
+            || match self.idle_to_evict(target) {
+                Some(idle) => {
+                    self.close_conn(idle, CloseReason::MakeRoom);
+                    true
+                }
+                None => false,
+            };
         if room {
             let conn = self.open_conn(now, key(target), vec![user_id]);
             self.set_waiting(user_id, conn);
@@ -146,37 +145,27 @@ impl Pool {
         true
     }
 
-    /// Whether a connection to `server` will close by itself once its users
-    /// are done (a private one, or one draining or broken): then a user at the
-    /// limit waits for that slot rather than closing an idle connection
-    /// others may still want.
-    fn slot_will_free(&self, server: ServerId) -> bool {
-        self.conns.iter().any(|(_, c)| {
-            c.server == server
-                && (c.purpose == Purpose::Private
-                    || matches!(
-                        c.state,
-                        ConnState::Draining { .. } | ConnState::Broken { .. }
-                    ))
-        })
-    }
-
-    /// The open connection to `server` with no user that has been idle
-    /// longest, if any (ties: the lowest id).
-    fn longest_idle_on(&self, server: ServerId) -> Option<crate::ConnId> {
-        self.conns
-            .iter()
-            .filter(|(_, c)| c.server == server)
-            .filter_map(|(id, c)| match c.state {
+    /// The connection to close so that a user can open one on `server`, at
+    /// its limit: the open one with no user that has been idle longest (ties:
+    /// the lowest id), unless a connection there will close by itself once
+    /// its users are done (a private one, or one draining or broken). Then the
+    /// user waits for that slot rather than closing an idle connection others
+    /// may still want. One pass over the connections.
+    fn idle_to_evict(&self, server: ServerId) -> Option<crate::ConnId> {
+        let mut oldest = None;
+        for (id, c) in self.conns.iter().filter(|(_, c)| c.server == server) {
+            match c.state {
+                _ if c.purpose == Purpose::Private => return None,
+                ConnState::Draining { .. } | ConnState::Broken { .. } => return None,
                 ConnState::Open {
                     users: 0,
                     idle_since: Some(since),
                     ..
-                } => Some((since, id)),
-                _ => None,
-            })
-            .min()
-            .map(|(_, id)| id)
+                } if oldest.is_none_or(|o| (since, id) < o) => oldest = Some((since, id)),
+                _ => {}
+            }
+        }
+        oldest.map(|(_, id)| id)
     }
 
     fn set_waiting(&mut self, user_id: UserId, conn: crate::ConnId) {
