@@ -313,6 +313,15 @@ impl Pool {
         Ok(())
     }
 
+    /// A reload for a changed server list (DNS SRV discovery): like
+    /// [`Pool::reload`], but when nothing but the servers changed, open
+    /// connections to servers still listed move to the new generation
+    /// instead of draining. Anything else changed: a plain reload.
+    pub fn reload_keeping_servers(&self, builder: PoolBuilder) -> Result<(), BuildError> {
+        // Stub until the core keeps connections across a reload.
+        self.reload(builder)
+    }
+
     /// Shuts down (behaviour 12): every waiting and running operation ends
     /// with a result or [`Error::Pool`]`(ShutDown)`, every connection is
     /// unbound and closed, later operations fail at once. Returns when every
