@@ -299,27 +299,43 @@ impl Pool {
     /// their last user leaves; new operations use the new settings. An
     /// invalid configuration is refused and the old one keeps serving.
     pub fn reload(&self, builder: PoolBuilder) -> Result<(), BuildError> {
+        self.reload_with(builder, false)
+    }
+
+    /// A reload for a changed server list (DNS SRV discovery): like
+    /// [`Pool::reload`], but when nothing but the servers changed (same
+    /// credential, TLS options, StartTLS, multiplexing and core settings),
+    /// open and opening connections to servers still listed move to the new
+    /// generation, with their users, instead of draining. Connections to
+    /// servers no longer listed drain as in any reload.
+    pub fn reload_keeping_servers(&self, builder: PoolBuilder) -> Result<(), BuildError> {
+        self.reload_with(builder, true)
+    }
+
+    fn reload_with(&self, builder: PoolBuilder, keep_listed: bool) -> Result<(), BuildError> {
         let settings = builder.settings()?;
+        let keep_listed = keep_listed
+            && self
+                .inner
+                .shared
+                .settings()
+                .connects_like(&settings, &self.inner.shared.creds);
         let core = settings.core.clone();
         self.inner.shared.set_settings(settings);
-        self.inner.driver.reload(core).map_err(|e| match e {
+        let reloaded = if keep_listed {
+            self.inner.driver.reload_servers(core)
+        } else {
+            self.inner.driver.reload(core)
+        };
+        reloaded.map_err(|e| match e {
             ldapmux_core::Error::Config(c) => BuildError::Core(c),
             other => BuildError::InvalidField {
                 field: "reload",
                 reason: other.to_string(),
             },
         })?;
-        tracing::info!("configuration reloaded: new generation");
+        tracing::info!(keep_listed, "configuration reloaded: new generation");
         Ok(())
-    }
-
-    /// A reload for a changed server list (DNS SRV discovery): like
-    /// [`Pool::reload`], but when nothing but the servers changed, open
-    /// connections to servers still listed move to the new generation
-    /// instead of draining. Anything else changed: a plain reload.
-    pub fn reload_keeping_servers(&self, builder: PoolBuilder) -> Result<(), BuildError> {
-        // Stub until the core keeps connections across a reload.
-        self.reload(builder)
     }
 
     /// Shuts down (behaviour 12): every waiting and running operation ends
