@@ -35,7 +35,7 @@ pub struct Pool {
     opts: Options,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     driver: Driver,
     shared: Arc<Shared>,
     timer: AbortHandle,
@@ -51,7 +51,7 @@ impl Drop for Inner {
 
 /// Per-handle options.
 #[derive(Clone, Default)]
-struct Options {
+pub(crate) struct Options {
     server: Option<String>,
     credential: Option<Credential>,
     timeout: Option<Duration>,
@@ -110,6 +110,25 @@ impl Pool {
             }),
             opts: Options::default(),
         }
+    }
+
+    /// A handle that does not keep the pool alive (for background tasks
+    /// that must stop when the last user's handle is dropped).
+    pub(crate) fn downgrade(&self) -> (std::sync::Weak<Inner>, Options) {
+        (Arc::downgrade(&self.inner), self.opts.clone())
+    }
+
+    /// The pool behind a [`Pool::downgrade`] handle, if still alive.
+    pub(crate) fn upgrade(weak: &(std::sync::Weak<Inner>, Options)) -> Option<Pool> {
+        Some(Pool {
+            inner: weak.0.upgrade()?,
+            opts: weak.1.clone(),
+        })
+    }
+
+    /// The runtime the pool's tasks run on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.shared.handle
     }
 
     // ------------------------------------------------------------------
