@@ -40,12 +40,32 @@ pub enum TlsState {
 }
 
 impl TlsState {
+    /// TLS for a server of `scheme` in a pool with StartTLS `starttls` and
+    /// verification `verify`, and whether StartTLS applies to it.
+    pub fn of(scheme: Scheme, starttls: bool, verify: bool) -> (TlsState, bool) {
+        let starttls = starttls && scheme == Scheme::Ldap;
+        let state = match (scheme, scheme == Scheme::Ldaps || starttls, verify) {
+            (Scheme::Ldapi, _, _) => TlsState::LocalSocket,
+            (_, false, _) => TlsState::Off,
+            (_, true, true) => TlsState::Verified,
+            (_, true, false) => TlsState::Unverified,
+        };
+        (state, starttls)
+    }
+
     /// How it reads in the report, given how the check went.
-    pub fn describe(self, starttls: bool, error: Option<&CheckError>) -> String {
+    /// `unverified_by` names the setting that turned verification off
+    /// (`--no-verify`, `TLS_REQCERT never`).
+    pub fn describe(
+        self,
+        starttls: bool,
+        error: Option<&CheckError>,
+        unverified_by: &str,
+    ) -> String {
         let how = if starttls { "StartTLS" } else { "ldaps" };
         let verify = match self {
-            TlsState::Verified => "certificate verified",
-            _ => "certificate NOT verified (--no-verify)",
+            TlsState::Verified => "certificate verified".to_owned(),
+            _ => format!("certificate NOT verified ({unverified_by})"),
         };
         match (self, error) {
             (TlsState::Off, _) => "off (plain LDAP)".to_owned(),
@@ -69,6 +89,8 @@ pub struct ServerReport {
     pub tls: TlsState,
     /// Whether StartTLS was asked for.
     pub starttls: bool,
+    /// The setting that turned certificate verification off, if it is off.
+    pub unverified_by: &'static str,
     /// The bind DN used (anonymous if none).
     pub bind_dn: Option<String>,
     /// The root DSE's naming contexts, when it was read.
@@ -122,7 +144,8 @@ pub fn error_kind(e: &Error) -> &'static str {
     }
 }
 
-fn fail(kind: &'static str, message: impl Into<String>) -> Option<CheckError> {
+/// A failure of `kind` (see [`error_kind`]).
+pub fn fail(kind: &'static str, message: impl Into<String>) -> Option<CheckError> {
     let reached = matches!(kind, "invalid credentials" | "LDAP error");
     Some(CheckError {
         kind,
@@ -134,17 +157,7 @@ fn fail(kind: &'static str, message: impl Into<String>) -> Option<CheckError> {
 /// Checks one server.
 pub async fn check_one(url: &str, opts: &CheckOptions) -> ServerReport {
     let started = Instant::now();
-    let mut report = ServerReport {
-        url: url.to_owned(),
-        tls: TlsState::Off,
-        starttls: opts.starttls,
-        bind_dn: opts.bind_dn.clone(),
-        naming_contexts: Vec::new(),
-        vendor: None,
-        identity: None,
-        error: None,
-        took: Duration::ZERO,
-    };
+    let mut report = blank_report(url, opts.bind_dn.clone());
     let parsed = match ServerUrl::parse(url) {
         Ok(u) => u,
         Err(e) => {
@@ -152,15 +165,7 @@ pub async fn check_one(url: &str, opts: &CheckOptions) -> ServerReport {
             return report;
         }
     };
-    let tls_on =
-        parsed.scheme() == Scheme::Ldaps || (opts.starttls && parsed.scheme() == Scheme::Ldap);
-    report.tls = match (parsed.scheme(), tls_on, opts.no_verify) {
-        (Scheme::Ldapi, _, _) => TlsState::LocalSocket,
-        (_, false, _) => TlsState::Off,
-        (_, true, false) => TlsState::Verified,
-        (_, true, true) => TlsState::Unverified,
-    };
-    report.starttls = opts.starttls && parsed.scheme() == Scheme::Ldap;
+    (report.tls, report.starttls) = TlsState::of(parsed.scheme(), opts.starttls, !opts.no_verify);
     let connect_timeout = opts.timeout.min(Duration::from_secs(3));
     let mut builder = Pool::builder()
         .server(url)
@@ -182,6 +187,34 @@ pub async fn check_one(url: &str, opts: &CheckOptions) -> ServerReport {
             return report;
         }
     };
+    probe(&pool, &mut report).await;
+    pool.shutdown().await;
+    report.took = started.elapsed();
+    report
+}
+
+/// A report for `url` before it is probed: nothing known yet.
+pub fn blank_report(url: &str, bind_dn: Option<String>) -> ServerReport {
+    ServerReport {
+        url: url.to_owned(),
+        tls: TlsState::Off,
+        starttls: false,
+        unverified_by: NO_VERIFY_FLAG,
+        bind_dn,
+        naming_contexts: Vec::new(),
+        vendor: None,
+        identity: None,
+        error: None,
+        took: Duration::ZERO,
+    }
+}
+
+/// What turns verification off on the command line.
+pub const NO_VERIFY_FLAG: &str = "--no-verify";
+
+/// Reads the root DSE and asks "who am I?" through `pool` (a handle pinned
+/// to one server, bounded by its timeout), filling in `report`.
+pub async fn probe(pool: &Pool, report: &mut ServerReport) {
     let dse = pool
         .search(
             "",
@@ -212,9 +245,6 @@ pub async fn check_one(url: &str, opts: &CheckOptions) -> ServerReport {
         }
         Err(e) => report.error = fail(error_kind(&e), e.to_string()),
     }
-    pool.shutdown().await;
-    report.took = started.elapsed();
-    report
 }
 
 /// Checks every server, one after the other.
@@ -239,7 +269,8 @@ pub fn render(r: &ServerReport) -> String {
     }
     lines.push(format!(
         "  tls:   {}",
-        r.tls.describe(r.starttls, r.error.as_ref())
+        r.tls
+            .describe(r.starttls, r.error.as_ref(), r.unverified_by)
     ));
     let who = match &r.bind_dn {
         Some(dn) => format!("simple bind as {dn}"),
@@ -299,23 +330,26 @@ mod tests {
 
     #[test]
     fn tls_states_read_well() {
-        assert_eq!(TlsState::Off.describe(false, None), "off (plain LDAP)");
         assert_eq!(
-            TlsState::Unverified.describe(true, None),
+            TlsState::Off.describe(false, None, NO_VERIFY_FLAG),
+            "off (plain LDAP)"
+        );
+        assert_eq!(
+            TlsState::Unverified.describe(true, None, NO_VERIFY_FLAG),
             "on (StartTLS), certificate NOT verified (--no-verify)"
         );
         assert_eq!(
-            TlsState::Verified.describe(false, None),
+            TlsState::Verified.describe(false, None, NO_VERIFY_FLAG),
             "on (ldaps), certificate verified"
         );
         let refused = fail("connection refused", "x").unwrap();
         assert_eq!(
-            TlsState::Verified.describe(false, Some(&refused)),
+            TlsState::Verified.describe(false, Some(&refused), NO_VERIFY_FLAG),
             "ldaps: not reached"
         );
         let tls = fail(TLS_FAILURE, "bad cert").unwrap();
         assert_eq!(
-            TlsState::Verified.describe(true, Some(&tls)),
+            TlsState::Verified.describe(true, Some(&tls), NO_VERIFY_FLAG),
             "StartTLS: FAILED (TLS failure (certificate or handshake))"
         );
     }
@@ -326,6 +360,7 @@ mod tests {
             url: "ldap://127.0.0.1:1".into(),
             tls: TlsState::Off,
             starttls: false,
+            unverified_by: NO_VERIFY_FLAG,
             bind_dn: Some("cn=admin,dc=example,dc=com".into()),
             naming_contexts: vec![],
             vendor: None,

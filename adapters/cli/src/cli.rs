@@ -1,5 +1,6 @@
 //! The command line, as `clap` derives it.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -38,7 +39,29 @@ pub enum Command {
     /// refused, TLS certificate, invalid credentials, timeout …), TLS on
     /// and verified, and the bind result. Exits 0 only if every server
     /// passed. The password is read from a file and never printed.
+    ///
+    /// With --config FILE (or --env) instead of URLs, reads the pool
+    /// configuration as the library does and first prints what the pool
+    /// would do: the servers in the order it uses them (preferred marked),
+    /// TLS per server, the bind DN (never the password), the timeouts and
+    /// caps in effect; then probes every server with that configuration.
+    /// Exits 2 if the configuration is invalid (the error names the file,
+    /// line and key), 1 if a server failed, 0 if all passed.
     Check(CheckArgs),
+    /// Build a pool from a configuration file, read through it, and print
+    /// its status.
+    ///
+    /// Prints each configured server with its health (Up, Down, Returning
+    /// during the fail-back hold-down), connections per server and
+    /// generation, TLS, and the server new operations go to. Exits 0 if
+    /// the read succeeded, 1 if it failed, 2 if the configuration is
+    /// invalid.
+    ///
+    /// With --follow it keeps running and prints a status line every
+    /// --interval; SIGHUP re-reads the configuration (an invalid one is
+    /// refused with its error and the pool keeps the old one); SIGINT or
+    /// SIGTERM shut the pool down and exit 0.
+    Status(StatusArgs),
     /// Benchmark ldapmux against raw ldap3, bb8 + bb8-ldap and deadpool on
     /// one local slapd.
     ///
@@ -63,33 +86,98 @@ pub struct DemoArgs {
     /// default when stdout is not a terminal).
     #[arg(long)]
     pub plain: bool,
+    /// Serve the pool's metrics as Prometheus text at http://ADDR/metrics.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// `--metrics-addr` and its safety switch.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Serve the pool's metrics as Prometheus text at http://IP:PORT/metrics.
+    /// Only a loopback address (127.0.0.1, ::1) unless
+    /// --metrics-allow-remote: the endpoint has no authentication.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Allow a --metrics-addr that is not a loopback address (anyone who can
+    /// reach it reads the metrics).
+    #[arg(long, requires = "metrics_addr")]
+    pub metrics_allow_remote: bool,
 }
 
 /// Options of `ldapmux check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Servers to check: ldap://host:port, ldaps://host:port or ldapi://…
-    #[arg(value_name = "URL", required = true)]
+    #[arg(value_name = "URL", required_unless_present_any = ["config", "env"],
+          conflicts_with_all = ["config", "env"])]
     pub urls: Vec<String>,
+    /// Check the pool configuration in this file instead of URLs: an
+    /// ldapmux TOML file if the name ends in .toml, an OpenLDAP ldap.conf
+    /// otherwise.
+    #[arg(long, value_name = "FILE", conflicts_with = "env")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration LDAPCONF / LDAPURI give, as libldap reads them.
+    #[arg(long)]
+    pub env: bool,
     /// PEM file of CA certificates to trust, besides the system roots.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "env"])]
     pub ca_file: Option<PathBuf>,
     /// Upgrade ldap:// connections with StartTLS (never falls back to plain).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["config", "env"])]
     pub starttls: bool,
     /// Bind with this DN (simple bind) instead of anonymously.
-    #[arg(long, value_name = "DN", requires = "password_file")]
+    #[arg(long, value_name = "DN", requires = "password_file",
+          conflicts_with_all = ["config", "env"])]
     pub bind_dn: Option<String>,
     /// File whose first line is the bind password.
     #[arg(long, value_name = "PATH", requires = "bind_dn")]
     pub password_file: Option<PathBuf>,
     /// Accept any TLS certificate and host name (dangerous: testing only).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["config", "env"])]
     pub no_verify: bool,
     /// Seconds each server gets (connect, root DSE read, whoami).
     #[arg(long, value_name = "SECS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=120))]
     pub timeout: u64,
+}
+
+/// Options of `ldapmux status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The pool configuration: an ldapmux TOML file if the name ends in
+    /// .toml, an OpenLDAP ldap.conf otherwise.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "env",
+        conflicts_with = "env"
+    )]
+    pub config: Option<PathBuf>,
+    /// Use the configuration LDAPCONF / LDAPURI give, as libldap reads them.
+    #[arg(long)]
+    pub env: bool,
+    /// Keep running: a status line every --interval, SIGHUP reloads the
+    /// configuration, SIGINT / SIGTERM stop.
+    #[arg(long)]
+    pub follow: bool,
+    /// Seconds between two status lines with --follow.
+    #[arg(long, value_name = "SECS", default_value_t = 5, requires = "follow",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: u64,
+    /// Seconds each read through the pool may take.
+    #[arg(long, value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub timeout: u64,
+    /// With --follow: serve the pool's metrics as Prometheus text at
+    /// http://IP:PORT/metrics. Only a loopback address (127.0.0.1, ::1)
+    /// unless --metrics-allow-remote: the endpoint has no authentication.
+    #[arg(long, value_name = "IP:PORT", requires = "follow")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Allow a --metrics-addr that is not a loopback address (anyone who can
+    /// reach it reads the metrics).
+    #[arg(long, requires = "metrics_addr")]
+    pub metrics_allow_remote: bool,
 }
 
 /// Options of `ldapmux bench`.
@@ -152,5 +240,57 @@ mod tests {
             panic!("check")
         };
         assert_eq!(c.urls.len(), 2);
+    }
+
+    #[test]
+    fn check_takes_urls_or_a_configuration_not_both() {
+        let cli = Cli::try_parse_from(["ldapmux", "check", "--config", "/etc/p.toml"]).unwrap();
+        let Command::Check(c) = cli.command else {
+            panic!("check")
+        };
+        assert!(c.urls.is_empty() && c.config.is_some());
+        assert!(Cli::try_parse_from(["ldapmux", "check", "--env"]).is_ok());
+        for bad in [
+            &["check", "ldap://a", "--config", "/p.toml"][..],
+            &["check", "--config", "/p.toml", "--env"],
+            &["check", "--config", "/p.toml", "--starttls"],
+            &["check", "--env", "--no-verify"],
+        ] {
+            let args = std::iter::once("ldapmux").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn status_needs_a_configuration_and_metrics_need_follow() {
+        assert!(Cli::try_parse_from(["ldapmux", "status"]).is_err());
+        let cli = Cli::try_parse_from(["ldapmux", "status", "--config", "/p.toml"]).unwrap();
+        let Command::Status(s) = cli.command else {
+            panic!("status")
+        };
+        assert_eq!((s.follow, s.interval, s.timeout), (false, 5, 5));
+        assert!(
+            Cli::try_parse_from([
+                "ldapmux",
+                "status",
+                "--env",
+                "--follow",
+                "--interval",
+                "1",
+                "--metrics-addr",
+                "127.0.0.1:9464"
+            ])
+            .is_ok()
+        );
+        for bad in [
+            &["status", "--env", "--interval", "2"][..],
+            &["status", "--env", "--follow", "--interval", "0"],
+            &["status", "--env", "--metrics-addr", "127.0.0.1:9464"],
+            &["status", "--env", "--follow", "--metrics-addr", "localhost"],
+            &["status", "--env", "--follow", "--metrics-allow-remote"],
+        ] {
+            let args = std::iter::once("ldapmux").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 }

@@ -179,7 +179,7 @@ fn help_reads_well() {
     let out = run(&["--help"]);
     let (stdout, _) = text(&out);
     assert!(out.status.success());
-    for cmd in ["demo", "check", "bench"] {
+    for cmd in ["demo", "check", "status", "bench"] {
         assert!(stdout.contains(cmd), "{stdout}");
     }
     let out = run(&["demo", "--duration", "99"]);
