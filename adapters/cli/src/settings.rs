@@ -1,16 +1,13 @@
 //! The timeouts, caps and TLS settings a [`PoolBuilder`] holds, as an
-//! operator reads them: what the pool will run with, defaults included.
-//!
-//! `PoolBuilder` has no getters yet, so the values are read from its `Debug`
-//! output (which never shows a password). This is a stopgap until the
-//! library exposes them; [`Settings::of`] leaves a field it cannot find as
-//! `?`, and this module's test fails if any field goes missing, so a
-//! change to the builder is caught here rather than printed wrong.
+//! operator reads them: what the pool will run with, defaults included
+//! (from [`PoolBuilder::pool_settings`]).
+
+use std::time::Duration;
 
 use ldapmux::PoolBuilder;
 
-/// The settings in effect, each as the builder's `Debug` spells it
-/// (durations read `5s`, `250ms`; optional ones `Some(300s)` / `None`).
+/// The settings in effect, each as an operator reads it (durations read
+/// `5s`, `250ms`; an unset idle timeout `never`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// TCP connect + TLS + bind.
@@ -41,32 +38,25 @@ pub struct Settings {
     pub ca_file: Option<String>,
 }
 
-/// Shown for a value the builder's `Debug` did not give.
-const UNKNOWN: &str = "?";
-
 impl Settings {
     /// The settings `builder` holds.
     pub fn of(builder: &PoolBuilder) -> Settings {
-        let debug = format!("{builder:?}");
-        let text = |name: &str| field(&debug, name).unwrap_or(UNKNOWN).to_owned();
-        let flag = |name: &str, default: bool| field(&debug, name).map_or(default, |v| v == "true");
+        let p = builder.pool_settings();
+        let d = |d: Duration| format!("{d:?}");
         Settings {
-            connect_timeout: text("connect_timeout"),
-            op_timeout: text("op_timeout"),
-            max_users_per_conn: text("max_users_per_conn"),
-            max_conns_per_server: text("max_conns_per_server"),
-            failback_hold_down: text("failback_hold_down"),
-            probe_backoff_min: text("probe_backoff_min"),
-            probe_backoff_max: text("probe_backoff_max"),
-            read_idle_timeout: optional(&text("read_idle_timeout")),
-            write_idle_timeout: text("write_idle_timeout"),
-            starttls: flag("starttls", false),
-            // Unknown: say "verified" only if it is known to be.
-            tls_verify: flag("verify", false),
-            system_roots: flag("system_roots", false),
-            ca_file: field(&debug, "ca_file")
-                .and_then(|v| v.strip_prefix("Some(")?.strip_suffix(')'))
-                .map(|v| v.trim_matches('"').to_owned()),
+            connect_timeout: d(p.core.connect_timeout),
+            op_timeout: d(p.op_timeout),
+            max_users_per_conn: p.core.max_users_per_conn.to_string(),
+            max_conns_per_server: p.core.max_conns_per_server.to_string(),
+            failback_hold_down: d(p.core.failback_hold_down),
+            probe_backoff_min: d(p.core.probe_backoff_min),
+            probe_backoff_max: d(p.core.probe_backoff_max),
+            read_idle_timeout: p.core.read_idle_timeout.map_or("never".to_owned(), d),
+            write_idle_timeout: d(p.core.write_idle_timeout),
+            starttls: p.starttls,
+            tls_verify: p.tls.verify,
+            system_roots: p.tls.system_roots,
+            ca_file: p.tls.ca_file.map(|f| f.display().to_string()),
         }
     }
 
@@ -102,46 +92,6 @@ impl Settings {
             (None, false) => "nothing (no CA file, system roots off)".to_owned(),
         }
     }
-}
-
-/// `Some(300s)` → `300s`, `None` → `never`.
-fn optional(v: &str) -> String {
-    match v {
-        "None" => "never".to_owned(),
-        v => v
-            .strip_prefix("Some(")
-            .and_then(|v| v.strip_suffix(')'))
-            .unwrap_or(v)
-            .to_owned(),
-    }
-}
-
-/// The value of ` name: value` in a derived `Debug` output: up to the next
-/// `,` or `}` outside brackets and quotes.
-fn field<'a>(debug: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!(" {name}: ");
-    let start = debug.find(&key)? + key.len();
-    let rest = &debug[start..];
-    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
-    for (i, c) in rest.char_indices() {
-        if quoted {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => quoted = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' if depth > 0 => depth -= 1,
-            ',' | '}' if depth == 0 => return Some(rest[..i].trim()),
-            _ => {}
-        }
-    }
-    Some(rest.trim())
 }
 
 #[cfg(test)]
@@ -184,7 +134,6 @@ mod tests {
                 ca_file: Some("/etc/ssl/a, b.pem".into()),
             }
         );
-        assert!(!s.lines().concat().contains(UNKNOWN), "{:?}", s.lines());
         assert!(!s.lines().concat().contains("pw-never-shown"));
     }
 
@@ -196,14 +145,5 @@ mod tests {
         assert_eq!(s.read_idle_timeout, "300s");
         assert!(!s.tls_verify && s.system_roots && !s.starttls);
         assert_eq!(s.trust(), "the system roots");
-    }
-
-    #[test]
-    fn fields_end_at_their_own_comma_or_brace() {
-        let d = r#"A { x: Some("a,}b"), core: C { y: [1, 2], z: 3 } }"#;
-        assert_eq!(field(d, "x"), Some(r#"Some("a,}b")"#));
-        assert_eq!(field(d, "y"), Some("[1, 2]"));
-        assert_eq!(field(d, "z"), Some("3"));
-        assert_eq!(field(d, "w"), None);
     }
 }

@@ -183,6 +183,28 @@ impl PoolBuilder {
         (self.core.probe_backoff_min, self.core.probe_backoff_max)
     }
 
+    /// What this builder holds, defaults included, for tools that show an
+    /// operator what a pool will run with (`ldapmux check --config`). Never
+    /// a password: the credential appears as its bind DN.
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            servers: self
+                .servers
+                .iter()
+                .map(|(u, preferred)| (crate::url::redacted(&u.0), *preferred))
+                .collect(),
+            bind_dn: match &self.credential {
+                Credential::Simple { dn, .. } => Some(dn.clone()),
+                Credential::Anonymous => None,
+            },
+            core: self.core.clone(),
+            op_timeout: self.op_timeout,
+            tls: self.tls.clone(),
+            starttls: self.starttls,
+            multiplex: self.multiplex,
+        }
+    }
+
     /// Checks everything and starts the pool. No connection is opened until
     /// the first operation needs one.
     pub fn build(self) -> Result<Pool, BuildError> {
@@ -266,6 +288,28 @@ impl std::fmt::Debug for UrlText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(&crate::url::redacted(&self.0), f)
     }
+}
+
+/// What a [`PoolBuilder`] holds, from [`PoolBuilder::pool_settings`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolSettings {
+    /// The servers as given (any password in a URL redacted), each with
+    /// whether it is preferred, in the order they were added.
+    pub servers: Vec<(String, bool)>,
+    /// The bind DN of the pool's credential, `None` for anonymous.
+    pub bind_dn: Option<String>,
+    /// The core's settings: caps, timeouts, hold-down, backoff, idle
+    /// timeouts (its `servers` is empty: see `servers` above).
+    pub core: Config,
+    /// The operation timeout (retries included).
+    pub op_timeout: Duration,
+    /// How certificates are checked.
+    pub tls: TlsOptions,
+    /// StartTLS on `ldap://` URLs.
+    pub starttls: bool,
+    /// Several operations per connection.
+    pub multiplex: bool,
 }
 
 fn default_seed() -> u64 {

@@ -81,7 +81,7 @@ mod tls;
 mod url;
 mod watch;
 
-pub use builder::PoolBuilder;
+pub use builder::{PoolBuilder, PoolSettings};
 pub use config_file::{ConfigFile, ConfigFileError};
 pub use credential::Credential;
 pub use error::{BuildError, Error, LdapStatus, result_name};
