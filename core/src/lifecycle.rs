@@ -83,6 +83,20 @@ impl Pool {
                 self.place(now, user, true);
             }
         }
+        if keep_listed {
+            // A kept connection may sit on a server the new order ranks
+            // below a stable one (priorities swapped, a better server
+            // added): fail back to the best, make before break (behaviour 7).
+            let best = self.gens.get(new).and_then(|g| {
+                g.servers
+                    .iter()
+                    .copied()
+                    .find(|s| self.servers[s.index()].health.is_stable_up())
+            });
+            if let Some(best) = best {
+                self.fail_back_to(now, best);
+            }
+        }
         Ok(())
     }
 

@@ -309,7 +309,7 @@ impl Pool {
     /// connections sit on a server `server` beats, open a connection to
     /// `server` first; the old ones drain once it is open
     /// ([`Pool::drain_worse`]).
-    fn fail_back_to(&mut self, now: Instant, server: ServerId) {
+    pub(crate) fn fail_back_to(&mut self, now: Instant, server: ServerId) {
         let Some(gen_id) = self.current else { return };
         let worse = self.servers_beaten_by(gen_id, server);
         let mut creds: Vec<CredKey> = Vec::new();

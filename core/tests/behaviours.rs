@@ -1284,6 +1284,57 @@ fn b11_a_new_server_list_keeps_the_connections_to_servers_still_listed() {
 }
 
 #[test]
+fn b11_a_new_server_list_that_ranks_another_server_first_fails_back_to_it() {
+    // A preferred, then B; a search runs on A.
+    let mut sim = Sim::with(config());
+    let b = sim.server(B);
+    let user = sim.search();
+    let ca = Sim::open_of(&sim.drain());
+    sim.opened(ca);
+    // Discovery now ranks B first: A's connection is kept, and B is warmed
+    // up (make before break) as in any fail-back.
+    sim.ok(Event::ReloadServers(Box::new(
+        Config::builder()
+            .preferred_server(B)
+            .preferred_server(A)
+            .failback_hold_down(Duration::from_secs(10))
+            .probe_backoff(Duration::from_secs(1), Duration::from_secs(8))
+            .build()
+            .unwrap(),
+    )));
+    let g1 = sim.pool.current_generation().unwrap();
+    assert_eq!(sim.pool.conn(ca).unwrap().generation, g1);
+    let actions = sim.drain();
+    let warm = match actions[..] {
+        [
+            Action::Open {
+                conn,
+                server,
+                generation,
+                purpose: Purpose::Read,
+                ..
+            },
+        ] if server == b && generation == g1 => conn,
+        ref other => panic!("{other:?}"),
+    };
+    // Once B is open, A's connection drains; its user finishes there.
+    assert_eq!(sim.opened(warm), vec![]);
+    assert_eq!(
+        sim.pool.conn(ca).unwrap().drain_reason,
+        Some(CloseReason::FailBack)
+    );
+    let next = sim.search();
+    assert_eq!(sim.drain(), vec![grant(next, warm)]);
+    assert_eq!(
+        sim.release(user),
+        vec![Action::Close {
+            conn: ca,
+            reason: CloseReason::FailBack
+        }]
+    );
+}
+
+#[test]
 fn b11_a_new_server_list_that_changes_anything_else_drains_like_any_reload() {
     let mut sim = Sim::with(config());
     let g0 = sim.pool.current_generation().unwrap();

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ldapmux_core::{
-    Action, Config, ConnError, ConnErrorKind, ConnInfo, ConnPhase, CredKey, Error, Event, Instant,
-    MAX_TRIES, Pool, Purpose, Request, Sharing, UserId, UserKind, UserPhase,
+    Action, CloseReason, Config, ConnError, ConnErrorKind, ConnInfo, ConnPhase, CredKey, Error,
+    Event, Instant, MAX_TRIES, Pool, Purpose, Request, Sharing, UserId, UserKind, UserPhase,
 };
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
@@ -310,10 +310,12 @@ impl Sut {
                     );
                     continue;
                 };
-                assert_eq!(
-                    (info.generation, info.drain_reason),
-                    (new, None),
-                    "{was:?} was not kept"
+                // Kept, though a fail-back to a server the new order ranks
+                // higher may drain it at once.
+                assert!(
+                    info.generation == new
+                        && matches!(info.drain_reason, None | Some(CloseReason::FailBack)),
+                    "{was:?} was not kept: {info:?}"
                 );
                 assert!(info.users >= was.users, "{was:?} lost users: {info:?}");
                 for w in &was.waiters {
