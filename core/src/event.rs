@@ -77,6 +77,13 @@ pub enum Event {
     },
     /// A new configuration is in force: start a new generation.
     Reload(Box<Config>),
+    /// A new server list (DNS SRV discovery, say): like [`Event::Reload`],
+    /// but when the new configuration differs from the current one in its
+    /// servers only, connections that are open or opening to a server the new
+    /// list still has (referral connections excepted) move to the new
+    /// generation with their users instead of draining. Any other difference:
+    /// exactly [`Event::Reload`].
+    ReloadServers(Box<Config>),
     /// Close everything and refuse every later request.
     Shutdown,
     /// This is a child process after `fork`: the parent's connections must not
@@ -102,6 +109,7 @@ impl Event {
             Event::ServerUp { .. } => "ServerUp",
             Event::ProbeResult { .. } => "ProbeResult",
             Event::Reload(_) => "Reload",
+            Event::ReloadServers(_) => "ReloadServers",
             Event::Shutdown => "Shutdown",
             Event::Forked => "Forked",
             Event::MultiplexUnsupported => "MultiplexUnsupported",

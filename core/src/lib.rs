@@ -88,6 +88,9 @@
 //!   Exactly one is current until shutdown. [`Event::Reload`] detaches it and
 //!   makes a new one; a detached generation is freed when its reference count
 //!   (+1 while current, +1 per user, +1 per connection) reaches zero.
+//!   [`Event::ReloadServers`] does the same for a new server list, but moves
+//!   the connections to servers still listed (and their users) to the new
+//!   generation when nothing else changed.
 //! * A **connection** ([`ConnId`], seed `conn_mt`) is `Connecting`, then `Open`,
 //!   then `Draining` (no new users; closed when the last leaves) or `Broken`
 //!   (died; its users see the saved error), then gone.

@@ -2,22 +2,49 @@
 
 use std::sync::Arc;
 
+use crate::index::MatchKey;
 use crate::pool::{Holder, Pool};
 use crate::server::HealthState;
-use crate::state::ConnState;
+use crate::state::{ConnState, UserState};
 use crate::timers::Timer;
-use crate::{Action, CloseReason, Config, Error, Instant, MAX_TRIES};
+use crate::{
+    Action, CloseReason, Config, ConnId, Error, GenId, Instant, MAX_TRIES, Purpose, UserId,
+};
+
+/// Whether `a` and `b` differ in their servers only.
+fn same_but_servers(a: &Config, b: &Config) -> bool {
+    let mut b = b.clone();
+    b.servers.clone_from(&a.servers);
+    *a == b
+}
 
 impl Pool {
     /// Detaches the current generation and starts a new one with `config`.
     /// Users running on the old generation finish there; users still waiting
     /// move to the new one; the old one is freed when its count reaches zero.
-    pub(crate) fn reload(&mut self, now: Instant, config: Config) -> Result<(), Error> {
+    ///
+    /// With `keep_listed`, and when `config` differs from the current one in
+    /// its servers only, connections open or opening to a server still listed
+    /// (referral connections excepted) move to the new generation with their
+    /// users instead of draining ([`Event::ReloadServers`]).
+    ///
+    /// [`Event::ReloadServers`]: crate::Event::ReloadServers
+    pub(crate) fn reload(
+        &mut self,
+        now: Instant,
+        config: Config,
+        keep_listed: bool,
+    ) -> Result<(), Error> {
         config.validate()?;
         if self.shut_down {
             return Err(Error::ShutDown);
         }
         let old = self.current.expect("not shut down");
+        let keep_listed = keep_listed
+            && self
+                .gens
+                .get(old)
+                .is_some_and(|g| same_but_servers(&g.config, &config));
         let new = self.new_generation(Arc::new(config))?;
         self.current = Some(new);
         self.gens
@@ -33,6 +60,10 @@ impl Pool {
             .map(|(id, _)| id)
             .collect();
         for conn in conns {
+            if keep_listed && self.still_listed(conn, new) {
+                self.move_conn(conn, new);
+                continue;
+            }
             match self.conns.get(conn).map(|c| &c.state) {
                 Some(ConnState::Connecting { .. }) => {
                     displaced.extend(self.abort_connecting(conn, CloseReason::Reload));
@@ -53,6 +84,65 @@ impl Pool {
             }
         }
         Ok(())
+    }
+
+    /// Whether `conn` is open or opening, not a referral connection, and to a
+    /// server of generation `gen_id`.
+    fn still_listed(&self, conn: ConnId, gen_id: GenId) -> bool {
+        let (Some(c), Some(g)) = (self.conns.get(conn), self.gens.get(gen_id)) else {
+            return false;
+        };
+        !c.referral
+            && matches!(
+                c.state,
+                ConnState::Open { .. } | ConnState::Connecting { .. }
+            )
+            && g.servers.contains(&c.server)
+    }
+
+    /// Moves `conn`, and the users on it or waiting for it, to generation
+    /// `to`: the index entry, the connection's and the users' references.
+    fn move_conn(&mut self, conn: ConnId, to: GenId) {
+        let old_key = self.key_of(conn);
+        let from = old_key.gen_id;
+        let new_key = MatchKey {
+            gen_id: to,
+            ..old_key
+        };
+        let c = self.conns.get_mut(conn).expect("conn exists");
+        c.gen_id = to;
+        if old_key.purpose != Purpose::Private {
+            match c.state {
+                ConnState::Open { users, .. } => {
+                    self.index.remove_open(&old_key, conn, users);
+                    self.index.insert_open(new_key, conn, users);
+                }
+                ConnState::Connecting { .. } => {
+                    self.index.remove_connecting(&old_key, conn);
+                    self.index.insert_connecting(new_key, conn);
+                }
+                _ => unreachable!("only open or opening connections move"),
+            }
+        }
+        // `from` is still referenced as current by the caller: it cannot be
+        // freed while its references move.
+        self.gen_ref(to, Holder::Conn);
+        self.gen_unref(from, Holder::Conn);
+        let riders: Vec<UserId> = self
+            .users
+            .iter()
+            .filter(|(_, u)| {
+                matches!(u.state,
+                    UserState::Connected { conn: c, .. } | UserState::Waiting { conn: c }
+                        if c == conn)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for user in riders {
+            self.users.get_mut(user).expect("user exists").gen_id = to;
+            self.gen_ref(to, Holder::User);
+            self.gen_unref(from, Holder::User);
+        }
     }
 
     /// Fails every user, closes every connection, frees every generation.

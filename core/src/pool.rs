@@ -184,7 +184,8 @@ impl Pool {
                 self.on_probe_result(now, server, ok);
                 Ok(())
             }
-            Event::Reload(config) => self.reload(now, *config),
+            Event::Reload(config) => self.reload(now, *config, false),
+            Event::ReloadServers(config) => self.reload(now, *config, true),
             Event::Shutdown => {
                 self.shutdown();
                 Ok(())

@@ -1218,6 +1218,114 @@ fn b11_an_invalid_reload_is_refused_and_changes_nothing() {
     let _ = u;
 }
 
+#[test]
+fn b11_a_new_server_list_keeps_the_connections_to_servers_still_listed() {
+    // A and B are listed; a search runs on A, a write connection is opening
+    // to A, a pinned read runs on B.
+    let mut sim = Sim::with(config());
+    let (a, b) = (sim.server(A), sim.server(B));
+    let g0 = sim.pool.current_generation().unwrap();
+    let on_a = sim.search();
+    let ca = Sim::open_of(&sim.drain());
+    sim.opened(ca);
+    let writer = sim.acquire(req(UserKind::Write));
+    let wa = Sim::open_of(&sim.drain());
+    let on_b = sim.acquire(req(UserKind::Search).server(B));
+    let cb = Sim::open_of(&sim.drain());
+    sim.opened(cb);
+
+    // Discovery answers A and C: B is gone, nothing else changed.
+    sim.ok(Event::ReloadServers(Box::new(
+        Config::builder()
+            .preferred_server(A)
+            .server(C)
+            .failback_hold_down(Duration::from_secs(10))
+            .probe_backoff(Duration::from_secs(1), Duration::from_secs(8))
+            .build()
+            .unwrap(),
+    )));
+    let g1 = sim.pool.current_generation().unwrap();
+    assert_ne!(g0, g1);
+    // Nothing to A is closed or reopened; B's connection drains.
+    assert_eq!(sim.drain(), vec![]);
+    for conn in [ca, wa] {
+        let info = sim.pool.conn(conn).unwrap();
+        assert_eq!((info.generation, info.drain_reason), (g1, None), "{info:?}");
+    }
+    let info_b = sim.pool.conn(cb).unwrap();
+    assert_eq!(
+        (info_b.generation, info_b.drain_reason),
+        (g0, Some(CloseReason::Reload))
+    );
+    // The old generation is held by B's connection and its user only.
+    let old = sim.pool.generations().find(|g| g.id == g0).unwrap();
+    assert_eq!(
+        (old.phase, old.refs, old.users, old.conns),
+        (GenPhase::Detached, 2, 1, 1)
+    );
+    // The writer still gets the connection it was waiting for.
+    assert_eq!(sim.opened(wa), vec![grant(writer, wa)]);
+    // A new search shares the kept connection to A.
+    let next = sim.search();
+    assert_eq!(sim.drain(), vec![grant(next, ca)]);
+    // Users on the kept connection leave: it stays open.
+    assert_eq!(sim.release(on_a), vec![]);
+    assert!(sim.pool.conn(ca).is_some());
+    // B's user leaves: its connection closes and the old generation is freed.
+    assert_eq!(
+        sim.release(on_b),
+        vec![Action::Close {
+            conn: cb,
+            reason: CloseReason::Reload
+        }]
+    );
+    assert!(sim.pool.generations().all(|g| g.id == g1));
+    let _ = (a, b);
+}
+
+#[test]
+fn b11_a_new_server_list_that_changes_anything_else_drains_like_any_reload() {
+    let mut sim = Sim::with(config());
+    let g0 = sim.pool.current_generation().unwrap();
+    let user = sim.search();
+    let c = Sim::open_of(&sim.drain());
+    sim.opened(c);
+    // Same servers, but a different cap: the kept connection would break the
+    // new configuration's promise, so it drains.
+    sim.ok(Event::ReloadServers(Box::new(
+        config().max_users_per_conn(8).build().unwrap(),
+    )));
+    let info = sim.pool.conn(c).unwrap();
+    assert_eq!(
+        (info.generation, info.drain_reason),
+        (g0, Some(CloseReason::Reload))
+    );
+    assert_eq!(
+        sim.release(user),
+        vec![Action::Close {
+            conn: c,
+            reason: CloseReason::Reload
+        }]
+    );
+    assert!(sim.pool.generations().all(|g| g.id != g0));
+}
+
+#[test]
+fn b11_a_referral_connection_is_not_kept_by_a_new_server_list() {
+    let mut sim = Sim::with(config());
+    let g0 = sim.pool.current_generation().unwrap();
+    let user = sim.acquire(req(UserKind::Search).server(A).referral());
+    let c = Sim::open_of(&sim.drain());
+    sim.opened(c);
+    sim.ok(Event::ReloadServers(Box::new(config().build().unwrap())));
+    let info = sim.pool.conn(c).unwrap();
+    assert_eq!(
+        (info.generation, info.drain_reason),
+        (g0, Some(CloseReason::Reload))
+    );
+    let _ = user;
+}
+
 // ---------------------------------------------------------------- 12. shutdown
 
 #[test]

@@ -52,6 +52,12 @@ enum Step {
         cap: u8,
         sharing_on_request: bool,
     },
+    /// A new server list: `mask` picks servers (bit i = `SERVERS[i]`); with
+    /// `same` false the cap changes too, so nothing may be kept.
+    ReloadServers {
+        mask: u8,
+        same: bool,
+    },
     Shutdown,
     Forked,
     NoMultiplex,
@@ -93,6 +99,7 @@ impl ReferenceStateMachine for Reference {
             1 => (0..3u8).prop_map(Step::ServerUp),
             1 => (0..3u8, any::<bool>()).prop_map(|(s, ok)| Step::Probe(s, ok)),
             1 => (prop::bool::weighted(0.8), 1..4u8, prop::bool::weighted(0.2)).prop_map(|(valid, cap, sharing_on_request)| Step::Reload { valid, cap, sharing_on_request }),
+            1 => (1..8u8, prop::bool::weighted(0.8)).prop_map(|(mask, same)| Step::ReloadServers { mask, same }),
             1 => prop_oneof![3 => Just(Step::NoMultiplex), 1 => Just(Step::Forked), 1 => Just(Step::Shutdown)],
             3 => Just(Step::NextTimer),
             2 => (0..20_000u16).prop_map(Step::Advance),
@@ -108,7 +115,9 @@ impl ReferenceStateMachine for Reference {
             Step::ServerUp(s) | Step::Probe(s, true) => {
                 state.down.remove(&s);
             }
-            Step::Reload { valid: true, .. } if !state.shut_down => state.reloads += 1,
+            Step::Reload { valid: true, .. } | Step::ReloadServers { .. } if !state.shut_down => {
+                state.reloads += 1
+            }
             Step::Shutdown => state.shut_down = true,
             _ => {}
         }
@@ -242,6 +251,87 @@ fn config(cap: u32, sharing: Sharing) -> Config {
 }
 
 impl Sut {
+    /// Feeds a new server list and checks which connections were kept: with
+    /// only the servers changed, exactly the open or opening non-referral
+    /// connections to a server still listed move to the new generation,
+    /// undrained; otherwise none does.
+    fn reload_servers(&mut self, now: Instant, mask: u8, same: bool) {
+        let Some(current) = self.pool.config().cloned() else {
+            let c = config(1, Sharing::Always);
+            assert!(
+                self.pool
+                    .handle(now, Event::ReloadServers(Box::new(c)))
+                    .is_err()
+            );
+            return;
+        };
+        let listed: Vec<&str> = (0..SERVERS.len())
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| SERVERS[i])
+            .collect();
+        let mut c = current.clone();
+        c.servers = listed
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| ldapmux_core::ServerConfig {
+                addr: (*addr).to_owned(),
+                preference: (i < 2).then_some(i as u16),
+            })
+            .collect();
+        if !same {
+            c.max_users_per_conn = current.max_users_per_conn % 3 + 1;
+        }
+        let keeps = {
+            let mut servers_only = c.clone();
+            servers_only.servers.clone_from(&current.servers);
+            servers_only == current
+        };
+        let old = self.pool.current_generation().expect("not shut down");
+        let before: Vec<ConnInfo> = self.pool.conns().filter(|i| i.generation == old).collect();
+        self.pool
+            .handle(now, Event::ReloadServers(Box::new(c)))
+            .expect("valid reload");
+        self.seen.generations += 1;
+        let new = self.pool.current_generation().expect("not shut down");
+        assert_ne!(new, old);
+        for was in before {
+            let addr = self.pool.server_addr(was.server).expect("interned");
+            let movable = matches!(was.phase, ConnPhase::Open | ConnPhase::Connecting)
+                && !was.referral
+                && listed.contains(&addr);
+            let now_info = self.pool.conn(was.id);
+            if keeps && movable {
+                // Users placed again by the reload may join it, and an idle
+                // one may make room for them; otherwise it stays as it was.
+                let Some(info) = now_info else {
+                    assert!(
+                        was.phase == ConnPhase::Open && was.users == 0,
+                        "{was:?} was closed"
+                    );
+                    continue;
+                };
+                assert_eq!(
+                    (info.generation, info.drain_reason),
+                    (new, None),
+                    "{was:?} was not kept"
+                );
+                assert!(info.users >= was.users, "{was:?} lost users: {info:?}");
+                for w in &was.waiters {
+                    assert_eq!(self.pool.user(*w).expect("waiter").generation, new);
+                }
+                for u in self.pool.users().filter(|u| u.conn == Some(was.id)) {
+                    assert_eq!(u.generation, new, "{u:?} left behind");
+                }
+            } else if let Some(info) = now_info {
+                assert_eq!(info.generation, old, "{was:?} moved");
+                assert!(
+                    matches!(info.phase, ConnPhase::Draining | ConnPhase::Broken(_)),
+                    "{info:?} still takes users"
+                );
+            }
+        }
+    }
+
     fn pick<T: Copy>(v: &[T], i: u8) -> Option<T> {
         (!v.is_empty()).then(|| v[usize::from(i) % v.len()])
     }
@@ -570,6 +660,7 @@ impl StateMachineTest for PoolTest {
                     }
                 }
             }
+            Step::ReloadServers { mask, same } => sut.reload_servers(now, mask, same),
             Step::Shutdown => sut.pool.handle(now, Event::Shutdown).expect("shutdown"),
             Step::Forked => {
                 sut.seen.generations += u64::from(!sut.pool.is_shut_down());

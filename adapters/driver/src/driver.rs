@@ -159,6 +159,13 @@ impl Driver {
         self.event(Event::Reload(Box::new(config)))
     }
 
+    /// A new server list: a new generation that keeps the connections to
+    /// servers still listed when nothing else changed
+    /// ([`Event::ReloadServers`]).
+    pub fn reload_servers(&self, config: Config) -> Result<(), Error> {
+        self.event(Event::ReloadServers(Box::new(config)))
+    }
+
     /// Fails every user, closes every connection, refuses later requests.
     pub fn shutdown(&self) {
         let _ = self.event(Event::Shutdown);

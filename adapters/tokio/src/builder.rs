@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ldapmux_core::{Config, ServerConfig, Sharing};
 
+use crate::credential::CredTable;
 use crate::tls::{self, TlsOptions};
 use crate::url::{Scheme, ServerUrl};
 use crate::{BuildError, Credential, Pool};
@@ -278,6 +279,7 @@ impl PoolBuilder {
             credential: self.credential.clone(),
             op_timeout: self.op_timeout,
             tls,
+            tls_options: self.tls.clone(),
             starttls: self.starttls,
             multiplex: self.multiplex,
         }))
@@ -311,11 +313,24 @@ pub(crate) struct Settings {
     pub(crate) credential: Credential,
     pub(crate) op_timeout: Duration,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// What `tls` was built from, to tell whether two generations connect alike.
+    pub(crate) tls_options: TlsOptions,
     pub(crate) starttls: bool,
     pub(crate) multiplex: bool,
 }
 
 impl Settings {
+    /// Whether a connection opened under `self` is one `other` would open
+    /// too: same credential, TLS options, StartTLS and multiplexing (the
+    /// servers and the core's settings aside). A CA file is compared by
+    /// path, not content: a CA rotated in place needs a plain reload.
+    pub(crate) fn connects_like(&self, other: &Settings, creds: &CredTable) -> bool {
+        creds.key(&self.credential) == creds.key(&other.credential)
+            && self.tls_options == other.tls_options
+            && self.starttls == other.starttls
+            && self.multiplex == other.multiplex
+    }
+
     /// The parsed URL of a server address, if configured.
     pub(crate) fn url(&self, addr: &str) -> Option<&ServerUrl> {
         self.urls

@@ -197,6 +197,7 @@ pub struct ConfigFile {
     base: Option<String>,
     bind_dn: Option<(String, Origin)>,
     password: Option<(Password, Origin)>,
+    password_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
     system_roots: Option<bool>,
     tls_verify: Option<bool>,
@@ -291,6 +292,16 @@ impl ConfigFile {
     /// The files read, in order.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
+    }
+
+    /// The password file (`bind_password_file`), if given.
+    pub fn password_file(&self) -> Option<&PathBuf> {
+        self.password_file.as_ref()
+    }
+
+    /// The CA file (`TLS_CACERT` / `tls_ca_file`), if given.
+    pub fn ca_file(&self) -> Option<&PathBuf> {
+        self.ca_file.as_ref()
     }
 
     /// A builder with the defaults and these settings.
@@ -519,8 +530,10 @@ impl ConfigFile {
         }
         if let Some(v) = file.bind_password_file {
             let o = at(v.span(), "bind_password_file");
-            let pw = read_password(&dir.join(v.get_ref()), &o)?;
+            let file = dir.join(v.get_ref());
+            let pw = read_password(&file, &o)?;
             self.password = Some((pw, o));
+            self.password_file = Some(file);
         }
         if let Some(v) = file.tls_ca_file {
             self.ca_file = Some(dir.join(v.get_ref()));

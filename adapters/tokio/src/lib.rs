@@ -54,6 +54,9 @@
 //! [`PoolBuilder::from_env`] (`LDAPCONF`, `LDAPURI`) fill a builder from an
 //! OpenLDAP `ldap.conf` and an ldapmux TOML file; [`ConfigFile`] lists the
 //! keys, and [`ConfigFileError`] names the file, line and key of a problem.
+//! [`Pool::watch`] reloads the pool when the files change (an invalid new
+//! file is refused and the old configuration keeps serving), and
+//! [`ConfigWatch::reload_now`] re-reads them on demand, e.g. on SIGHUP.
 //!
 //! ## Secrets and logs
 //!
@@ -77,6 +80,7 @@ mod srv;
 mod stream;
 mod tls;
 mod url;
+mod watch;
 
 pub use builder::PoolBuilder;
 pub use config_file::{ConfigFile, ConfigFileError};
@@ -89,6 +93,7 @@ pub use srv::{SrvError, SrvRecord, SrvService, SrvStatus};
 pub use stream::EntryStream;
 pub use tls::TlsOptions;
 pub use url::{Scheme, ServerUrl};
+pub use watch::{ConfigWatch, ReloadError, WatchOptions, WatchReport};
 
 pub use ldap3::{Mod, Scope, SearchEntry};
 /// The core crate, for its status and error types.

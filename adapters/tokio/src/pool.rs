@@ -35,7 +35,7 @@ pub struct Pool {
     opts: Options,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     driver: Driver,
     shared: Arc<Shared>,
     timer: AbortHandle,
@@ -68,7 +68,7 @@ impl Drop for Inner {
 
 /// Per-handle options.
 #[derive(Clone, Default)]
-struct Options {
+pub(crate) struct Options {
     server: Option<String>,
     credential: Option<Credential>,
     timeout: Option<Duration>,
@@ -130,7 +130,7 @@ impl Pool {
         }
     }
 
-    pub(crate) fn downgrade(&self) -> WeakPool {
+    pub(crate) fn weak_pool(&self) -> WeakPool {
         WeakPool(Arc::downgrade(&self.inner))
     }
 
@@ -141,6 +141,25 @@ impl Pool {
 
     pub(crate) fn discovery(&self) -> Option<&crate::srv::Discovery> {
         self.inner.discovery.get()
+    }
+
+    /// A handle that does not keep the pool alive (for background tasks
+    /// that must stop when the last user's handle is dropped).
+    pub(crate) fn downgrade(&self) -> (std::sync::Weak<Inner>, Options) {
+        (Arc::downgrade(&self.inner), self.opts.clone())
+    }
+
+    /// The pool behind a [`Pool::downgrade`] handle, if still alive.
+    pub(crate) fn upgrade(weak: &(std::sync::Weak<Inner>, Options)) -> Option<Pool> {
+        Some(Pool {
+            inner: weak.0.upgrade()?,
+            opts: weak.1.clone(),
+        })
+    }
+
+    /// The runtime the pool's tasks run on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.shared.handle
     }
 
     // ------------------------------------------------------------------
@@ -330,27 +349,43 @@ impl Pool {
     /// their last user leaves; new operations use the new settings. An
     /// invalid configuration is refused and the old one keeps serving.
     pub fn reload(&self, builder: PoolBuilder) -> Result<(), BuildError> {
+        self.reload_with(builder, false)
+    }
+
+    /// A reload for a changed server list (DNS SRV discovery): like
+    /// [`Pool::reload`], but when nothing but the servers changed (same
+    /// credential, TLS options, StartTLS, multiplexing and core settings),
+    /// open and opening connections to servers still listed move to the new
+    /// generation, with their users, instead of draining. Connections to
+    /// servers no longer listed drain as in any reload.
+    pub fn reload_keeping_servers(&self, builder: PoolBuilder) -> Result<(), BuildError> {
+        self.reload_with(builder, true)
+    }
+
+    fn reload_with(&self, builder: PoolBuilder, keep_listed: bool) -> Result<(), BuildError> {
         let settings = builder.settings()?;
+        let keep_listed = keep_listed
+            && self
+                .inner
+                .shared
+                .settings()
+                .connects_like(&settings, &self.inner.shared.creds);
         let core = settings.core.clone();
         self.inner.shared.set_settings(settings);
-        self.inner.driver.reload(core).map_err(|e| match e {
+        let reloaded = if keep_listed {
+            self.inner.driver.reload_servers(core)
+        } else {
+            self.inner.driver.reload(core)
+        };
+        reloaded.map_err(|e| match e {
             ldapmux_core::Error::Config(c) => BuildError::Core(c),
             other => BuildError::InvalidField {
                 field: "reload",
                 reason: other.to_string(),
             },
         })?;
-        tracing::info!("configuration reloaded: new generation");
+        tracing::info!(keep_listed, "configuration reloaded: new generation");
         Ok(())
-    }
-
-    /// A reload for a changed server list (DNS SRV discovery): like
-    /// [`Pool::reload`], but when nothing but the servers changed, open
-    /// connections to servers still listed move to the new generation
-    /// instead of draining. Anything else changed: a plain reload.
-    pub fn reload_keeping_servers(&self, builder: PoolBuilder) -> Result<(), BuildError> {
-        // Stub until the core keeps connections across a reload.
-        self.reload(builder)
     }
 
     /// Shuts down (behaviour 12): every waiting and running operation ends

@@ -244,7 +244,7 @@ impl PoolBuilder {
             running: true,
         }));
         let state = Running {
-            pool: pool.downgrade(),
+            pool: pool.weak_pool(),
             template: self,
             cfg,
             name,

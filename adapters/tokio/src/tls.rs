@@ -14,7 +14,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use crate::BuildError;
 
 /// How server certificates are checked.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsOptions {
     /// Trust the operating system's root certificates (default: yes).
     pub system_roots: bool,

@@ -267,6 +267,94 @@ async fn b11_reload_under_load_drains_and_frees_the_old_generation() {
     pool.shutdown().await;
 }
 
+/// Behaviour 11 for a changed server list (what DNS SRV discovery sends):
+/// under load, a reload that changes nothing but the servers keeps the
+/// connections to servers still listed. A's connection is neither closed nor
+/// reopened (slapd counts no new connection), B's drain and close, the old
+/// generation is freed, and no operation fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b11_a_new_server_list_keeps_the_connections_to_servers_still_listed() {
+    init_tracing();
+    let (a, b, c) = (slapd(100), slapd(100), slapd(100));
+    let pool = builder()
+        .preferred_server(a.url())
+        .server(b.url())
+        .build()
+        .unwrap();
+    let load = Load::start(&pool, 8, 100);
+    load.wait_ok(200, Duration::from_secs(20)).await;
+    // A read pinned to B, so B has a connection of the old generation too.
+    search_user(&pool.with_server(b.url()), 3).await.unwrap();
+    let a_id = server_id(&pool, &a.url());
+    let on_a: Vec<_> = pool
+        .connections()
+        .into_iter()
+        .filter(|i| i.server == a_id)
+        .map(|i| i.id)
+        .collect();
+    assert!(!on_a.is_empty(), "the load runs on A");
+    let a_opened = a.monitor_total_connections().await.unwrap();
+    let old = pool.status().current.unwrap();
+
+    pool.reload_keeping_servers(builder().preferred_server(a.url()).server(c.url()))
+        .unwrap();
+    let new = pool.status().current.unwrap();
+    assert_ne!(old, new, "a new generation is current");
+    load.wait_ok(200, Duration::from_secs(20)).await;
+
+    let kept: Vec<_> = pool
+        .connections()
+        .into_iter()
+        .filter(|i| on_a.contains(&i.id))
+        .collect();
+    assert_eq!(kept.len(), on_a.len(), "every connection to A is kept");
+    assert!(
+        kept.iter()
+            .all(|i| i.generation == new && i.drain_reason.is_none()),
+        "kept connections belong to the new generation: {kept:?}"
+    );
+    assert_eq!(
+        a.monitor_total_connections().await.unwrap(),
+        a_opened + 1,
+        "A saw no new connection but this monitor query's"
+    );
+    b.wait_current_connections(0, Duration::from_secs(5))
+        .await
+        .unwrap();
+    eventually(
+        "the old generation is freed",
+        Duration::from_secs(10),
+        || pool.status().generations.iter().all(|g| g.id != old),
+    )
+    .await;
+    let tally = load.stop().await;
+    assert_eq!(
+        tally.failed(),
+        0,
+        "zero failed operations across the reload: {:?}",
+        tally.first_errors()
+    );
+
+    // Another credential is not a new server list: everything drains.
+    let before = pool.status().current.unwrap();
+    pool.reload_keeping_servers(
+        builder()
+            .preferred_server(a.url())
+            .server(c.url())
+            .credential(ldapmux::Credential::simple(a.root_dn(), a.root_pw())),
+    )
+    .unwrap();
+    assert_ne!(pool.status().current.unwrap(), before);
+    assert!(
+        pool.connections()
+            .iter()
+            .filter(|i| on_a.contains(&i.id))
+            .all(|i| i.generation == before),
+        "a new credential drains the old connections"
+    );
+    pool.shutdown().await;
+}
+
 /// Behaviour 12: shutdown under load. Every operation ends, with a result or
 /// the shutdown error, within its timeout; no socket is left open (slapd
 /// shows 0 of our connections); later operations fail at once.

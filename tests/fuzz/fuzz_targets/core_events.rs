@@ -45,6 +45,8 @@ enum Input {
         on_request: bool,
         servers: u8,
         hold_ms: u16,
+        /// As `Event::ReloadServers` (keeps connections to listed servers).
+        keep: bool,
     },
     Shutdown,
     Forked,
@@ -187,6 +189,7 @@ fuzz_target!(|case: Case| {
                 on_request,
                 servers,
                 hold_ms,
+                keep,
             } => {
                 let sharing = if on_request {
                     Sharing::OnRequest
@@ -195,9 +198,14 @@ fuzz_target!(|case: Case| {
                 };
                 // An invalid configuration is skipped here; the core's own
                 // validation of a bad reload is fed below as a default config.
-                Some(Event::Reload(Box::new(
+                let config = Box::new(
                     config(cap, conns, sharing, servers, hold_ms).unwrap_or_default(),
-                )))
+                );
+                Some(if keep {
+                    Event::ReloadServers(config)
+                } else {
+                    Event::Reload(config)
+                })
             }
             Input::Shutdown => Some(Event::Shutdown),
             Input::Forked => Some(Event::Forked),
