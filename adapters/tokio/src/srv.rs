@@ -252,8 +252,8 @@ impl PoolBuilder {
             rng,
             schedule,
             current: answer,
+            marked_down: marked_down_counts(&pool.status(), &ordered.urls),
             urls: ordered.urls,
-            marked_down: HashMap::new(),
             status: status.clone(),
         };
         let task = runtime.spawn(state.run()).abort_handle();
@@ -671,6 +671,20 @@ async fn lookup(
     })
 }
 
+/// How many times each of `urls` has been marked down so far.
+fn marked_down_counts(status: &ldapmux_core::Status, urls: &[String]) -> HashMap<String, u64> {
+    urls.iter()
+        .map(|url| {
+            let count = status
+                .servers
+                .iter()
+                .find(|s| s.addr.eq_ignore_ascii_case(url))
+                .map_or(0, |s| s.counters.marked_down);
+            (url.clone(), count)
+        })
+        .collect()
+}
+
 /// The state of a running discovery task.
 struct Running {
     pool: WeakPool,
@@ -718,7 +732,8 @@ impl Running {
         }
     }
 
-    /// Whether a listed server's marked-down counter grew since last seen.
+    /// Whether a listed server's marked-down counter grew since last seen
+    /// (a server never seen counts from 0).
     fn a_listed_server_went_down(&mut self, status: &ldapmux_core::Status) -> bool {
         let mut went_down = false;
         for url in &self.urls {
@@ -730,7 +745,7 @@ impl Running {
                 continue;
             };
             let count = s.counters.marked_down;
-            let seen = self.marked_down.entry(url.clone()).or_insert(count);
+            let seen = self.marked_down.entry(url.clone()).or_insert(0);
             if count > *seen {
                 went_down = true;
             }
@@ -781,7 +796,9 @@ impl Running {
                 tracing::info!(name = %self.name, from = ?self.urls, to = ?ordered.urls, "DNS SRV answer changed: servers reloaded");
                 self.current = answer;
                 self.urls = ordered.urls.clone();
-                self.marked_down.retain(|url, _| ordered.urls.contains(url));
+                // Counters as of the reload: a server added now and marked
+                // down before the next look at the pool still counts.
+                self.marked_down = marked_down_counts(&pool.status(), &self.urls);
                 let mut status = self.status.lock().expect("srv status");
                 status.changes += 1;
                 status.servers = ordered.urls;

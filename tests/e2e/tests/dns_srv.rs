@@ -69,11 +69,7 @@ impl RequestHandler for Handler {
         if self.0.muted.load(Ordering::SeqCst) {
             // A DNS server that stopped answering: no response at all.
             return ResponseInfo::from(Header {
-                metadata: Metadata::new(
-                    request.metadata.id,
-                    MessageType::Response,
-                    OpCode::Query,
-                ),
+                metadata: Metadata::new(request.metadata.id, MessageType::Response, OpCode::Query),
                 counts: HeaderCounts::default(),
             });
         }
@@ -240,9 +236,11 @@ async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_c
     // next scheduled lookup is at the 60 s ceiling).
     dns.set_zone(&ldap_zone(3600, &[(10, 0, a.port()), (30, 0, c.port())]))
         .await;
-    eventually("the pool follows the new answer", Duration::from_secs(5), || {
-        srv_status(&pool).changes == 1
-    })
+    eventually(
+        "the pool follows the new answer",
+        Duration::from_secs(5),
+        || srv_status(&pool).changes == 1,
+    )
     .await;
     assert_eq!(srv_status(&pool).servers, [ua.clone(), uc.clone()]);
     let gen2 = pool.status().current.unwrap();
@@ -255,7 +253,10 @@ async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_c
         let info = conns.iter().find(|c| c.id == *id).unwrap_or_else(|| {
             panic!("connection {id} to A (still listed) was closed by the reload: {conns:?}")
         });
-        assert_eq!(info.generation, gen2, "{info:?} moved to the new generation");
+        assert_eq!(
+            info.generation, gen2,
+            "{info:?} moved to the new generation"
+        );
         assert_eq!(info.phase, ConnPhase::Open, "{info:?}");
     }
     let a_opened = a.monitor_total_connections().await.unwrap() - a_total - 1;
@@ -265,9 +266,11 @@ async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_c
     b.wait_current_connections(0, Duration::from_secs(5))
         .await
         .unwrap();
-    eventually("the old generation is freed", Duration::from_secs(10), || {
-        pool.status().generations.iter().all(|g| g.id != gen1)
-    })
+    eventually(
+        "the old generation is freed",
+        Duration::from_secs(10),
+        || pool.status().generations.iter().all(|g| g.id != gen1),
+    )
     .await;
     assert_eq!(grants(&pool, &uc), 0, "C, behind A, is not used");
 
@@ -310,12 +313,17 @@ async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_c
     // Change 3: priorities swapped, B before A (TTL 1: seen within ~1 s).
     dns.set_zone(&ldap_zone(1, &[(20, 0, a.port()), (10, 0, b.port())]))
         .await;
-    eventually("the swapped priorities are seen", Duration::from_secs(5), || {
-        srv_status(&pool).changes == 3
-    })
+    eventually(
+        "the swapped priorities are seen",
+        Duration::from_secs(5),
+        || srv_status(&pool).changes == 3,
+    )
     .await;
     assert_eq!(srv_status(&pool).servers, [ub.clone(), ua.clone()]);
-    // The pool follows the new order: new operations go to B.
+    // The pool follows the new order: new operations go to B. (Needs the
+    // core to fail back after a keep-listed reload that puts a server ahead
+    // of one holding kept connections: placement otherwise keeps using the
+    // open connection to A while it has room.)
     let b_grants = grants(&pool, &ub);
     eventually("the load moves to B", Duration::from_secs(10), || {
         grants(&pool, &ub) >= b_grants + 200
@@ -323,7 +331,11 @@ async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_c
     .await;
     let a_grants = grants(&pool, &ua);
     load.wait_ok(300, Duration::from_secs(20)).await;
-    assert_eq!(grants(&pool, &ua), a_grants, "no new operation on A once B is preferred");
+    assert_eq!(
+        grants(&pool, &ua),
+        a_grants,
+        "no new operation on A once B is preferred"
+    );
 
     // The DNS server stops answering: lookups fail (typed, the server's
     // fault), the servers are kept, nothing is reloaded, operations go on.
@@ -346,7 +358,10 @@ async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_c
     dns.set_zone(&ldap_zone(1, &[])).await;
     dns.mute(false);
     eventually("an empty answer is seen", Duration::from_secs(5), || {
-        matches!(srv_status(&pool).last_error, Some(SrvError::NoRecords { .. }))
+        matches!(
+            srv_status(&pool).last_error,
+            Some(SrvError::NoRecords { .. })
+        )
     })
     .await;
     dns.set_zone(&(ldap_zone(1, &[]) + "_ldap._tcp IN SRV 0 0 0 .\n"))
@@ -359,7 +374,11 @@ async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_c
     })
     .await;
     assert_eq!(srv_status(&pool).servers, [ub.clone(), ua.clone()]);
-    assert_eq!(pool.status().current, Some(generation), "no reload on failures");
+    assert_eq!(
+        pool.status().current,
+        Some(generation),
+        "no reload on failures"
+    );
     // Back to the same records: lookups succeed again, nothing to reload.
     dns.set_zone(&ldap_zone(1, &[(20, 0, a.port()), (10, 0, b.port())]))
         .await;
@@ -378,9 +397,11 @@ async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_c
         tally.first_errors()
     );
     assert_eq!(pool.shutdown().await, 0);
-    eventually("the discovery task stops at shutdown", Duration::from_secs(2), || {
-        !srv_status(&pool).running
-    })
+    eventually(
+        "the discovery task stops at shutdown",
+        Duration::from_secs(2),
+        || !srv_status(&pool).running,
+    )
     .await;
 }
 
@@ -442,7 +463,10 @@ async fn the_first_lookup_fails_typed_and_ldaps_records_verify_the_target_name()
         .await;
     let e = build().await.unwrap_err();
     assert!(
-        matches!(e, BuildError::Discovery(SrvError::ServiceUnavailable { .. })),
+        matches!(
+            e,
+            BuildError::Discovery(SrvError::ServiceUnavailable { .. })
+        ),
         "{e}"
     );
     dns.mute(true);
@@ -469,7 +493,8 @@ async fn the_first_lookup_fails_typed_and_ldaps_records_verify_the_target_name()
         .unwrap_or_else(|e| panic!("starting slapd with TLS: {e}"));
     let ca_file = ca.write_ca_file(server.dir());
     let port = server.ldaps_port().unwrap();
-    dns.set_zone(&zone(60, "_ldaps._tcp", &[(0, 0, port)])).await;
+    dns.set_zone(&zone(60, "_ldaps._tcp", &[(0, 0, port)]))
+        .await;
     let pool = srv_builder(&dns)
         .dns_srv_service(SrvService::Ldaps)
         .tls_ca_file(&ca_file)
