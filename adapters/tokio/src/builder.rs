@@ -39,6 +39,8 @@ pub struct PoolBuilder {
     multiplex: bool,
     seed: Option<u64>,
     runtime: Option<tokio::runtime::Handle>,
+    /// DNS SRV discovery ([`PoolBuilder::dns_srv`], in `srv.rs`).
+    pub(crate) srv: Option<crate::srv::SrvConfig>,
 }
 
 impl Default for PoolBuilder {
@@ -53,6 +55,7 @@ impl Default for PoolBuilder {
             multiplex: true,
             seed: None,
             runtime: None,
+            srv: None,
         }
     }
 }
@@ -208,6 +211,17 @@ impl PoolBuilder {
     /// Checks everything and starts the pool. No connection is opened until
     /// the first operation needs one.
     pub fn build(self) -> Result<Pool, BuildError> {
+        if self.srv.is_some() {
+            return Err(BuildError::InvalidField {
+                field: "dns_srv",
+                reason: "the servers come from a DNS lookup: use build_discovered().await".into(),
+            });
+        }
+        self.build_static()
+    }
+
+    /// `build()` without the DNS SRV check (the servers are listed).
+    pub(crate) fn build_static(self) -> Result<Pool, BuildError> {
         let runtime = match self.runtime.clone() {
             Some(h) => h,
             None => tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?,
@@ -215,6 +229,21 @@ impl PoolBuilder {
         let seed = self.seed.unwrap_or_else(default_seed);
         let settings = self.settings()?;
         Ok(Pool::start(settings, runtime, seed))
+    }
+
+    /// Whether servers were listed by hand.
+    pub(crate) fn has_servers(&self) -> bool {
+        !self.servers.is_empty()
+    }
+
+    /// The runtime given with [`PoolBuilder::runtime`], if any.
+    pub(crate) fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.clone()
+    }
+
+    /// The jitter seed, or one from the process id and time.
+    pub(crate) fn seed_or_default(&self) -> u64 {
+        self.seed.unwrap_or_else(default_seed)
     }
 
     /// Validates into the settings one generation runs with.

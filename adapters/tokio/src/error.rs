@@ -10,8 +10,9 @@ pub use ldapmux_core::Blame;
 use ldapmux_core::{ConfigError, ConnErrorKind};
 
 /// The configuration given to [`PoolBuilder::build`](crate::PoolBuilder::build)
-/// (or [`Pool::reload`](crate::Pool::reload)) is invalid. Always the
-/// configuration's fault; each variant names the field, URL or file.
+/// (or [`Pool::reload`](crate::Pool::reload)) is invalid. The
+/// configuration's fault (but for [`BuildError::Discovery`], see there);
+/// each variant names the field, URL or file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -59,6 +60,12 @@ pub enum BuildError {
     /// `build()` was called outside a tokio runtime and no runtime handle was given.
     #[error("no tokio runtime: call build() inside a runtime or pass PoolBuilder::runtime(handle)")]
     NoRuntime,
+    /// [`PoolBuilder::build_discovered`](crate::PoolBuilder::build_discovered):
+    /// the first DNS SRV lookup gave no server. The one variant that may be
+    /// the DNS server's fault rather than the configuration's:
+    /// [`SrvError::blame`](crate::SrvError::blame) says which.
+    #[error("DNS SRV discovery: {0}")]
+    Discovery(#[source] crate::SrvError),
 }
 
 /// An LDAP result other than success, returned by the server for an

@@ -35,10 +35,27 @@ pub struct Pool {
     opts: Options,
 }
 
-pub(crate) struct Inner {
+struct Inner {
     driver: Driver,
     shared: Arc<Shared>,
     timer: AbortHandle,
+    /// DNS SRV discovery, if built with it (`srv.rs`); its task is aborted
+    /// when this is dropped.
+    discovery: std::sync::OnceLock<crate::srv::Discovery>,
+}
+
+/// A handle that does not keep the pool alive, for background tasks (DNS
+/// SRV discovery): `upgrade` fails once every [`Pool`] is gone.
+#[derive(Clone)]
+pub(crate) struct WeakPool(std::sync::Weak<Inner>);
+
+impl WeakPool {
+    pub(crate) fn upgrade(&self) -> Option<Pool> {
+        self.0.upgrade().map(|inner| Pool {
+            inner,
+            opts: Options::default(),
+        })
+    }
 }
 
 impl Drop for Inner {
@@ -51,7 +68,7 @@ impl Drop for Inner {
 
 /// Per-handle options.
 #[derive(Clone, Default)]
-pub(crate) struct Options {
+struct Options {
     server: Option<String>,
     credential: Option<Credential>,
     timeout: Option<Duration>,
@@ -107,23 +124,23 @@ impl Pool {
                 driver,
                 shared,
                 timer,
+                discovery: std::sync::OnceLock::new(),
             }),
             opts: Options::default(),
         }
     }
 
-    /// A handle that does not keep the pool alive (for background tasks
-    /// that must stop when the last user's handle is dropped).
-    pub(crate) fn downgrade(&self) -> (std::sync::Weak<Inner>, Options) {
-        (Arc::downgrade(&self.inner), self.opts.clone())
+    pub(crate) fn weak_pool(&self) -> WeakPool {
+        WeakPool(Arc::downgrade(&self.inner))
     }
 
-    /// The pool behind a [`Pool::downgrade`] handle, if still alive.
-    pub(crate) fn upgrade(weak: &(std::sync::Weak<Inner>, Options)) -> Option<Pool> {
-        Some(Pool {
-            inner: weak.0.upgrade()?,
-            opts: weak.1.clone(),
-        })
+    /// Attaches the DNS SRV discovery task (once, right after the start).
+    pub(crate) fn set_discovery(&self, discovery: crate::srv::Discovery) {
+        let _ = self.inner.discovery.set(discovery);
+    }
+
+    pub(crate) fn discovery(&self) -> Option<&crate::srv::Discovery> {
+        self.inner.discovery.get()
     }
 
     /// The runtime the pool's tasks run on.
@@ -364,6 +381,9 @@ impl Pool {
     /// sockets were still open then (0 normally).
     pub async fn shutdown(&self) -> usize {
         tracing::info!("pool shutting down");
+        if let Some(d) = self.inner.discovery.get() {
+            d.stop();
+        }
         self.inner.driver.shutdown();
         let within = self.inner.shared.settings().core.connect_timeout + Duration::from_secs(1);
         self.inner.shared.wait_sockets_closed(within).await

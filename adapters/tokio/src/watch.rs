@@ -15,13 +15,12 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Weak;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use crate::pool::Inner;
+use crate::pool::WeakPool;
 use crate::{BuildError, ConfigFile, ConfigFileError, Pool, PoolBuilder};
 
 /// How [`Pool::watch_with`] watches.
@@ -150,7 +149,7 @@ impl Pool {
         });
         let (now, now_rx) = mpsc::channel(4);
         let watcher = Watcher {
-            pool: self.downgrade(),
+            pool: self.weak_pool(),
             path,
             options,
             files,
@@ -165,7 +164,7 @@ impl Pool {
 
 /// The watch task's state.
 struct Watcher {
-    pool: (Weak<Inner>, crate::pool::Options),
+    pool: WeakPool,
     path: PathBuf,
     options: WatchOptions,
     files: Vec<PathBuf>,
@@ -211,7 +210,7 @@ impl Watcher {
 
     /// The pool, unless it was dropped or shut down.
     fn pool(&self) -> Option<Pool> {
-        let pool = Pool::upgrade(&self.pool)?;
+        let pool = self.pool.upgrade()?;
         (!pool.status().shut_down).then_some(pool)
     }
 

@@ -1,0 +1,510 @@
+//! DNS SRV discovery end to end: a real DNS server (hickory-server, UDP and
+//! TCP on 127.0.0.1, port 0) serves a zone the test writes in master-file
+//! syntax and rewrites mid-run; real slapd servers behind the records.
+//!
+//! Every SRV target is `localhost.`: the records differ by port, and the
+//! pool keeps the host name in its URLs (`ldap://localhost:PORT`), resolved
+//! when a connection opens, as for any configured URL. `localhost` comes
+//! from `/etc/hosts` (checked below to give only loopback addresses), so no
+//! query leaves the machine: the SRV lookups go to the test's DNS server
+//! (`PoolBuilder::dns_server`), the host names to the hosts file.
+
+mod common;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode};
+use hickory_proto::rr::{LowerName, Name};
+use hickory_proto::serialize::txt::Parser;
+use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use ldapmux::{BuildError, ConnPhase, Pool, PoolBuilder, SrvError, SrvService};
+use ldapmux_harness::{Slapd, TestCa};
+
+const ORIGIN: &str = "example.test.";
+
+/// A zone with one SOA and an SRV record per `(priority, weight, port)`
+/// under `label` (e.g. `_ldap._tcp`), every target `localhost.`.
+fn zone(ttl: u32, label: &str, records: &[(u16, u16, u16)]) -> String {
+    let mut z = format!(
+        "$ORIGIN {ORIGIN}\n$TTL {ttl}\n\
+         @ IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 1\n"
+    );
+    for (priority, weight, port) in records {
+        z.push_str(&format!(
+            "{label} IN SRV {priority} {weight} {port} localhost.\n"
+        ));
+    }
+    z
+}
+
+fn ldap_zone(ttl: u32, records: &[(u16, u16, u16)]) -> String {
+    zone(ttl, "_ldap._tcp", records)
+}
+
+/// What the DNS server serves, and what it saw.
+struct DnsState {
+    catalog: tokio::sync::RwLock<Catalog>,
+    queries: AtomicU64,
+    muted: AtomicBool,
+}
+
+#[derive(Clone)]
+struct Handler(Arc<DnsState>);
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        self.0.queries.fetch_add(1, Ordering::SeqCst);
+        if self.0.muted.load(Ordering::SeqCst) {
+            // A DNS server that stopped answering: no response at all.
+            return ResponseInfo::from(Header {
+                metadata: Metadata::new(request.metadata.id, MessageType::Response, OpCode::Query),
+                counts: HeaderCounts::default(),
+            });
+        }
+        let catalog = self.0.catalog.read().await;
+        catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
+    }
+}
+
+fn catalog(text: &str) -> Catalog {
+    let origin = Name::from_ascii(ORIGIN).unwrap();
+    let (origin, records) = Parser::new(text, None, Some(origin))
+        .parse()
+        .unwrap_or_else(|e| panic!("zone does not parse: {e}\n{text}"));
+    let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+        origin.clone(),
+        records,
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    )
+    .expect("zone");
+    let mut c = Catalog::new();
+    c.upsert(LowerName::new(&origin), vec![Arc::new(handler)]);
+    c
+}
+
+/// A DNS server on 127.0.0.1 (UDP and TCP, same port) serving one zone.
+struct DnsServer {
+    addr: SocketAddr,
+    state: Arc<DnsState>,
+    server: hickory_server::Server<Handler>,
+}
+
+impl DnsServer {
+    async fn start(zone_text: &str) -> DnsServer {
+        let state = Arc::new(DnsState {
+            catalog: tokio::sync::RwLock::new(catalog(zone_text)),
+            queries: AtomicU64::new(0),
+            muted: AtomicBool::new(false),
+        });
+        let mut server = hickory_server::Server::new(Handler(state.clone()));
+        // TCP on the UDP socket's port; a few tries in case it is taken.
+        let mut tries = 0;
+        let (udp, tcp) = loop {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            match tokio::net::TcpListener::bind(udp.local_addr().unwrap()).await {
+                Ok(tcp) => break (udp, tcp),
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    tracing::debug!("TCP port taken ({e}); another try");
+                }
+                Err(e) => panic!("no port free for both UDP and TCP: {e}"),
+            }
+        };
+        let addr = udp.local_addr().unwrap();
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 16);
+        DnsServer {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    async fn set_zone(&self, zone_text: &str) {
+        *self.state.catalog.write().await = catalog(zone_text);
+    }
+
+    fn mute(&self, on: bool) {
+        self.state.muted.store(on, Ordering::SeqCst);
+    }
+
+    fn queries(&self) -> u64 {
+        self.state.queries.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.server.shutdown_token().cancel();
+    }
+}
+
+/// `localhost` must give loopback addresses only (from /etc/hosts), so
+/// that SRV targets reach the test's slapd and nothing else.
+fn check_localhost_is_loopback() {
+    let addrs: Vec<SocketAddr> = ("localhost", 1).to_socket_addrs().unwrap().collect();
+    assert!(
+        !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()),
+        "these tests need `localhost` to resolve to loopback addresses only, got {addrs:?}"
+    );
+}
+
+fn url(s: &Slapd) -> String {
+    format!("ldap://localhost:{}", s.port())
+}
+
+fn srv_builder(dns: &DnsServer) -> PoolBuilder {
+    builder()
+        .dns_srv("example.test")
+        .dns_server(dns.addr)
+        .dns_refresh(Duration::from_millis(100), Duration::from_secs(60))
+        .dns_failure_refresh(Duration::from_millis(300))
+        .dns_timeout(Duration::from_millis(500))
+}
+
+fn srv_status(pool: &Pool) -> ldapmux::SrvStatus {
+    pool.dns_srv_status().expect("built with DNS SRV discovery")
+}
+
+/// Live connections of the pool to `server`, open (not draining or broken).
+fn open_conns_to(pool: &Pool, server_url: &str) -> Vec<ldapmux::ConnInfo> {
+    let id = server_id(pool, server_url);
+    pool.connections()
+        .into_iter()
+        .filter(|c| c.server == id && c.phase == ConnPhase::Open)
+        .collect()
+}
+
+fn grants(pool: &Pool, server_url: &str) -> u64 {
+    server_status(pool, server_url).counters.grants
+}
+
+/// The whole story under load: discovery, three changes of the records
+/// (a server removed and one added, priorities swapped, a server killed
+/// while the zone moved on), a DNS server that stops answering, an empty
+/// and a "." answer, and shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_connections() {
+    init_tracing();
+    check_localhost_is_loopback();
+    let a = slapd(100);
+    let b = slapd(100);
+    let mut c = slapd(100);
+    let (ua, ub, uc) = (url(&a), url(&b), url(&c));
+    // TTL 1 s: the pool looks again every second (floor 100 ms).
+    let dns = DnsServer::start(&ldap_zone(1, &[(10, 0, a.port()), (20, 0, b.port())])).await;
+    let pool = srv_builder(&dns).build_discovered().await.unwrap();
+    let st = srv_status(&pool);
+    assert_eq!(st.servers, [ua.clone(), ub.clone()], "priority order");
+    assert_eq!(st.name, "_ldap._tcp.example.test.");
+    assert!(st.running && st.lookups == 1 && st.changes == 0, "{st:?}");
+
+    // Load goes to A, the better priority; one connection to B is opened
+    // by operations pinned to it, then left idle.
+    let load = Load::start(&pool, 16, 100);
+    load.wait_ok(300, Duration::from_secs(20)).await;
+    for i in 0..5 {
+        search_user(&pool.with_server(ub.clone()), i).await.unwrap();
+    }
+    assert!(grants(&pool, &ub) >= 5);
+    assert_eq!(
+        b.monitor_current_connections().await.unwrap(),
+        1,
+        "one idle connection to B"
+    );
+    let kept: Vec<_> = open_conns_to(&pool, &ua).iter().map(|c| c.id).collect();
+    assert!(!kept.is_empty(), "the load runs on A");
+    let gen1 = pool.status().current.unwrap();
+    let a_total = a.monitor_total_connections().await.unwrap();
+
+    // Change 1: B removed, C added behind A (TTL 3600 from now on: the
+    // next scheduled lookup is at the 60 s ceiling).
+    dns.set_zone(&ldap_zone(3600, &[(10, 0, a.port()), (30, 0, c.port())]))
+        .await;
+    eventually(
+        "the pool follows the new answer",
+        Duration::from_secs(5),
+        || srv_status(&pool).changes == 1,
+    )
+    .await;
+    assert_eq!(srv_status(&pool).servers, [ua.clone(), uc.clone()]);
+    let gen2 = pool.status().current.unwrap();
+    assert_ne!(gen1, gen2, "a change in the answer is a reload");
+    load.wait_ok(300, Duration::from_secs(20)).await;
+    // The connections to A, still listed, were kept: same ids, now in the
+    // new generation, and slapd A accepted no connection from the pool.
+    let conns = pool.connections();
+    for id in &kept {
+        let info = conns.iter().find(|c| c.id == *id).unwrap_or_else(|| {
+            panic!("connection {id} to A (still listed) was closed by the reload: {conns:?}")
+        });
+        assert_eq!(
+            info.generation, gen2,
+            "{info:?} moved to the new generation"
+        );
+        assert_eq!(info.phase, ConnPhase::Open, "{info:?}");
+    }
+    let a_opened = a.monitor_total_connections().await.unwrap() - a_total - 1;
+    assert_eq!(a_opened, 0, "no connection to A reopened across the reload");
+    // The connection to B, no longer listed, drained and closed; the old
+    // generation is freed.
+    b.wait_current_connections(0, Duration::from_secs(5))
+        .await
+        .unwrap();
+    eventually(
+        "the old generation is freed",
+        Duration::from_secs(10),
+        || pool.status().generations.iter().all(|g| g.id != gen1),
+    )
+    .await;
+    assert_eq!(grants(&pool, &uc), 0, "C, behind A, is not used");
+
+    // Change 2, seen only because a server fails: the next scheduled
+    // lookup is at the 60 s ceiling (TTL 3600)...
+    let next = srv_status(&pool).next_lookup_in.unwrap();
+    assert!(
+        next > Duration::from_secs(30),
+        "the next scheduled lookup is at the ceiling: {next:?}"
+    );
+    // ...the zone drops C and brings B back (TTL 1 again); then C dies.
+    dns.set_zone(&ldap_zone(1, &[(10, 0, a.port()), (20, 0, b.port())]))
+        .await;
+    // C must be marked down: give it a connection first (pinned operations).
+    for i in 0..3 {
+        search_user(&pool.with_server(uc.clone()), i).await.unwrap();
+    }
+    let failure_lookups = srv_status(&pool).failure_lookups;
+    let killed = tokio::time::Instant::now();
+    c.kill();
+    // An operation on C finds it dead: C is marked down.
+    let _ = search_user(&pool.with_server(uc.clone()), 1).await;
+    eventually("C is marked down", Duration::from_secs(5), || {
+        is_down(&pool, &uc)
+    })
+    .await;
+    eventually(
+        "a lookup brought forward by the failure finds the new answer",
+        Duration::from_secs(5),
+        || srv_status(&pool).changes == 2,
+    )
+    .await;
+    let took = killed.elapsed();
+    tracing::info!(?took, "new answer found after the kill");
+    let st = srv_status(&pool);
+    assert!(st.failure_lookups > failure_lookups, "{st:?}");
+    assert_eq!(st.servers, [ua.clone(), ub.clone()]);
+    load.wait_ok(300, Duration::from_secs(20)).await;
+
+    // Change 3: priorities swapped, B before A (TTL 1: seen within ~1 s).
+    dns.set_zone(&ldap_zone(1, &[(20, 0, a.port()), (10, 0, b.port())]))
+        .await;
+    eventually(
+        "the swapped priorities are seen",
+        Duration::from_secs(5),
+        || srv_status(&pool).changes == 3,
+    )
+    .await;
+    assert_eq!(srv_status(&pool).servers, [ub.clone(), ua.clone()]);
+    // The pool follows the new order: new operations go to B. (Needs the
+    // core to fail back after a keep-listed reload that puts a server ahead
+    // of one holding kept connections: placement otherwise keeps using the
+    // open connection to A while it has room.)
+    let b_grants = grants(&pool, &ub);
+    eventually("the load moves to B", Duration::from_secs(10), || {
+        grants(&pool, &ub) >= b_grants + 200
+    })
+    .await;
+    let a_grants = grants(&pool, &ua);
+    load.wait_ok(300, Duration::from_secs(20)).await;
+    assert_eq!(
+        grants(&pool, &ua),
+        a_grants,
+        "no new operation on A once B is preferred"
+    );
+
+    // The DNS server stops answering: lookups fail (typed, the server's
+    // fault), the servers are kept, nothing is reloaded, operations go on.
+    let generation = pool.status().current.unwrap();
+    let failures = srv_status(&pool).lookup_failures;
+    let queries = dns.queries();
+    dns.mute(true);
+    eventually("a lookup times out", Duration::from_secs(5), || {
+        srv_status(&pool).lookup_failures > failures
+    })
+    .await;
+    let st = srv_status(&pool);
+    assert!(dns.queries() > queries, "the lookup reached the DNS server");
+    match &st.last_error {
+        Some(e @ SrvError::Lookup { .. }) => assert_eq!(e.blame(), ldapmux::Blame::Server),
+        other => panic!("a lookup error, got {other:?}"),
+    }
+    assert_eq!(st.servers, [ub.clone(), ua.clone()], "servers kept");
+    // An empty answer, then "service not available": both keep the servers.
+    dns.set_zone(&ldap_zone(1, &[])).await;
+    dns.mute(false);
+    eventually("an empty answer is seen", Duration::from_secs(5), || {
+        matches!(
+            srv_status(&pool).last_error,
+            Some(SrvError::NoRecords { .. })
+        )
+    })
+    .await;
+    dns.set_zone(&(ldap_zone(1, &[]) + "_ldap._tcp IN SRV 0 0 0 .\n"))
+        .await;
+    eventually("a \".\" answer is seen", Duration::from_secs(8), || {
+        matches!(
+            srv_status(&pool).last_error,
+            Some(SrvError::ServiceUnavailable { .. })
+        )
+    })
+    .await;
+    assert_eq!(srv_status(&pool).servers, [ub.clone(), ua.clone()]);
+    assert_eq!(
+        pool.status().current,
+        Some(generation),
+        "no reload on failures"
+    );
+    // Back to the same records: lookups succeed again, nothing to reload.
+    dns.set_zone(&ldap_zone(1, &[(20, 0, a.port()), (10, 0, b.port())]))
+        .await;
+    eventually("lookups succeed again", Duration::from_secs(10), || {
+        srv_status(&pool).last_error.is_none()
+    })
+    .await;
+    assert_eq!(pool.status().current, Some(generation));
+    assert_eq!(srv_status(&pool).changes, 3);
+
+    let tally = load.stop().await;
+    assert_eq!(
+        tally.failed(),
+        0,
+        "zero failed operations across every change: {:?}",
+        tally.first_errors()
+    );
+    assert_eq!(pool.shutdown().await, 0);
+    eventually(
+        "the discovery task stops at shutdown",
+        Duration::from_secs(2),
+        || !srv_status(&pool).running,
+    )
+    .await;
+}
+
+/// A dropped pool leaves nothing running: the discovery task ends (the
+/// runtime's task count returns to where it was) and stops asking DNS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_pool_stops_looking_up() {
+    init_tracing();
+    check_localhost_is_loopback();
+    let a = slapd(10);
+    // TTL 0: a lookup every 100 ms (the floor).
+    let dns = DnsServer::start(&ldap_zone(0, &[(0, 0, a.port())])).await;
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let baseline = alive();
+    let pool = srv_builder(&dns).build_discovered().await.unwrap();
+    search_user(&pool, 1).await.unwrap();
+    let q = dns.queries();
+    eventually("lookups every 100 ms", Duration::from_secs(3), || {
+        dns.queries() >= q + 3
+    })
+    .await;
+    drop(pool);
+    eventually(
+        "every task of the pool ends",
+        Duration::from_secs(5),
+        || alive() <= baseline,
+    )
+    .await;
+    let q = dns.queries();
+    // Five lookup periods without a query.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(dns.queries(), q, "no lookup after the pool is gone");
+    a.wait_current_connections(0, Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+/// The first lookup decides whether there is a pool at all: a silent DNS
+/// server, no records and a "." record are typed errors within the lookup
+/// timeout; `_ldaps._tcp` records give ldaps:// URLs verified against the
+/// target host name (the certificate names only `localhost`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_lookup_fails_typed_and_ldaps_records_verify_the_target_name() {
+    init_tracing();
+    check_localhost_is_loopback();
+    let dns = DnsServer::start(&ldap_zone(60, &[])).await;
+    let build = || srv_builder(&dns).build_discovered();
+
+    let e = build().await.unwrap_err();
+    assert!(
+        matches!(e, BuildError::Discovery(SrvError::NoRecords { .. })),
+        "{e}"
+    );
+    dns.set_zone(&(ldap_zone(60, &[]) + "_ldap._tcp IN SRV 0 0 0 .\n"))
+        .await;
+    let e = build().await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BuildError::Discovery(SrvError::ServiceUnavailable { .. })
+        ),
+        "{e}"
+    );
+    dns.mute(true);
+    let started = tokio::time::Instant::now();
+    let e = build().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "within the 500 ms lookup timeout: {:?}",
+        started.elapsed()
+    );
+    match &e {
+        BuildError::Discovery(s @ SrvError::Lookup { .. }) => {
+            assert_eq!(s.blame(), ldapmux::Blame::Server)
+        }
+        other => panic!("a lookup error, got {other}"),
+    }
+    dns.mute(false);
+
+    let ca = TestCa::new("ldapmux-srv");
+    let server = Slapd::builder()
+        .users(10)
+        .tls(ca.issue(&["localhost"]), &ca)
+        .start()
+        .unwrap_or_else(|e| panic!("starting slapd with TLS: {e}"));
+    let ca_file = ca.write_ca_file(server.dir());
+    let port = server.ldaps_port().unwrap();
+    dns.set_zone(&zone(60, "_ldaps._tcp", &[(0, 0, port)]))
+        .await;
+    let pool = srv_builder(&dns)
+        .dns_srv_service(SrvService::Ldaps)
+        .tls_ca_file(&ca_file)
+        .build_discovered()
+        .await
+        .unwrap();
+    assert_eq!(
+        srv_status(&pool).servers,
+        [format!("ldaps://localhost:{port}")]
+    );
+    search_user(&pool, 3).await.unwrap();
+    assert_eq!(pool.shutdown().await, 0);
+}
