@@ -396,6 +396,14 @@ mod tests {
 
         let err = PoolBuilder::new()
             .server("ldap://a")
+            .metrics_interval(Some(Duration::ZERO))
+            .settings()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("metrics_interval"), "{err}");
+
+        let err = PoolBuilder::new()
+            .server("ldap://a")
             .server("LDAP://A")
             .settings()
             .err()
