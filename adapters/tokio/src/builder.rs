@@ -8,6 +8,7 @@ use std::time::Duration;
 use ldapmux_core::{Config, ServerConfig, Sharing};
 
 use crate::credential::CredTable;
+use crate::metrics::MetricsConfig;
 use crate::tls::{self, TlsOptions};
 use crate::url::{Scheme, ServerUrl};
 use crate::{BuildError, Credential, Pool};
@@ -27,6 +28,7 @@ use crate::{BuildError, Credential, Pool};
 /// | fail-back hold-down | 30 s |
 /// | probe backoff | 1 s doubling to 60 s, with jitter |
 /// | TLS | system roots, verification on; StartTLS off |
+/// | metrics | no `pool` label; credentials labelled `anonymous` / `cred-N`; gauges published every 1 s |
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until build() is called"]
 pub struct PoolBuilder {
@@ -41,6 +43,7 @@ pub struct PoolBuilder {
     runtime: Option<tokio::runtime::Handle>,
     /// DNS SRV discovery ([`PoolBuilder::dns_srv`], in `srv.rs`).
     pub(crate) srv: Option<crate::srv::SrvConfig>,
+    metrics: MetricsConfig,
 }
 
 impl Default for PoolBuilder {
@@ -56,6 +59,7 @@ impl Default for PoolBuilder {
             seed: None,
             runtime: None,
             srv: None,
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -180,6 +184,41 @@ impl PoolBuilder {
         self
     }
 
+    /// Adds a `pool` label with this value to every metric the pool records
+    /// (see [`crate::metrics`]), so that two pools in one process are told
+    /// apart. Default: no `pool` label.
+    pub fn metrics_name(mut self, name: impl Into<String>) -> Self {
+        self.metrics.name = Some(name.into().into());
+        self
+    }
+    /// Labels the connections bound with the bind DN `dn` with
+    /// `credential="label"` in metrics, instead of the opaque `cred-N`.
+    /// DNs compare case-insensitively.
+    pub fn metrics_credential_label(
+        mut self,
+        dn: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Self {
+        self.metrics
+            .cred_labels
+            .push((dn.into(), label.into().into()));
+        self
+    }
+    /// `true` labels connections with their bind DN in metrics (the
+    /// `credential` label). Default `false`: bind DNs can name people and
+    /// accounts, so they are labels only when asked for. Never a password.
+    pub fn metrics_bind_dn_labels(mut self, on: bool) -> Self {
+        self.metrics.bind_dn_labels = on;
+        self
+    }
+    /// How often a task of the pool publishes its gauges (connections,
+    /// waiters, server health) and the core's counters; `None`: only on
+    /// [`Pool::publish_metrics`], reload and shutdown. Default 1 s.
+    pub fn metrics_interval(mut self, every: Option<Duration>) -> Self {
+        self.metrics.interval = every;
+        self
+    }
+
     /// The probe backoff bounds currently set (for configuration files that
     /// give only one of them).
     pub(crate) fn probe_backoff_bounds(&self) -> (Duration, Duration) {
@@ -265,6 +304,12 @@ impl PoolBuilder {
             urls.push(url);
         }
         core.validate()?;
+        if self.metrics.interval == Some(Duration::ZERO) {
+            return Err(BuildError::InvalidField {
+                field: "metrics_interval",
+                reason: "must be positive (None: publish only on demand)".into(),
+            });
+        }
         if self.op_timeout.is_zero() {
             return Err(BuildError::InvalidField {
                 field: "operation_timeout",
@@ -304,6 +349,7 @@ impl PoolBuilder {
             tls_options: self.tls.clone(),
             starttls: self.starttls,
             multiplex: self.multiplex,
+            metrics: self.metrics.clone(),
         }))
     }
 }
@@ -361,6 +407,7 @@ pub(crate) struct Settings {
     pub(crate) tls_options: TlsOptions,
     pub(crate) starttls: bool,
     pub(crate) multiplex: bool,
+    pub(crate) metrics: MetricsConfig,
 }
 
 impl Settings {
@@ -434,6 +481,14 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, BuildError::Tls(_)), "{err}");
+
+        let err = PoolBuilder::new()
+            .server("ldap://a")
+            .metrics_interval(Some(Duration::ZERO))
+            .settings()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("metrics_interval"), "{err}");
 
         let err = PoolBuilder::new()
             .server("ldap://a")

@@ -94,6 +94,18 @@ impl CredTable {
         CredKey(index as u64 + 1)
     }
 
+    /// The bind DN of the credential behind `key` (`None`: anonymous or
+    /// unknown), without copying its password.
+    pub(crate) fn dn(&self, key: CredKey) -> Option<String> {
+        if key == CredKey::ANONYMOUS {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(usize::try_from(key.0 - 1).ok()?)
+            .and_then(|c| c.dn().map(str::to_owned))
+    }
+
     /// The credential behind `key`.
     pub(crate) fn get(&self, key: CredKey) -> Option<Credential> {
         if key == CredKey::ANONYMOUS {

@@ -8,6 +8,7 @@ use ldapmux_core::{ConnId, ServerId, UserKind};
 use ldapmux_driver::Lease;
 
 use crate::connect::{classify, is_conn_dead, request_sent};
+use crate::metrics::Outcome;
 use crate::ops::{self, Op, Reply, not_conn_error, reply};
 use crate::pool::LeaseKind;
 use crate::{Error, Pool};
@@ -146,7 +147,19 @@ impl ConnGuard {
         Ok(reply!(self.call(&Op::WhoAmI).await?, Identity))
     }
 
+    /// [`ConnGuard::try_call`], counted in
+    /// [`OPERATIONS_TOTAL`](crate::metrics::OPERATIONS_TOTAL) by its outcome.
     async fn call(&mut self, op: &Op) -> Result<Reply, Error> {
+        let result = self.try_call(op).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::of_error(e),
+        };
+        self.pool.record_op(op.name(), outcome);
+        result
+    }
+
+    async fn try_call(&mut self, op: &Op) -> Result<Reply, Error> {
         op.check()?;
         let name = op.name();
         if let Some(why) = &self.dead {

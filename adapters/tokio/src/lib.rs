@@ -58,6 +58,16 @@
 //! file is refused and the old configuration keeps serving), and
 //! [`ConfigWatch::reload_now`] re-reads them on demand, e.g. on SIGHUP.
 //!
+//! ## Metrics
+//!
+//! The pool records counters, gauges and a histogram through the
+//! [`metrics`](::metrics) facade: operations by kind and outcome, retries,
+//! fail-overs and fail-backs, connections by server, credential label and
+//! state, waiters, and the wait for a connection. Install any recorder
+//! (e.g. a Prometheus exporter); the [`ldapmux::metrics`](crate::metrics)
+//! module lists every name and label. Labels never carry a password, nor a
+//! bind DN unless [`PoolBuilder::metrics_bind_dn_labels`] asks for it.
+//!
 //! ## Secrets and logs
 //!
 //! Passwords live only in this crate, in [`Password`] (redacted in `Debug`
@@ -72,6 +82,7 @@ mod connect;
 mod credential;
 mod error;
 mod guard;
+pub mod metrics;
 mod ops;
 mod pool;
 mod runtime;

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::builder::Settings;
 use crate::connect::{classify, is_conn_dead, request_sent};
+use crate::metrics::{self, AcquireResult, Outcome};
 use crate::ops::{self, Op, Reply, reply};
 use crate::runtime::{Shared, TokioIo};
 use crate::url::ServerUrl;
@@ -39,6 +40,8 @@ struct Inner {
     driver: Driver,
     shared: Arc<Shared>,
     timer: AbortHandle,
+    /// The task publishing the metrics, if `metrics_interval` is set.
+    metrics: Option<AbortHandle>,
     /// DNS SRV discovery, if built with it (`srv.rs`); its task is aborted
     /// when this is dropped.
     discovery: std::sync::OnceLock<crate::srv::Discovery>,
@@ -62,7 +65,12 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.driver.shutdown();
         self.timer.abort();
+        if let Some(task) = &self.metrics {
+            task.abort();
+        }
         self.shared.detach();
+        // No one will publish again: leave no gauge at a stale value.
+        self.shared.metrics.zero_all();
     }
 }
 
@@ -118,6 +126,11 @@ impl Pool {
             let _ = driver.event(Event::MultiplexUnsupported);
         }
         let timer = runtime.spawn(shared.clone().run_timer()).abort_handle();
+        metrics::describe();
+        let metrics = settings
+            .metrics
+            .interval
+            .map(|_| runtime.spawn(shared.clone().run_metrics()).abort_handle());
         tracing::info!(servers = ?settings.urls, "pool started");
         Pool {
             inner: Arc::new(Inner {
@@ -125,6 +138,7 @@ impl Pool {
                 shared,
                 timer,
                 discovery: std::sync::OnceLock::new(),
+                metrics,
             }),
             opts: Options::default(),
         }
@@ -324,6 +338,18 @@ impl Pool {
         ldapmux_driver::Clock::now(&self.inner.shared.clock())
     }
 
+    /// Publishes the pool's gauges (connections, waiters, users, server
+    /// health, open sockets) and the counters the core keeps (fail-overs,
+    /// fail-backs, probes) to the installed `metrics` recorder now. A task
+    /// of the pool does this every
+    /// [`PoolBuilder::metrics_interval`](crate::PoolBuilder::metrics_interval);
+    /// call it before reading the recorder when the figures must be current
+    /// (an exporter's scrape, a test). Costs one walk of the live
+    /// connections under the pool's lock. See [`crate::metrics`].
+    pub fn publish_metrics(&self) {
+        self.inner.shared.publish_metrics();
+    }
+
     /// Sockets still open (0 after [`Pool::shutdown`]): the runtime's own
     /// count, independent of the core's bookkeeping.
     pub fn open_sockets(&self) -> usize {
@@ -371,6 +397,7 @@ impl Pool {
             },
         })?;
         tracing::info!(keep_listed, "configuration reloaded: new generation");
+        self.inner.shared.publish_metrics();
         Ok(())
     }
 
@@ -386,7 +413,9 @@ impl Pool {
         }
         self.inner.driver.shutdown();
         let within = self.inner.shared.settings().core.connect_timeout + Duration::from_secs(1);
-        self.inner.shared.wait_sockets_closed(within).await
+        let open = self.inner.shared.wait_sockets_closed(within).await;
+        self.inner.shared.publish_metrics();
+        open
     }
 
     /// The operation timeout for this handle.
@@ -425,14 +454,37 @@ impl Pool {
         Ok(reply)
     }
 
-    /// The retry loop. Returns the value with the lease still held, so the
-    /// caller decides when the connection is given back.
+    /// [`Pool::try_acquire_and_run`], counted in
+    /// [`metrics::OPERATIONS_TOTAL`] by its outcome.
     pub(crate) async fn acquire_and_run(
         &self,
         op: &Op,
     ) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
+        let result = self.try_acquire_and_run(op).await;
+        let outcome = match &result {
+            // The server said invalidCredentials to a password check.
+            Ok((Reply::Bool(false), ..)) if matches!(op, Op::Bind { .. }) => {
+                Outcome::InvalidCredentials
+            }
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::of_error(e),
+        };
+        self.record_op(op.name(), outcome);
+        result
+    }
+
+    /// Counts one operation in [`metrics::OPERATIONS_TOTAL`].
+    pub(crate) fn record_op(&self, name: &'static str, outcome: Outcome) {
+        metrics::record_op(&self.inner.shared.settings().metrics, name, outcome);
+    }
+
+    /// The retry loop. Returns the value with the lease still held, so the
+    /// caller decides when the connection is given back.
+    async fn try_acquire_and_run(&self, op: &Op) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
         op.check()?;
         let (name, kind) = (op.name(), op.kind());
+        let settings = self.inner.shared.settings();
+        let mcfg = &settings.metrics;
         let timeout = self.op_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut request = self.request(kind)?;
@@ -446,11 +498,19 @@ impl Pool {
                 // shutdown, say) still spends the task's tokio budget, so a
                 // caller looping on instant errors cannot starve its runtime.
                 let acquire = tokio::task::coop::cooperative(self.inner.driver.acquire(request.clone()));
+                let asked = std::time::Instant::now();
                 let acquired = tokio::time::timeout_at(deadline, acquire).await;
+                let result = match &acquired {
+                    Err(_) => AcquireResult::Timeout,
+                    Ok(Err(_)) => AcquireResult::Failed,
+                    Ok(Ok(_)) => AcquireResult::Granted,
+                };
+                metrics::record_acquire(mcfg, kind, result, asked.elapsed());
                 let lease = match acquired {
                     Err(_) => return Err(Error::Timeout { operation: name, after: timeout }),
                     Ok(Err(failure)) => match next_try(&request, failure, &mut last) {
                         Some(next) => {
+                            metrics::record_retry(mcfg, name);
                             request = next;
                             continue;
                         }
@@ -463,6 +523,7 @@ impl Pool {
                     let failure = lease.broken(ConnError::new(ConnErrorKind::Io, "connection closed before use"), false);
                     match next_try(&request, failure, &mut last) {
                         Some(next) => {
+                            metrics::record_retry(mcfg, name);
                             request = next;
                             continue;
                         }
@@ -487,6 +548,7 @@ impl Pool {
                         match next_try(&request, failure, &mut last) {
                             Some(next) => {
                                 tracing::debug!(attempt = next.attempt, "retrying on another connection");
+                                metrics::record_retry(mcfg, name);
                                 request = next;
                             }
                             None => return Err(Error::Pool(last.take().expect("set by next_try"))),

@@ -20,6 +20,7 @@ use tokio::task::AbortHandle;
 use crate::builder::Settings;
 use crate::connect::{self, Opened};
 use crate::credential::CredTable;
+use crate::metrics::{self, Closed, ConnLabels, Publisher};
 use crate::url::ServerUrl;
 
 /// A connection as the runtime holds it.
@@ -31,6 +32,7 @@ enum Slot {
         ldap: Ldap,
         server: ServerId,
         drive: AbortHandle,
+        labels: ConnLabels,
     },
 }
 
@@ -60,6 +62,8 @@ pub(crate) struct Shared {
     /// Credentials a server refused, by server address (lower case) and
     /// credential key: binds with them are held back (see [`Refusal`]).
     refused: Mutex<HashMap<(String, CredKey), Refusal>>,
+    /// Publishes the gauges and the core's counters.
+    pub(crate) metrics: Publisher,
 }
 
 /// A credential a server refused. Until `until` no bind with it is sent to
@@ -111,6 +115,7 @@ impl Shared {
             sockets_changed: Notify::new(),
             suspects: Mutex::new(HashSet::new()),
             refused: Mutex::new(HashMap::new()),
+            metrics: Publisher::default(),
         })
     }
 
@@ -135,6 +140,32 @@ impl Shared {
 
     pub(crate) fn set_settings(&self, settings: Arc<Settings>) {
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    /// Publishes the gauges and the core's counters now (no-op once the
+    /// pool is dropped).
+    pub(crate) fn publish_metrics(&self) {
+        if let Some(driver) = self.driver() {
+            self.metrics.publish(
+                &self.settings().metrics,
+                &driver,
+                &self.creds,
+                self.open_sockets(),
+            );
+        }
+    }
+
+    /// Publishes the metrics every `PoolBuilder::metrics_interval` (read
+    /// again each time, so a reload can change or stop it). Ends when the
+    /// pool is dropped.
+    pub(crate) async fn run_metrics(self: Arc<Self>) {
+        while let Some(every) = self.settings().metrics.interval {
+            tokio::time::sleep(every).await;
+            if self.driver().is_none() {
+                return;
+            }
+            self.publish_metrics();
+        }
     }
 
     /// The core's clock.
@@ -325,14 +356,29 @@ impl Shared {
                 "unknown credential",
             )),
         };
+        let mcfg = &settings.metrics;
+        match &result {
+            Ok(_) => {}
+            Err(_) if held => {}
+            Err(error) => metrics::record_connect_failure(mcfg, &req.addr, error.kind),
+        }
         let Some(driver) = self.driver() else { return };
         match result {
             Ok(Opened { ldap, drive }) => {
+                let labels = ConnLabels::new(
+                    mcfg,
+                    &req.addr,
+                    req.cred,
+                    self.creds.dn(req.cred).as_deref(),
+                    req.purpose,
+                );
+                metrics::record_opened(mcfg, &labels);
                 {
                     let mut conns = lock(&self.conns);
                     if !matches!(conns.get(&req.conn), Some(Slot::Opening(_))) {
                         // Closed while opening: this socket is no one's.
                         drop(conns);
+                        metrics::record_closed(mcfg, &labels, Closed::Unwanted);
                         close_socket(ldap, drive.abort_handle());
                         return;
                     }
@@ -343,6 +389,7 @@ impl Shared {
                             ldap,
                             server: req.server,
                             drive: drive.abort_handle(),
+                            labels,
                         },
                     );
                 }
@@ -379,10 +426,10 @@ impl Shared {
         let outcome = drive.await;
         self.sockets.fetch_sub(1, Ordering::SeqCst);
         self.sockets_changed.notify_waiters();
-        let still_ours = matches!(lock(&self.conns).remove(&conn), Some(Slot::Open { .. }));
-        if !still_ours {
+        let Some(Slot::Open { labels, .. }) = lock(&self.conns).remove(&conn) else {
             return;
-        }
+        };
+        metrics::record_closed(&self.settings().metrics, &labels, Closed::Lost);
         let cause = match outcome {
             Ok(Ok(())) => "server closed the connection".to_owned(),
             Ok(Err(e)) => connect::classify(&e).message,
@@ -505,7 +552,9 @@ impl Io for TokioIo {
                 ldap,
                 drive,
                 server,
+                labels,
             }) => {
+                metrics::record_closed(&self.0.settings().metrics, &labels, Closed::Core(reason));
                 if reason == CloseReason::FailBack {
                     tracing::info!(%conn, %server, "fail-back: drained connection to a less preferred server closed");
                 } else {
@@ -520,7 +569,9 @@ impl Io for TokioIo {
 
     fn abandon(&self, conn: ConnId) {
         // Forget it without an unbind: after fork the socket is the parent's.
-        lock(&self.0.conns).remove(&conn);
+        if let Some(Slot::Open { labels, .. }) = lock(&self.0.conns).remove(&conn) {
+            metrics::record_closed(&self.0.settings().metrics, &labels, Closed::Forked);
+        }
     }
 
     fn probe(&self, server: ServerId, addr: &str) {
