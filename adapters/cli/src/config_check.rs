@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ldapmux::{BuildError, ConfigFile, Pool, ServerUrl};
+use ldapmux::{BuildError, ConfigFile, Pool, PoolBuilder, ServerUrl};
 
 use crate::check::{self, ServerReport, TlsState};
 use crate::config_source::ConfigSource;
@@ -49,7 +49,19 @@ pub fn plan(source: &ConfigSource, cfg: &ConfigFile) -> Vec<String> {
             .collect();
         lines.push(format!("files read, in order: {}", files.join(", ")));
     }
-    lines.push("servers, in the order the pool uses them:".to_owned());
+    if let Some(domain) = cfg.dns_srv() {
+        let asked = match cfg.dns_server() {
+            Some(addr) => format!("name server {addr}"),
+            None => "the system's name servers".to_owned(),
+        };
+        lines.push(format!(
+            "servers: from the DNS SRV records of {}.{domain} ({asked}), \
+             in RFC 2782 order, looked up below",
+            cfg.dns_srv_service().label()
+        ));
+    } else {
+        lines.push("servers, in the order the pool uses them:".to_owned());
+    }
     let servers = cfg.servers();
     let width = servers.iter().map(|(u, _)| u.len()).max().unwrap_or(0);
     for (i, (url, preferred)) in servers.iter().enumerate() {
@@ -71,18 +83,60 @@ pub fn plan(source: &ConfigSource, cfg: &ConfigFile) -> Vec<String> {
     lines
 }
 
+/// Builds the pool `builder` describes, looking its servers up in DNS
+/// first when it follows DNS SRV.
+pub async fn build_pool(builder: PoolBuilder) -> Result<Pool, BuildError> {
+    if builder.uses_dns_srv() {
+        builder.build_discovered().await
+    } else {
+        builder.build()
+    }
+}
+
+/// The DNS SRV answer a discovered pool uses, one line per record in the
+/// order the pool uses them (empty for fixed servers).
+pub fn discovered_lines(pool: &Pool) -> Vec<String> {
+    let Some(st) = pool.dns_srv_status() else {
+        return Vec::new();
+    };
+    let mut lines = vec![format!("DNS SRV answer for {}:", st.name)];
+    for r in &st.records {
+        lines.push(format!(
+            "  priority {:>5}  weight {:>5}  {}:{}",
+            r.priority, r.weight, r.target, r.port
+        ));
+    }
+    lines.push(format!(
+        "servers, in the order the pool uses them: {}",
+        st.servers.join(", ")
+    ));
+    lines
+}
+
 /// Builds the pool `cfg` describes and probes each of its servers in order
 /// (root DSE, whoami), each bounded by `timeout`. A configuration the
-/// builder refuses is an error (nothing is probed).
+/// builder refuses is an error (nothing is probed); so is a DNS SRV lookup
+/// that finds no server ([`BuildError::Discovery`]). Returns the DNS
+/// answer's lines ([`discovered_lines`]) and the reports.
 pub async fn probe_servers(
     cfg: &ConfigFile,
     timeout: Duration,
-) -> Result<Vec<ServerReport>, BuildError> {
+) -> Result<(Vec<String>, Vec<ServerReport>), BuildError> {
     let builder = cfg.builder();
     let settings = Settings::of(&builder);
-    let pool: Pool = builder.build()?;
+    let pool: Pool = build_pool(builder).await?;
+    let discovered = discovered_lines(&pool);
+    let servers: Vec<String> = match pool.dns_srv_status() {
+        Some(st) => st.servers,
+        None => cfg
+            .servers()
+            .into_iter()
+            .map(|(u, _)| u.to_owned())
+            .collect(),
+    };
     let mut reports = Vec::new();
-    for (url, _) in cfg.servers() {
+    for url in &servers {
+        let url = url.as_str();
         let started = Instant::now();
         let mut report = check::blank_report(url, cfg.bind_dn().map(str::to_owned));
         (report.tls, report.starttls) = tls_of(url, &settings);
@@ -92,7 +146,7 @@ pub async fn probe_servers(
         reports.push(report);
     }
     pool.shutdown().await;
-    Ok(reports)
+    Ok((discovered, reports))
 }
 
 #[cfg(test)]

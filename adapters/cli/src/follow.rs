@@ -54,7 +54,9 @@ pub enum Reload {
 pub fn reload(source: &ConfigSource, pool: &Pool) -> Reload {
     let outcome = match source.load() {
         Err(e) => Reload::Refused(e.to_string()),
-        Ok(cfg) => match pool.reload(cfg.builder()) {
+        // As Pool::watch does: an edit of the server list alone keeps the
+        // connections to servers still listed.
+        Ok(cfg) => match pool.reload_keeping_servers(cfg.builder()) {
             Ok(()) => Reload::Done(Box::new(cfg)),
             Err(e) => Reload::Refused(e.to_string()),
         },
@@ -88,6 +90,8 @@ pub async fn follow(
     );
     let print_line = async |cfg: &ConfigFile| {
         let read = status::read(pool, opts.timeout).await;
+        // Gauges as of this line, for the next scrape.
+        pool.publish_metrics();
         let snap = Snapshot::of(pool);
         println!("{}", status::line(started.elapsed(), cfg, &snap, &read));
     };

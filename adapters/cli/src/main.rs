@@ -127,7 +127,18 @@ async fn run_check_config(source: &ConfigSource, timeout: Duration) -> ExitCode 
         timeout.as_secs()
     );
     let reports = match config_check::probe_servers(&cfg, timeout).await {
-        Ok(r) => r,
+        Ok((discovered, r)) => {
+            for line in discovered {
+                println!("{line}");
+            }
+            r
+        }
+        Err(ldapmux::BuildError::Discovery(e)) => {
+            // The servers could not be found: the deployment's problem,
+            // not the file's.
+            println!("DNS SRV lookup FAILED: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("ldapmux check: invalid configuration: {e}");
             return ExitCode::from(USAGE);
@@ -176,8 +187,12 @@ async fn run_status(args: StatusArgs) -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    let pool = match cfg.builder().build() {
+    let pool = match config_check::build_pool(cfg.builder()).await {
         Ok(p) => p,
+        Err(ldapmux::BuildError::Discovery(e)) => {
+            println!("DNS SRV lookup FAILED: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("ldapmux status: invalid configuration: {source}: {e}");
             return ExitCode::from(USAGE);

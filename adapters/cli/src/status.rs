@@ -73,6 +73,8 @@ pub struct Snapshot {
     pub conns: Vec<ConnInfo>,
     /// Now, on the pool's clock.
     pub now: ldapmux::core::Instant,
+    /// The servers of the DNS SRV answer in use, if the pool follows DNS.
+    pub discovered: Option<Vec<String>>,
 }
 
 impl Snapshot {
@@ -82,6 +84,7 @@ impl Snapshot {
             status: pool.status(),
             conns: pool.connections(),
             now: pool.now(),
+            discovered: pool.dns_srv_status().map(|s| s.servers),
         }
     }
 }
@@ -173,7 +176,12 @@ pub fn rows(cfg: &ConfigFile, snap: &Snapshot) -> Vec<ServerRow> {
     };
     let mut out = Vec::new();
     let mut shown = vec![false; snap.status.servers.len()];
-    for (url, preferred) in cfg.servers() {
+    // A pool that follows DNS uses the answer's servers, all preferred.
+    let listed: Vec<(&str, bool)> = match &snap.discovered {
+        Some(urls) => urls.iter().map(|u| (u.as_str(), true)).collect(),
+        None => cfg.servers(),
+    };
+    for (url, preferred) in listed {
         let found = snap
             .status
             .servers

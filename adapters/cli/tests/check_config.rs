@@ -225,3 +225,71 @@ fn tls_settings_from_the_file_reach_the_probes() {
         "{stdout}"
     );
 }
+
+/// A TOML file that finds its servers in DNS SRV: `check --config` looks
+/// the records up on the loopback DNS server the test runs, shows the
+/// answer and the RFC 2782 order (B's lower priority first), and probes
+/// both; `status --config` reads through B. With no record left, both say
+/// the lookup failed and exit 1 (nothing wrong with the file).
+#[test]
+fn a_dns_srv_configuration_shows_the_answer_in_priority_order_and_probes_it() {
+    let a = Slapd::builder().users(5).start().expect("slapd A");
+    let b = Slapd::builder().users(5).start().expect("slapd B");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let zone = |records: &[(u16, u16, u16)]| ldapmux_harness::dns::ldap_zone(60, records);
+    let dns = rt.block_on(ldapmux_harness::dns::DnsServer::start(&zone(&[
+        (20, 0, a.port()),
+        (10, 0, b.port()),
+    ])));
+    let dir = Scratch::new("check-srv");
+    let toml = dir.write(
+        "pool.toml",
+        &format!(
+            "dns_srv = \"example.test\"\ndns_server = \"{}\"\nop_timeout_ms = 4000\n",
+            dns.addr
+        ),
+    );
+    let (ua, ub) = (
+        format!("ldap://localhost:{}", a.port()),
+        format!("ldap://localhost:{}", b.port()),
+    );
+    let out = run(&["check", "--config", toml.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    let all = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        stdout.contains("from the DNS SRV records of _ldap._tcp.example.test"),
+        "{all}"
+    );
+    assert!(
+        stdout.contains("DNS SRV answer for _ldap._tcp.example.test."),
+        "{all}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "servers, in the order the pool uses them: {ub}, {ua}"
+        )),
+        "{all}"
+    );
+    let b_ok = stdout.find(&format!("{ub}: OK, reachable"));
+    let a_ok = stdout.find(&format!("{ua}: OK, reachable"));
+    assert!(matches!((b_ok, a_ok), (Some(x), Some(y)) if x < y), "{all}");
+    assert!(stdout.contains("2 of 2 servers OK"), "{all}");
+    assert!(dns.queries() >= 1, "the DNS server was asked");
+
+    let out = run(&["status", "--config", toml.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        line_starting(&stdout, "new operations go to").contains(&ub),
+        "{stdout}"
+    );
+
+    rt.block_on(dns.set_zone(&zone(&[])));
+    for cmd in ["check", "status"] {
+        let out = run(&[cmd, "--config", toml.to_str().unwrap()]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {stdout}\n{stderr}");
+        assert!(stdout.contains("DNS SRV lookup FAILED"), "{cmd}: {stdout}");
+    }
+}

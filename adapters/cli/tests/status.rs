@@ -265,7 +265,6 @@ fn follow_serves_prometheus_text_on_loopback() {
 /// Passes once the library records through the `metrics` facade (the
 /// metrics branch): the pool's own operation counter is exported.
 #[test]
-#[ignore = "needs the ldapmux metrics branch (ldapmux_operations_total); un-ignore after merging it"]
 fn follow_exports_the_pools_own_metrics() {
     let a = Slapd::builder().users(5).start().expect("slapd A");
     let dir = Scratch::new("status-lib-metrics");

@@ -12,7 +12,7 @@ use toml::Spanned;
 use zeroize::Zeroizing;
 
 use crate::url::ServerUrl;
-use crate::{Credential, Password, PoolBuilder};
+use crate::{Credential, Password, PoolBuilder, SrvService};
 
 /// A configuration file could not be used. Every variant that comes from a
 /// file names the file, and the line and key where meaningful. No variant
@@ -181,6 +181,9 @@ struct Origin {
 /// | `probe_backoff_min_ms`, `probe_backoff_max_ms` | integer | [`PoolBuilder::probe_backoff`] (a missing one keeps its default) |
 /// | `connect_timeout_ms` | integer | [`PoolBuilder::connect_timeout`] |
 /// | `op_timeout_ms` | integer | [`PoolBuilder::operation_timeout`] |
+/// | `dns_srv` | domain | servers from the SRV records of `_ldap._tcp.<domain>` ([`PoolBuilder::dns_srv`]; build with [`PoolBuilder::build_discovered`]); replaces `URI`, and excludes `uri` / `preferred` |
+/// | `dns_srv_service` | `"ldap"` or `"ldaps"` | which records ([`PoolBuilder::dns_srv_service`]; default `ldap`) |
+/// | `dns_server` | `"ip:port"` | the name server to ask ([`PoolBuilder::dns_server`]; default the system's) |
 ///
 /// Relative paths in a TOML file are relative to that file's directory;
 /// `TLS_CACERT` in `ldap.conf` is used as written (as libldap does).
@@ -199,6 +202,9 @@ pub struct ConfigFile {
     password: Option<(Password, Origin)>,
     password_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
+    dns_srv: Option<String>,
+    dns_srv_service: Option<SrvService>,
+    dns_server: Option<std::net::SocketAddr>,
     system_roots: Option<bool>,
     tls_verify: Option<bool>,
     starttls: Option<bool>,
@@ -289,6 +295,21 @@ impl ConfigFile {
         out
     }
 
+    /// The domain whose SRV records give the servers (`dns_srv`), if set.
+    pub fn dns_srv(&self) -> Option<&str> {
+        self.dns_srv.as_deref()
+    }
+
+    /// Which SRV records (`dns_srv_service`; `ldap` unless given).
+    pub fn dns_srv_service(&self) -> SrvService {
+        self.dns_srv_service.unwrap_or_default()
+    }
+
+    /// The name server to ask (`dns_server`), if not the system's.
+    pub fn dns_server(&self) -> Option<std::net::SocketAddr> {
+        self.dns_server
+    }
+
     /// The files read, in order.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
@@ -318,6 +339,15 @@ impl ConfigFile {
             } else {
                 b.server(url)
             };
+        }
+        if let Some(domain) = &self.dns_srv {
+            b = b.dns_srv(domain.clone());
+        }
+        if let Some(service) = self.dns_srv_service {
+            b = b.dns_srv_service(service);
+        }
+        if let Some(addr) = self.dns_server {
+            b = b.dns_server(addr);
         }
         if let (Some((dn, _)), Some((pw, _))) = (&self.bind_dn, &self.password) {
             b = b.credential(Credential::Simple {
@@ -510,6 +540,14 @@ impl ConfigFile {
             self.merge_ldap_conf(&dir.join(conf.get_ref()))?;
         }
         self.files.push(path.to_owned());
+        let lists_servers = file.uri.is_some() || file.preferred.is_some();
+        let srv_options = [
+            (
+                "dns_srv_service",
+                file.dns_srv_service.as_ref().map(Spanned::span),
+            ),
+            ("dns_server", file.dns_server.as_ref().map(Spanned::span)),
+        ];
         if let Some(v) = file.uri {
             let o = at(v.span(), "uri");
             self.uris = check_urls(v.into_inner()).map_err(|r| bad(o, r))?;
@@ -517,6 +555,48 @@ impl ConfigFile {
         if let Some(v) = file.preferred {
             let o = at(v.span(), "preferred");
             self.preferred = check_urls(v.into_inner()).map_err(|r| bad(o, r))?;
+        }
+        if let Some(v) = file.dns_srv {
+            let o = at(v.span(), "dns_srv");
+            let domain = v.into_inner();
+            if domain.trim().is_empty() {
+                return Err(bad(o, "empty domain".into()));
+            }
+            if lists_servers {
+                return Err(bad(
+                    o,
+                    "the servers come from DNS: remove uri and preferred from this file".into(),
+                ));
+            }
+            // Replaces URI from ldap.conf, as every TOML key overrides it.
+            self.uris.clear();
+            self.dns_srv = Some(domain);
+        }
+        if let Some(v) = file.dns_srv_service {
+            let o = at(v.span(), "dns_srv_service");
+            self.dns_srv_service = Some(match v.get_ref().to_ascii_lowercase().as_str() {
+                "ldap" => SrvService::Ldap,
+                "ldaps" => SrvService::Ldaps,
+                other => return Err(bad(o, format!("{other:?}: ldap or ldaps"))),
+            });
+        }
+        if let Some(v) = file.dns_server {
+            let o = at(v.span(), "dns_server");
+            let addr = v.get_ref().parse().map_err(|e| {
+                bad(
+                    o.clone(),
+                    format!("{:?}: {e} (an ip:port such as 127.0.0.1:53)", v.get_ref()),
+                )
+            })?;
+            self.dns_server = Some(addr);
+        }
+        if self.dns_srv.is_none()
+            && let Some((key, Some(span))) = srv_options.into_iter().find(|(_, sp)| sp.is_some())
+        {
+            return Err(bad(
+                at(span, key),
+                "only used with dns_srv, which is not set".into(),
+            ));
         }
         if let Some(v) = file.base {
             self.base = Some(v.into_inner());
@@ -611,6 +691,9 @@ struct TomlFile {
     probe_backoff_max_ms: Option<Spanned<u64>>,
     connect_timeout_ms: Option<Spanned<u64>>,
     op_timeout_ms: Option<Spanned<u64>>,
+    dns_srv: Option<Spanned<String>>,
+    dns_srv_service: Option<Spanned<String>>,
+    dns_server: Option<Spanned<String>>,
 }
 
 impl PoolBuilder {
@@ -1137,5 +1220,37 @@ mod tests {
         let e =
             ConfigFile::from_env_map(&env(&[("LDAPCONF", "/nonexistent/ldap.conf")])).unwrap_err();
         assert!(matches!(e, ConfigFileError::Read { .. }), "{e}");
+    }
+    #[test]
+    fn dns_srv_keys_replace_the_uri_and_are_checked() {
+        let d = dir();
+        write(&d, "ldap.conf", "URI ldap://127.0.0.1:1\n");
+        let p = write(
+            &d,
+            "ldapmux.toml",
+            "ldap_conf = \"ldap.conf\"\ndns_srv = \"example.test\"\n\
+             dns_srv_service = \"LDAPS\"\ndns_server = \"127.0.0.1:5353\"\n",
+        );
+        let cfg = ConfigFile::read_toml(&p).unwrap();
+        assert_eq!(cfg.dns_srv(), Some("example.test"));
+        assert!(cfg.servers().is_empty(), "DNS replaces URI");
+        assert!(cfg.builder().uses_dns_srv());
+        assert!(
+            !ConfigFile::read_ldap_conf(d.join("ldap.conf"))
+                .unwrap()
+                .builder()
+                .uses_dns_srv()
+        );
+
+        let (p, r) = toml_file("uri = [\"ldap://a\"]\ndns_srv = \"example.test\"\n");
+        assert_at(&r.unwrap_err(), &p, 2, "dns_srv");
+        let (p, r) = toml_file("dns_srv = \"example.test\"\ndns_srv_service = \"http\"\n");
+        assert_at(&r.unwrap_err(), &p, 2, "dns_srv_service");
+        let (p, r) = toml_file("dns_srv = \"example.test\"\ndns_server = \"localhost\"\n");
+        assert_at(&r.unwrap_err(), &p, 2, "dns_server");
+        let (p, r) = toml_file("uri = [\"ldap://a\"]\ndns_server = \"127.0.0.1:53\"\n");
+        assert_at(&r.unwrap_err(), &p, 2, "dns_server");
+        let (p, r) = toml_file("dns_srv = \" \"\n");
+        assert_at(&r.unwrap_err(), &p, 1, "dns_srv");
     }
 }

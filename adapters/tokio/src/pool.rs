@@ -360,8 +360,12 @@ impl Pool {
     /// running operations finish on their connections, which close when
     /// their last user leaves; new operations use the new settings. An
     /// invalid configuration is refused and the old one keeps serving.
+    ///
+    /// A pool built with [`PoolBuilder::build_discovered`] takes a builder
+    /// with the same DNS SRV settings and no servers: it applies to the
+    /// servers of the current answer and to every later one.
     pub fn reload(&self, builder: PoolBuilder) -> Result<(), BuildError> {
-        self.reload_with(builder, false)
+        self.reload_from(builder, false)
     }
 
     /// A reload for a changed server list (DNS SRV discovery): like
@@ -371,10 +375,29 @@ impl Pool {
     /// generation, with their users, instead of draining. Connections to
     /// servers no longer listed drain as in any reload.
     pub fn reload_keeping_servers(&self, builder: PoolBuilder) -> Result<(), BuildError> {
-        self.reload_with(builder, true)
+        self.reload_from(builder, true)
     }
 
-    fn reload_with(&self, builder: PoolBuilder, keep_listed: bool) -> Result<(), BuildError> {
+    /// A reload by hand: through the discovery of a pool that follows DNS.
+    fn reload_from(&self, builder: PoolBuilder, keep_listed: bool) -> Result<(), BuildError> {
+        match self.discovery() {
+            Some(discovery) => discovery.reload(self, builder, keep_listed),
+            None if builder.srv.is_some() => Err(BuildError::InvalidField {
+                field: "dns_srv",
+                reason: "this pool has fixed servers: a pool that follows DNS SRV \
+                         is built with build_discovered()"
+                    .into(),
+            }),
+            None => self.reload_with(builder, keep_listed),
+        }
+    }
+
+    /// Starts the new generation with `builder`'s servers.
+    pub(crate) fn reload_with(
+        &self,
+        builder: PoolBuilder,
+        keep_listed: bool,
+    ) -> Result<(), BuildError> {
         let settings = builder.settings()?;
         let keep_listed = keep_listed
             && self

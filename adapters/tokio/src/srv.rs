@@ -50,7 +50,8 @@ pub enum SrvService {
 }
 
 impl SrvService {
-    fn label(self) -> &'static str {
+    /// The record name's prefix: `_ldap._tcp` or `_ldaps._tcp`.
+    pub fn label(self) -> &'static str {
         match self {
             SrvService::Ldap => "_ldap._tcp",
             SrvService::Ldaps => "_ldaps._tcp",
@@ -65,7 +66,7 @@ impl SrvService {
 }
 
 /// The discovery settings a builder carries ([`PoolBuilder::dns_srv`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SrvConfig {
     domain: String,
     service: SrvService,
@@ -147,6 +148,12 @@ impl PoolBuilder {
             None => self.srv = Some(SrvConfig::new(domain)),
         }
         self
+    }
+
+    /// Whether this builder finds its servers in DNS ([`PoolBuilder::dns_srv`]):
+    /// then it is built with [`PoolBuilder::build_discovered`].
+    pub fn uses_dns_srv(&self) -> bool {
+        self.srv.is_some()
     }
 
     fn srv_mut(&mut self) -> &mut SrvConfig {
@@ -243,10 +250,11 @@ impl PoolBuilder {
             next_lookup_in: Some(schedule.next().saturating_duration_since(now)),
             running: true,
         }));
+        let template = Arc::new(Mutex::new(self));
         let state = Running {
             pool: pool.weak_pool(),
-            template: self,
-            cfg,
+            template: template.clone(),
+            cfg: cfg.clone(),
             name,
             resolver,
             rng,
@@ -257,7 +265,12 @@ impl PoolBuilder {
             status: status.clone(),
         };
         let task = runtime.spawn(state.run()).abort_handle();
-        pool.set_discovery(Discovery { task, status });
+        pool.set_discovery(Discovery {
+            task,
+            status,
+            template,
+            cfg,
+        });
         Ok(pool)
     }
 }
@@ -276,9 +289,56 @@ impl Pool {
 pub(crate) struct Discovery {
     task: AbortHandle,
     status: Arc<Mutex<SrvStatus>>,
+    /// Everything but the servers, for every generation; shared with the
+    /// task. Held while reloading, so a reload by hand and a new answer
+    /// never interleave.
+    template: Arc<Mutex<PoolBuilder>>,
+    /// The discovery settings the pool was built with.
+    cfg: SrvConfig,
 }
 
 impl Discovery {
+    /// A reload by hand ([`Pool::reload`], [`Pool::watch`]) of a pool that
+    /// follows DNS: `builder` must carry the same discovery settings and no
+    /// servers; it becomes the template of later answers, and the pool is
+    /// reloaded with it and the servers of the current answer.
+    pub(crate) fn reload(
+        &self,
+        pool: &Pool,
+        mut builder: PoolBuilder,
+        keep_listed: bool,
+    ) -> Result<(), BuildError> {
+        let refuse = |reason: String| {
+            Err(BuildError::InvalidField {
+                field: "dns_srv",
+                reason,
+            })
+        };
+        let Some(cfg) = builder.srv.take() else {
+            return refuse(
+                "this pool follows DNS SRV: a new configuration must keep dns_srv \
+                 (servers cannot be listed by hand)"
+                    .into(),
+            );
+        };
+        if builder.has_servers() {
+            return refuse("the servers come from DNS: do not also list servers".into());
+        }
+        if cfg != self.cfg {
+            return refuse(format!(
+                "the DNS SRV settings cannot change on a running pool (it follows {}): \
+                 build a new pool",
+                self.status.lock().expect("srv status").name
+            ));
+        }
+        builder.settings_with_placeholder()?;
+        let mut template = self.template.lock().expect("srv template");
+        let urls = self.status.lock().expect("srv status").servers.clone();
+        pool.reload_with(builder.clone().with_urls(&urls), keep_listed)?;
+        *template = builder;
+        Ok(())
+    }
+
     pub(crate) fn stop(&self) {
         self.task.abort();
     }
@@ -688,7 +748,7 @@ fn marked_down_counts(status: &ldapmux_core::Status, urls: &[String]) -> HashMap
 /// The state of a running discovery task.
 struct Running {
     pool: WeakPool,
-    template: PoolBuilder,
+    template: Arc<Mutex<PoolBuilder>>,
     cfg: SrvConfig,
     name: Name,
     resolver: TokioResolver,
@@ -790,8 +850,9 @@ impl Running {
         let Some(pool) = self.pool.upgrade() else {
             return;
         };
-        let builder = self.template.clone().with_urls(&ordered.urls);
-        match pool.reload_keeping_servers(builder) {
+        let template = self.template.lock().expect("srv template");
+        let builder = template.clone().with_urls(&ordered.urls);
+        match pool.reload_with(builder, true) {
             Ok(()) => {
                 tracing::info!(name = %self.name, from = ?self.urls, to = ?ordered.urls, "DNS SRV answer changed: servers reloaded");
                 self.current = answer;

@@ -12,147 +12,13 @@
 mod common;
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
-use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode};
-use hickory_proto::rr::{LowerName, Name};
-use hickory_proto::serialize::txt::Parser;
-use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use ldapmux::{BuildError, ConnPhase, Pool, PoolBuilder, SrvError, SrvService};
 use ldapmux_harness::{Slapd, TestCa};
 
-const ORIGIN: &str = "example.test.";
-
-/// A zone with one SOA and an SRV record per `(priority, weight, port)`
-/// under `label` (e.g. `_ldap._tcp`), every target `localhost.`.
-fn zone(ttl: u32, label: &str, records: &[(u16, u16, u16)]) -> String {
-    let mut z = format!(
-        "$ORIGIN {ORIGIN}\n$TTL {ttl}\n\
-         @ IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 1\n"
-    );
-    for (priority, weight, port) in records {
-        z.push_str(&format!(
-            "{label} IN SRV {priority} {weight} {port} localhost.\n"
-        ));
-    }
-    z
-}
-
-fn ldap_zone(ttl: u32, records: &[(u16, u16, u16)]) -> String {
-    zone(ttl, "_ldap._tcp", records)
-}
-
-/// What the DNS server serves, and what it saw.
-struct DnsState {
-    catalog: tokio::sync::RwLock<Catalog>,
-    queries: AtomicU64,
-    muted: AtomicBool,
-}
-
-#[derive(Clone)]
-struct Handler(Arc<DnsState>);
-
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        response_handle: R,
-    ) -> ResponseInfo {
-        self.0.queries.fetch_add(1, Ordering::SeqCst);
-        if self.0.muted.load(Ordering::SeqCst) {
-            // A DNS server that stopped answering: no response at all.
-            return ResponseInfo::from(Header {
-                metadata: Metadata::new(request.metadata.id, MessageType::Response, OpCode::Query),
-                counts: HeaderCounts::default(),
-            });
-        }
-        let catalog = self.0.catalog.read().await;
-        catalog
-            .handle_request::<R, T>(request, response_handle)
-            .await
-    }
-}
-
-fn catalog(text: &str) -> Catalog {
-    let origin = Name::from_ascii(ORIGIN).unwrap();
-    let (origin, records) = Parser::new(text, None, Some(origin))
-        .parse()
-        .unwrap_or_else(|e| panic!("zone does not parse: {e}\n{text}"));
-    let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
-        origin.clone(),
-        records,
-        ZoneType::Primary,
-        AxfrPolicy::Deny,
-    )
-    .expect("zone");
-    let mut c = Catalog::new();
-    c.upsert(LowerName::new(&origin), vec![Arc::new(handler)]);
-    c
-}
-
-/// A DNS server on 127.0.0.1 (UDP and TCP, same port) serving one zone.
-struct DnsServer {
-    addr: SocketAddr,
-    state: Arc<DnsState>,
-    server: hickory_server::Server<Handler>,
-}
-
-impl DnsServer {
-    async fn start(zone_text: &str) -> DnsServer {
-        let state = Arc::new(DnsState {
-            catalog: tokio::sync::RwLock::new(catalog(zone_text)),
-            queries: AtomicU64::new(0),
-            muted: AtomicBool::new(false),
-        });
-        let mut server = hickory_server::Server::new(Handler(state.clone()));
-        // TCP on the UDP socket's port; a few tries in case it is taken.
-        let mut tries = 0;
-        let (udp, tcp) = loop {
-            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            match tokio::net::TcpListener::bind(udp.local_addr().unwrap()).await {
-                Ok(tcp) => break (udp, tcp),
-                Err(e) if tries < 10 => {
-                    tries += 1;
-                    tracing::debug!("TCP port taken ({e}); another try");
-                }
-                Err(e) => panic!("no port free for both UDP and TCP: {e}"),
-            }
-        };
-        let addr = udp.local_addr().unwrap();
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5), 16);
-        DnsServer {
-            addr,
-            state,
-            server,
-        }
-    }
-
-    async fn set_zone(&self, zone_text: &str) {
-        *self.state.catalog.write().await = catalog(zone_text);
-    }
-
-    fn mute(&self, on: bool) {
-        self.state.muted.store(on, Ordering::SeqCst);
-    }
-
-    fn queries(&self) -> u64 {
-        self.state.queries.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for DnsServer {
-    fn drop(&mut self) {
-        self.server.shutdown_token().cancel();
-    }
-}
+use ldapmux_harness::dns::{DnsServer, ldap_zone, zone};
 
 /// `localhost` must give loopback addresses only (from /etc/hosts), so
 /// that SRV targets reach the test's slapd and nothing else.
@@ -507,4 +373,107 @@ async fn the_first_lookup_fails_typed_and_ldaps_records_verify_the_target_name()
     );
     search_user(&pool, 3).await.unwrap();
     assert_eq!(pool.shutdown().await, 0);
+}
+
+/// The operator's path: a TOML file names the domain and the DNS server;
+/// the pool is built with `build_discovered` and watched. An edit of the
+/// file (a bind DN and password file) reloads the pool with the servers of
+/// the current answer, and later answers keep the file's settings; a file
+/// that switches the domain or lists servers by hand is refused while the
+/// pool keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_toml_file_with_dns_srv_reloads_through_discovery() {
+    init_tracing();
+    check_localhost_is_loopback();
+    let (a, b) = (slapd(10), slapd(10));
+    let dns = DnsServer::start(&ldap_zone(1, &[(10, 0, a.port())])).await;
+    let dir = std::env::temp_dir().join(format!("ldapmux-e2e-srv-toml-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("pool.toml");
+    let base = format!(
+        "dns_srv = \"example.test\"\ndns_server = \"{}\"\n",
+        dns.addr
+    );
+    std::fs::write(&path, &base).unwrap();
+    let cfg = ldapmux::ConfigFile::read_toml(&path).unwrap();
+    assert_eq!(cfg.dns_srv(), Some("example.test"));
+    let from_file = cfg
+        .apply(builder())
+        .dns_refresh(Duration::from_millis(100), Duration::from_secs(60));
+    assert!(matches!(
+        from_file.clone().build(),
+        Err(BuildError::InvalidField {
+            field: "dns_srv",
+            ..
+        })
+    ));
+    let pool = from_file.build_discovered().await.unwrap();
+    assert_eq!(srv_status(&pool).servers, [url(&a)]);
+    assert_eq!(pool.whoami().await.unwrap(), "", "anonymous at first");
+    let watch = pool
+        .watch_with(
+            &path,
+            ldapmux::WatchOptions {
+                interval: Duration::from_millis(50),
+                base: builder().dns_refresh(Duration::from_millis(100), Duration::from_secs(60)),
+            },
+        )
+        .unwrap();
+    let wait = |what: &'static str, n: fn(&ldapmux::WatchReport) -> bool| {
+        let watch = &watch;
+        async move {
+            eventually(what, Duration::from_secs(10), || n(&watch.report())).await;
+        }
+    };
+
+    // The file now binds as the root DN: reloaded onto the DNS answer.
+    std::fs::write(dir.join("root.pw"), format!("{}\n", a.root_pw())).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{base}bind_dn = \"{}\"\nbind_password_file = \"root.pw\"\n",
+            a.root_dn()
+        ),
+    )
+    .unwrap();
+    wait("the reload", |r| r.reloads == 1).await;
+    let root = format!("dn:{}", a.root_dn());
+    assert_eq!(
+        pool.whoami().await.unwrap().to_lowercase(),
+        root.to_lowercase()
+    );
+    assert_eq!(srv_status(&pool).servers, [url(&a)], "servers from DNS");
+
+    // DNS moves to B: the file's credential stays in force.
+    dns.set_zone(&ldap_zone(1, &[(10, 0, b.port())])).await;
+    eventually("the answer is followed", Duration::from_secs(10), || {
+        srv_status(&pool).servers == [url(&b)]
+    })
+    .await;
+    assert_eq!(
+        pool.whoami().await.unwrap().to_lowercase(),
+        root.to_lowercase()
+    );
+
+    // Another domain, or servers by hand: refused; the pool keeps serving B.
+    std::fs::write(&path, base.replace("example.test", "other.test")).unwrap();
+    wait("the refusal of another domain", |r| r.refused == 1).await;
+    assert!(
+        watch
+            .report()
+            .last_error
+            .unwrap()
+            .contains("cannot change on a running pool"),
+        "{:?}",
+        watch.report()
+    );
+    std::fs::write(&path, format!("uri = [\"{}\"]\n", a.url())).unwrap();
+    wait("the refusal of fixed servers", |r| r.refused == 2).await;
+    assert!(watch.report().last_error.unwrap().contains("dns_srv"));
+    assert_eq!(srv_status(&pool).servers, [url(&b)]);
+    search_user(&pool, 1).await.unwrap();
+    assert!(b.monitor_current_connections().await.unwrap() >= 1);
+    pool.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

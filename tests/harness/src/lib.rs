@@ -28,6 +28,7 @@
 //! ```
 
 mod ca;
+pub mod dns;
 mod error;
 mod monitor;
 mod probe;
