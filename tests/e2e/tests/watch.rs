@@ -34,24 +34,34 @@ fn toml_for(servers: &[&Slapd], extra: &str) -> String {
     format!("uri = [{}]\n{extra}", uris.join(", "))
 }
 
-/// A pool built from the file, watched every 50 ms.
-fn watched_pool(path: &Path) -> (Pool, ConfigWatch) {
-    let pool = ConfigFile::read_toml(path)
+/// A pool built from a TOML file listing `servers` (in a fresh directory
+/// named after `name`), watched every `interval`. Returns the file too.
+fn watched_pool(
+    name: &str,
+    servers: &[&Slapd],
+    interval: Duration,
+) -> (PathBuf, Pool, ConfigWatch) {
+    let path = temp_dir(name).join("pool.toml");
+    std::fs::write(&path, toml_for(servers, "")).unwrap();
+    let pool = ConfigFile::read_toml(&path)
         .unwrap()
         .apply(builder())
         .build()
         .unwrap();
     let watch = pool
         .watch_with(
-            path,
+            &path,
             WatchOptions {
-                interval: Duration::from_millis(50),
+                interval,
                 base: builder(),
             },
         )
         .unwrap();
-    (pool, watch)
+    (path, pool, watch)
 }
+
+/// The poll interval of the tests that watch the file.
+const POLL: Duration = Duration::from_millis(50);
 
 /// Waits (bounded) until the watch's report satisfies `done`.
 async fn report_until(
@@ -85,10 +95,7 @@ async fn report_until(
 async fn a_changed_file_reloads_the_pool_under_load_with_zero_failures() {
     init_tracing();
     let (a, b) = (slapd(100), slapd(100));
-    let dir = temp_dir("change");
-    let path = dir.join("pool.toml");
-    std::fs::write(&path, toml_for(&[&a], "")).unwrap();
-    let (pool, watch) = watched_pool(&path);
+    let (path, pool, watch) = watched_pool("change", &[&a], POLL);
     let load = Load::start(&pool, 16, 100);
     load.wait_ok(300, Duration::from_secs(20)).await;
     let old = pool.status().current.unwrap();
@@ -128,10 +135,7 @@ async fn a_changed_file_reloads_the_pool_under_load_with_zero_failures() {
 async fn an_invalid_file_is_refused_and_the_old_configuration_keeps_serving() {
     init_tracing();
     let (a, b) = (slapd(100), slapd(100));
-    let dir = temp_dir("invalid");
-    let path = dir.join("pool.toml");
-    std::fs::write(&path, toml_for(&[&a], "")).unwrap();
-    let (pool, watch) = watched_pool(&path);
+    let (path, pool, watch) = watched_pool("invalid", &[&a], POLL);
     let load = Load::start(&pool, 8, 100);
     load.wait_ok(100, Duration::from_secs(20)).await;
     let generation = pool.status().current.unwrap();
@@ -173,24 +177,8 @@ async fn an_invalid_file_is_refused_and_the_old_configuration_keeps_serving() {
 async fn reload_now_rereads_at_once_and_returns_the_files_error() {
     init_tracing();
     let (a, b) = (slapd(10), slapd(10));
-    let dir = temp_dir("now");
-    let path = dir.join("pool.toml");
-    std::fs::write(&path, toml_for(&[&a], "")).unwrap();
-    let pool = ConfigFile::read_toml(&path)
-        .unwrap()
-        .apply(builder())
-        .build()
-        .unwrap();
     // A poll interval far beyond the test: only reload_now can reload.
-    let watch = pool
-        .watch_with(
-            &path,
-            WatchOptions {
-                interval: Duration::from_secs(3600),
-                base: builder(),
-            },
-        )
-        .unwrap();
+    let (path, pool, watch) = watched_pool("now", &[&a], Duration::from_secs(3600));
     search_user(&pool, 1).await.unwrap();
     let before = pool.status().current.unwrap();
     std::fs::write(&path, toml_for(&[&b], "")).unwrap();
@@ -218,11 +206,7 @@ async fn reload_now_rereads_at_once_and_returns_the_files_error() {
 async fn the_watch_stops_with_the_pool() {
     init_tracing();
     let a = slapd(10);
-    let dir = temp_dir("stop");
-    let path = dir.join("pool.toml");
-    std::fs::write(&path, toml_for(&[&a], "")).unwrap();
-
-    let (pool, watch) = watched_pool(&path);
+    let (_, pool, watch) = watched_pool("stop", &[&a], POLL);
     search_user(&pool, 1).await.unwrap();
     pool.shutdown().await;
     report_until(&watch, "the stop after shutdown", |r| !r.running).await;
@@ -231,7 +215,7 @@ async fn the_watch_stops_with_the_pool() {
         Err(ReloadError::PoolGone)
     ));
 
-    let (pool, watch) = watched_pool(&path);
+    let (_, pool, watch) = watched_pool("stop-drop", &[&a], POLL);
     search_user(&pool, 1).await.unwrap();
     drop(pool);
     report_until(&watch, "the stop after drop", |r| !r.running).await;
