@@ -69,6 +69,9 @@ pub struct Budget {
     pub retries: u8,
     /// Reloads.
     pub reloads: u8,
+    /// New server lists (`Event::ReloadServers`, as DNS SRV discovery sends):
+    /// the last configured server is dropped, or listed again.
+    pub server_changes: u8,
     /// Shutdowns.
     pub shutdowns: u8,
     /// Forks.
@@ -124,6 +127,8 @@ pub const FAIL_BACK: &str = "fail-back happens";
 pub const COALESCED: &str = "a coalesced connect serves two waiters";
 /// "a reload drains an old generation while a new one serves"
 pub const OLD_AND_NEW: &str = "a reload drains an old generation while a new one serves";
+/// "a new server list keeps a connection to a server still listed"
+pub const KEPT: &str = "a new server list keeps a connection to a server still listed";
 
 /// Where a user stands, as the ledger saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -190,6 +195,8 @@ pub struct Ledger {
     pub detached_freed: bool,
     /// An old generation served a user while the new one served another.
     pub old_and_new_served: bool,
+    /// A connection moved to the new generation of a new server list.
+    pub kept_across_reload: bool,
     /// The planted corruption was applied.
     pub planted: bool,
 }
@@ -234,6 +241,9 @@ pub enum Step {
     ProbeAnswers(usize, bool),
     /// The configuration is reloaded.
     AdminReloads,
+    /// Discovery sends a new server list: without the last server, or with
+    /// it again.
+    DiscoveryChangesServers,
     /// The pool is shut down.
     AdminShutsDown,
     /// The process forks.
@@ -443,6 +453,7 @@ impl Model for PoolModel {
                 coalesced_two: false,
                 detached_freed: false,
                 old_and_new_served: false,
+                kept_across_reload: false,
                 planted: false,
             },
             left: self.budget.clone(),
@@ -510,6 +521,9 @@ impl Model for PoolModel {
         }
         if st.left.reloads > 0 && running {
             out.push(Step::AdminReloads);
+        }
+        if st.left.server_changes > 0 && running && self.config.servers.len() > 1 {
+            out.push(Step::DiscoveryChangesServers);
         }
         if st.left.shutdowns > 0 && running {
             out.push(Step::AdminShutsDown);
@@ -640,6 +654,30 @@ impl Model for PoolModel {
                     .handle(now, Event::Reload(Box::new(self.config.clone())))
                     .ok()?;
             }
+            Step::DiscoveryChangesServers => {
+                st.left.server_changes -= 1;
+                let mut config = self.config.clone();
+                if st.pool.config().is_some_and(|c| *c == self.config) {
+                    config.servers.pop();
+                }
+                let old = st.pool.current_generation();
+                let before: Vec<ConnId> = st
+                    .pool
+                    .conns()
+                    .filter(|c| Some(c.generation) == old)
+                    .map(|c| c.id)
+                    .collect();
+                st.pool
+                    .handle(now, Event::ReloadServers(Box::new(config)))
+                    .ok()?;
+                let new = st.pool.current_generation();
+                if before
+                    .iter()
+                    .any(|&id| st.pool.conn(id).is_some_and(|c| Some(c.generation) == new))
+                {
+                    st.ledger.kept_across_reload = true;
+                }
+            }
             Step::AdminShutsDown => {
                 st.left.shutdowns -= 1;
                 st.ledger.shut_down = true;
@@ -733,6 +771,7 @@ impl Model for PoolModel {
             Property::sometimes(FAIL_BACK, |_, st: &State| st.ledger.failed_back),
             Property::sometimes(COALESCED, |_, st: &State| st.ledger.coalesced_two),
             Property::sometimes(OLD_AND_NEW, |_, st: &State| st.ledger.old_and_new_served),
+            Property::sometimes(KEPT, |_, st: &State| st.ledger.kept_across_reload),
         ];
         always.extend(
             sometimes
@@ -931,7 +970,10 @@ pub const PINNED_STATES: [(&str, usize); 4] = [
     // 4 225 680 since a server that falls during its hold-down resumes its
     // probe backoff (the returning state remembers it): was 4 197 692.
     ("failover", 4_225_680),
-    ("lifecycle", 906_496),
+    // 4 218 954 since discovery may send a new server list
+    // (`Event::ReloadServers`: the second server dropped, or listed again):
+    // was 906 496.
+    ("lifecycle", 4_218_954),
 ];
 
 /// The models `check` runs; `deep` widens their bounds.
@@ -1021,6 +1063,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
                 cancels: 1,
                 retries: 1,
                 reloads: 2 + extra,
+                server_changes: 1,
                 shutdowns: 1,
                 forks: 1,
                 ticks: 1,
@@ -1028,7 +1071,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
             },
             bug: None,
             plant: None,
-            reaches: &[DETACHED_FREED, OLD_AND_NEW],
+            reaches: &[DETACHED_FREED, OLD_AND_NEW, KEPT],
         },
     ]
 }

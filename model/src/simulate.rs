@@ -56,6 +56,7 @@ fn population() -> PoolModel {
             probes: 40,
             retries: 40,
             reloads: 4,
+            server_changes: 4,
             shutdowns: 1,
             forks: 2,
             ticks: 60,
@@ -111,7 +112,10 @@ pub fn simulate_with_bug(seed: u64, steps: u64, bug: Option<Bug>) -> SimulationR
             // Lifecycle events end or reset a walk: keep them rare so walks go deep.
             let rare = matches!(
                 action,
-                Step::AdminShutsDown | Step::ProcessForks | Step::AdminReloads
+                Step::AdminShutsDown
+                    | Step::ProcessForks
+                    | Step::AdminReloads
+                    | Step::DiscoveryChangesServers
             );
             if rare && !actions.is_empty() && next(50) != 0 {
                 continue;
