@@ -226,34 +226,15 @@ fn builder_named(name: &str) -> ldapmux::PoolBuilder {
 // slapd's own counts of operations
 // ----------------------------------------------------------------------
 
-/// `monitorOpCompleted` of every operation type (`Search`, `Bind`, …) from
-/// `cn=Operations,cn=Monitor`, in one search on one anonymous connection.
+/// `monitorOpCompleted` of every operation type (`Search`, `Bind`, …), in
+/// one search on one anonymous connection.
 async fn slapd_ops(server: &Slapd) -> HashMap<String, u64> {
-    let settings = ldap3::LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5));
-    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, &server.url())
+    server
+        .monitor_operations()
         .await
-        .expect("monitor connection");
-    let drive = tokio::spawn(conn.drive());
-    let (entries, _) = ldap
-        .with_timeout(Duration::from_secs(5))
-        .search(
-            "cn=Operations,cn=Monitor",
-            Scope::OneLevel,
-            "(objectClass=*)",
-            vec!["cn", "monitorOpCompleted"],
-        )
-        .await
-        .and_then(|r| r.success())
-        .expect("monitor search");
-    let _ = ldap.unbind().await;
-    drive.abort();
-    entries
+        .expect("monitor")
         .into_iter()
-        .map(ldap3::SearchEntry::construct)
-        .map(|e| {
-            let n = e.attrs["monitorOpCompleted"][0].parse().expect("a number");
-            (e.attrs["cn"][0].clone(), n)
-        })
+        .map(|(op, n)| (op, n.completed))
         .collect()
 }
 

@@ -38,7 +38,7 @@ mod slapd;
 
 pub use ca::{ServerCert, TestCa};
 pub use error::HarnessError;
-pub use monitor::{MONITOR_TIMEOUT, MonitorConn};
+pub use monitor::{MONITOR_TIMEOUT, MonitorConn, OpCounts};
 pub use proxy::{
     Armed, FaultProxy, GARBAGE, ProxyConn, ProxyConnId, ProxyMode, RequestKind, RequestRecord,
 };

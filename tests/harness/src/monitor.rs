@@ -4,6 +4,7 @@
 //! does), identifies that connection by its local address, and leaves it out of the
 //! answers where the API says so. Each query is bounded by [`MONITOR_TIMEOUT`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,15 @@ use tokio::task::JoinHandle;
 
 use crate::HarnessError;
 use crate::slapd::{ROOT_DN, ROOT_PW, Slapd};
+
+/// slapd's count of one type of operation ([`Slapd::monitor_operations`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    /// Operations of this type slapd started (`monitorOpInitiated`).
+    pub initiated: u64,
+    /// Operations of this type slapd finished (`monitorOpCompleted`).
+    pub completed: u64,
+}
 
 /// Bound on each monitor query (connect, bind, search).
 pub const MONITOR_TIMEOUT: Duration = Duration::from_secs(5);
@@ -186,6 +196,39 @@ impl Slapd {
     /// (this one too) and the readiness probe.
     pub async fn monitor_total_connections(&self) -> Result<u64, HarnessError> {
         self.counter(TOTAL_DN).await
+    }
+
+    /// slapd's operation counts since it (re)started, by type (`Bind`,
+    /// `Search`, `Modify`, …, from `cn=<Type>,cn=Operations,cn=Monitor`), read
+    /// in one search on an anonymous connection that sends no bind, so that
+    /// reading adds no Bind (it adds this Search and its Unbind).
+    pub async fn monitor_operations(&self) -> Result<HashMap<String, OpCounts>, HarnessError> {
+        let mut s = self.session(false).await?;
+        let result = s
+            .search(
+                "cn=Operations,cn=Monitor",
+                Scope::OneLevel,
+                "(objectClass=*)",
+                vec!["cn", "monitorOpInitiated", "monitorOpCompleted"],
+            )
+            .await
+            .and_then(|entries| {
+                entries
+                    .iter()
+                    .map(|e| {
+                        let name = first(e, "cn").ok_or_else(|| {
+                            HarnessError::Unexpected(format!("monitor entry {} has no cn", e.dn))
+                        })?;
+                        let counts = OpCounts {
+                            initiated: first_u64(e, "monitorOpInitiated")?,
+                            completed: first_u64(e, "monitorOpCompleted")?,
+                        };
+                        Ok((name.to_owned(), counts))
+                    })
+                    .collect()
+            });
+        s.close().await;
+        result
     }
 
     /// One entry per open client connection (`cn=Connection N`), without the asking

@@ -212,31 +212,13 @@ pub async fn connections_opened_during<T>(server: &Slapd, f: impl Future<Output 
     (out, after - before - 1)
 }
 
-/// slapd's own count of operations of one type (`cn=<op>,cn=Operations,cn=Monitor`,
-/// `monitorOpInitiated`), read on an anonymous connection that sends no bind.
+/// slapd's own count of operations of one type (`Bind`, `Search`, …) that it
+/// started, read on an anonymous connection that sends no bind.
 pub async fn ops_initiated(server: &Slapd, op: &str) -> u64 {
-    let settings = ldap3::LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5));
-    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, &server.url())
-        .await
-        .expect("monitor connection");
-    let drive = tokio::spawn(conn.drive());
-    let (entries, _) = ldap
-        .with_timeout(Duration::from_secs(5))
-        .search(
-            &format!("cn={op},cn=Operations,cn=Monitor"),
-            ldap3::Scope::Base,
-            "(objectClass=*)",
-            vec!["monitorOpInitiated"],
-        )
-        .await
-        .and_then(|r| r.success())
-        .expect("monitor search");
-    let _ = ldap.unbind().await;
-    drive.abort();
-    let entry = ldap3::SearchEntry::construct(entries.into_iter().next().expect("one entry"));
-    entry.attrs["monitorOpInitiated"][0]
-        .parse()
-        .expect("a number")
+    let ops = server.monitor_operations().await.expect("monitor");
+    ops.get(op)
+        .unwrap_or_else(|| panic!("slapd counts no {op}"))
+        .initiated
 }
 
 /// A `tracing` writer that keeps everything written, to search the log for secrets.
