@@ -132,12 +132,7 @@ async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_c
     b.wait_current_connections(0, Duration::from_secs(5))
         .await
         .unwrap();
-    eventually(
-        "the old generation is freed",
-        Duration::from_secs(10),
-        || pool.status().generations.iter().all(|g| g.id != gen1),
-    )
-    .await;
+    generation_freed(&pool, gen1).await;
     assert_eq!(grants(&pool, &uc), 0, "C, behind A, is not used");
 
     // Change 2, seen only because a server fails: the next scheduled

@@ -241,12 +241,7 @@ async fn b11_reload_under_load_drains_and_frees_the_old_generation() {
     let new = pool.status().current.unwrap();
     assert_ne!(old, new, "a new generation is current");
     load.wait_ok(300, Duration::from_secs(20)).await;
-    eventually(
-        "the old generation is freed",
-        Duration::from_secs(10),
-        || pool.status().generations.iter().all(|g| g.id != old),
-    )
-    .await;
+    generation_freed(&pool, old).await;
     a.wait_current_connections(0, Duration::from_secs(5))
         .await
         .unwrap();
@@ -321,12 +316,7 @@ async fn b11_a_new_server_list_keeps_the_connections_to_servers_still_listed() {
     b.wait_current_connections(0, Duration::from_secs(5))
         .await
         .unwrap();
-    eventually(
-        "the old generation is freed",
-        Duration::from_secs(10),
-        || pool.status().generations.iter().all(|g| g.id != old),
-    )
-    .await;
+    generation_freed(&pool, old).await;
     let tally = load.stop().await;
     assert_eq!(
         tally.failed(),

@@ -106,12 +106,7 @@ async fn a_changed_file_reloads_the_pool_under_load_with_zero_failures() {
     assert_eq!((r.refused, r.last_error), (0, None));
     assert_ne!(pool.status().current.unwrap(), old, "a new generation");
     load.wait_ok(300, Duration::from_secs(20)).await;
-    eventually(
-        "the old generation is freed",
-        Duration::from_secs(10),
-        || pool.status().generations.iter().all(|g| g.id != old),
-    )
-    .await;
+    generation_freed(&pool, old).await;
     a.wait_current_connections(0, Duration::from_secs(5))
         .await
         .unwrap();

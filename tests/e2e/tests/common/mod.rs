@@ -212,6 +212,17 @@ pub async fn connections_opened_during<T>(server: &Slapd, f: impl Future<Output 
     (out, after - before - 1)
 }
 
+/// Waits (bounded, 10 s) until generation `old` is freed: its last user
+/// and connection have gone.
+pub async fn generation_freed(pool: &Pool, old: ldapmux::core::GenId) {
+    eventually(
+        "the old generation is freed",
+        Duration::from_secs(10),
+        || pool.status().generations.iter().all(|g| g.id != old),
+    )
+    .await;
+}
+
 /// slapd's own count of operations of one type (`Bind`, `Search`, …) that it
 /// started, read on an anonymous connection that sends no bind.
 pub async fn ops_initiated(server: &Slapd, op: &str) -> u64 {
