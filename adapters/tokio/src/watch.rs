@@ -219,17 +219,29 @@ impl Watcher {
         let Some(pool) = self.pool() else {
             return Err(ReloadError::PoolGone);
         };
-        let path = self.path.clone();
+        let (path, old_files) = (self.path.clone(), self.files.clone());
         let read = tokio::task::spawn_blocking(move || {
+            // The fingerprint is taken before the read: a change made while
+            // reading shows as a new fingerprint at the next poll, never lost.
+            let before = fingerprint(&old_files);
             let config = read(&path);
-            let files = match &config {
-                Ok(c) => watched_files(&path, c),
-                Err(_) => Vec::new(),
+            let (files, applied) = match &config {
+                Ok(c) => {
+                    let files = watched_files(&path, c);
+                    // A new file joined (or left) the set: fingerprint that set.
+                    let applied = if files == old_files {
+                        before
+                    } else {
+                        fingerprint(&files)
+                    };
+                    (files, applied)
+                }
+                Err(_) => (old_files, before),
             };
-            (config, files)
+            (config, files, applied)
         })
         .await;
-        let Ok((config, files)) = read else {
+        let Ok((config, files, applied)) = read else {
             return Err(ReloadError::PoolGone);
         };
         let outcome = config.map_err(ReloadError::from).and_then(|config| {
@@ -239,13 +251,8 @@ impl Watcher {
                     source,
                 })
         });
-        if !files.is_empty() {
-            self.files = files;
-        }
-        let files = self.files.clone();
-        self.applied = tokio::task::spawn_blocking(move || fingerprint(&files))
-            .await
-            .unwrap_or(self.applied);
+        self.files = files;
+        self.applied = applied;
         self.pending = None;
         match &outcome {
             Ok(()) => {
