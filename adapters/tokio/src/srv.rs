@@ -213,10 +213,7 @@ impl PoolBuilder {
         };
         let name = cfg.check()?;
         if self.has_servers() {
-            return Err(BuildError::InvalidField {
-                field: "dns_srv",
-                reason: "the servers come from DNS: do not also list servers".into(),
-            });
+            return Err(listed_by_hand());
         }
         // Template for every generation: all but the servers. Checked now,
         // with a placeholder server, so that a bad setting fails here and
@@ -275,6 +272,14 @@ impl PoolBuilder {
     }
 }
 
+/// A builder that follows DNS also lists servers by hand: one source only.
+fn listed_by_hand() -> BuildError {
+    BuildError::InvalidField {
+        field: "dns_srv",
+        reason: "the servers come from DNS: do not also list servers".into(),
+    }
+}
+
 impl Pool {
     /// What DNS SRV discovery is doing, if the pool was built with
     /// [`PoolBuilder::build_discovered`]: the answer in use, lookups,
@@ -322,7 +327,7 @@ impl Discovery {
             );
         };
         if builder.has_servers() {
-            return refuse("the servers come from DNS: do not also list servers".into());
+            return Err(listed_by_hand());
         }
         if cfg != self.cfg {
             return refuse(format!(
