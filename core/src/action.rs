@@ -96,6 +96,9 @@ pub enum CloseReason {
     /// It sat idle on a server at its connection limit, and a user needed a
     /// connection of another kind there: the one idle longest makes room.
     MakeRoom,
+    /// It was opening to a less preferred server as a rival of a slow
+    /// connect (connect racing), and the other one opened first.
+    RaceLost,
 }
 
 /// The next instant the core wants [`Pool::handle_timeout`](crate::Pool::handle_timeout)
@@ -125,4 +128,6 @@ pub enum TimerReason {
     ProbeOverdue,
     /// A returned server's fail-back hold-down ends.
     HoldDown,
+    /// A slow connect gets a rival to the next server (connect racing).
+    ConnectRace,
 }

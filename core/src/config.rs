@@ -12,6 +12,18 @@ pub const MAX_TRIES: u8 = 3;
 /// the default stays well under it.
 pub const DEFAULT_MAX_USERS_PER_CONN: u32 = 64;
 
+/// Default [`Config::spread_users_per_conn`]: a shared connection with this
+/// many users counts as busy, and the next user is spread onto another
+/// connection to the same server (docs/results/benchmarks.md, "placement").
+pub const DEFAULT_SPREAD_USERS_PER_CONN: u32 = 4;
+
+/// Default [`Config::spread_conns_per_server`]: how many connections of one
+/// kind a server gets before users stack up to the hard cap.
+pub const DEFAULT_SPREAD_CONNS_PER_SERVER: u32 = 4;
+
+/// Default [`Config::connect_race_delay`].
+pub const DEFAULT_CONNECT_RACE_DELAY: Duration = Duration::from_millis(200);
+
 /// Whether users share connections (the seed's conn_mgmt `ACTIVE` vs `INACTIVE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Sharing {
@@ -47,10 +59,26 @@ pub struct Config {
     /// Connections per server, all purposes and generations together. Users
     /// beyond it wait in FIFO order until their deadline.
     pub max_conns_per_server: u32,
+    /// Spread before stack: a shared connection with this many users is
+    /// busy. A user who finds every matching connection busy gets a further
+    /// connection to the same server opened (it rides an open one meanwhile)
+    /// while fewer than [`Config::spread_conns_per_server`] match; beyond
+    /// that, users stack up to [`Config::max_users_per_conn`]. At or above
+    /// `max_users_per_conn`, connections fill up before another opens.
+    pub spread_users_per_conn: u32,
+    /// How many matching connections (same generation, server, credential,
+    /// purpose) spreading opens on one server. 1 turns spreading off.
+    pub spread_conns_per_server: u32,
     /// Whether users share connections.
     pub sharing: Sharing,
     /// How long an opening connection may take before it counts as failed.
     pub connect_timeout: Duration,
+    /// Connect racing (RFC 8305's idea, applied to the server list): a shared
+    /// connection with waiters that has not opened after this long gets a
+    /// rival opening to the next usable server; whichever opens first takes
+    /// the waiters of both. The preference order still holds for what follows
+    /// (fail-back as usual). `None`: wait for the connect timeout.
+    pub connect_race_delay: Option<Duration>,
     /// Idle write connections are closed after this (behaviour 5; seed: 60 s).
     pub write_idle_timeout: Duration,
     /// Idle read connections are closed after this, if set.
@@ -74,8 +102,11 @@ impl Default for Config {
             servers: Vec::new(),
             max_users_per_conn: DEFAULT_MAX_USERS_PER_CONN,
             max_conns_per_server: 16,
+            spread_users_per_conn: DEFAULT_SPREAD_USERS_PER_CONN,
+            spread_conns_per_server: DEFAULT_SPREAD_CONNS_PER_SERVER,
             sharing: Sharing::Always,
             connect_timeout: Duration::from_secs(5),
+            connect_race_delay: Some(DEFAULT_CONNECT_RACE_DELAY),
             write_idle_timeout: Duration::from_secs(60),
             read_idle_timeout: Some(Duration::from_secs(300)),
             max_conn_age: None,
@@ -121,6 +152,19 @@ impl Config {
         if self.max_conns_per_server == 0 {
             return Err(ConfigError::ZeroLimit {
                 field: "max_conns_per_server",
+            });
+        }
+        for (field, n) in [
+            ("spread_users_per_conn", self.spread_users_per_conn),
+            ("spread_conns_per_server", self.spread_conns_per_server),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::ZeroLimit { field });
+            }
+        }
+        if self.connect_race_delay.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::ZeroDuration {
+                field: "connect_race_delay",
             });
         }
         for (field, d) in [
@@ -176,6 +220,18 @@ impl ConfigBuilder {
     /// Sets [`Config::max_conns_per_server`].
     pub fn max_conns_per_server(mut self, n: u32) -> Self {
         self.0.max_conns_per_server = n;
+        self
+    }
+    /// Sets [`Config::spread_users_per_conn`] and
+    /// [`Config::spread_conns_per_server`].
+    pub fn spread(mut self, users_per_conn: u32, conns_per_server: u32) -> Self {
+        self.0.spread_users_per_conn = users_per_conn;
+        self.0.spread_conns_per_server = conns_per_server;
+        self
+    }
+    /// Sets [`Config::connect_race_delay`].
+    pub fn connect_race_delay(mut self, d: Option<Duration>) -> Self {
+        self.0.connect_race_delay = d;
         self
     }
     /// Sets [`Config::sharing`].

@@ -31,7 +31,28 @@ pub enum Fault {
     ForgetIdleTimer,
 }
 
+/// A placement rule broken on purpose, for as long as the pool lives: the
+/// tests of spread before stack and of connect racing plant these to prove
+/// their checks can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PolicyBug {
+    /// Busy connections never get a spare: users stack from the start.
+    NeverSpread,
+    /// Spares are opened past [`Config::spread_conns_per_server`](crate::Config::spread_conns_per_server).
+    SpreadPastTarget,
+    /// A slow connect never gets a rival.
+    NeverRace,
+    /// The rival that opens first keeps its own waiters only: those of the
+    /// slow connection wait on.
+    RivalKeepsOwnWaiters,
+}
+
 impl Pool {
+    /// Breaks a placement rule from now on (see [`PolicyBug`]).
+    pub fn plant_policy_bug(&mut self, bug: PolicyBug) {
+        self.policy_bug = Some(bug);
+    }
+
     /// Plants `fault`; returns whether there was something to corrupt.
     pub fn inject_fault(&mut self, fault: Fault) -> bool {
         match fault {

@@ -128,6 +128,11 @@ impl Index {
         b.by_load[b.min].last().copied()
     }
 
+    /// Open connections under `key`.
+    pub(crate) fn open_count(&self, key: &MatchKey) -> usize {
+        self.open.get(key).map_or(0, |b| b.len)
+    }
+
     pub(crate) fn open_conns(&self, key: &MatchKey) -> impl Iterator<Item = ConnId> + '_ {
         self.open
             .get(key)

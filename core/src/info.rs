@@ -43,6 +43,11 @@ pub struct Counters {
     pub drains: u64,
     /// Connections opened ahead of a fail-back.
     pub failback_warmups: u64,
+    /// Spare connections opened because every matching one was busy
+    /// (spread before stack).
+    pub spreads: u64,
+    /// Rival connections opened because a connect was slow (connect racing).
+    pub races: u64,
     /// Generations created.
     pub generations: u64,
     /// Per server, indexed by [`ServerId::index`].

@@ -198,6 +198,17 @@ impl Pool {
                 purpose: c.purpose,
                 referral: c.referral,
             };
+            if let ConnState::Connecting {
+                rival: Some(r),
+                ..
+            } = &c.state
+            {
+                let back = self.conns.get(*r).map(|rc| (rc, &rc.state));
+                let ok = matches!(back, Some((rc, ConnState::Connecting { rival: Some(me), .. }))
+                    if *me == cid && rc.gen_id == c.gen_id && rc.cred == c.cred
+                        && rc.purpose == c.purpose && rc.server != c.server);
+                ensure!(ok, "{cid} races {r}, which does not race it back alike");
+            }
             if let ConnState::Connecting { waiters, .. } = &c.state {
                 for &w in waiters {
                     let ok = matches!(self.users.get(w).map(|u| &u.state), Some(UserState::Waiting { conn }) if *conn == cid);

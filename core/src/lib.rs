@@ -112,6 +112,7 @@ mod invariants;
 mod lifecycle;
 mod placement;
 mod pool;
+mod race;
 mod request;
 mod rng;
 mod server;
@@ -122,12 +123,13 @@ mod timers;
 
 pub use action::{Action, CloseReason, Timeout, TimerReason};
 pub use config::{
-    Config, ConfigBuilder, DEFAULT_MAX_USERS_PER_CONN, MAX_TRIES, ServerConfig, Sharing,
+    Config, ConfigBuilder, DEFAULT_CONNECT_RACE_DELAY, DEFAULT_MAX_USERS_PER_CONN,
+    DEFAULT_SPREAD_CONNS_PER_SERVER, DEFAULT_SPREAD_USERS_PER_CONN, MAX_TRIES, ServerConfig, Sharing,
 };
 pub use error::{Blame, ConfigError, ConnError, ConnErrorKind, Error};
 pub use event::Event;
 #[cfg(feature = "fault-hooks")]
-pub use faults::Fault;
+pub use faults::{Fault, PolicyBug};
 pub use id::{ConnId, CredKey, GenId, ServerId, UserId};
 pub use info::{
     ConnInfo, ConnPhase, Counters, CredStatus, GenInfo, GenPhase, Health, ServerCounters,

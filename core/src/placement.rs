@@ -53,7 +53,7 @@ impl Pool {
                     referral,
                 };
                 if let Some(conn) = self.index.least_loaded(&key, cap) {
-                    self.attach(now, user_id, conn);
+                    self.attach_spreading(now, user_id, conn, key);
                     return true;
                 }
             }
@@ -95,7 +95,7 @@ impl Pool {
             // An open connection with room, on the best server that has one.
             for &s in &candidates {
                 if let Some(conn) = self.index.least_loaded(&key(s), cap) {
-                    self.attach(now, user_id, conn);
+                    self.attach_spreading(now, user_id, conn, key(s));
                     return true;
                 }
             }
@@ -143,6 +143,46 @@ impl Pool {
         self.queue.push_back(user_id);
         self.arm_deadline(user_id);
         true
+    }
+
+    /// Attaches `user` to open shared connection `conn` (the least loaded of
+    /// `key`) and applies spread before stack: if `conn` was already busy
+    /// ([`Config::spread_users_per_conn`](crate::Config::spread_users_per_conn)
+    /// users or more), so is every connection of `key`, and a further one is
+    /// opened while `key` has fewer than
+    /// [`Config::spread_conns_per_server`](crate::Config::spread_conns_per_server)
+    /// connections, none of them opening (one at a time: a storm never opens
+    /// one per user), and the server has room. The user rides `conn`
+    /// meanwhile: nobody waits for a spare.
+    fn attach_spreading(&mut self, now: Instant, user_id: UserId, conn: crate::ConnId, key: MatchKey) {
+        let load = self.conns.get(conn).map_or(0, |c| c.state.users());
+        self.attach(now, user_id, conn);
+        let Some(config) = self.gens.get(key.gen_id).map(|g| &g.config) else {
+            return;
+        };
+        let (busy_at, target) = self.spread_of(config);
+        if load >= busy_at
+            && self.index.connecting(&key).next().is_none()
+            && (self.index.open_count(&key) as u64) < u64::from(target)
+            && self.has_conn_room(key.gen_id, key.server)
+        {
+            self.counters.spreads += 1;
+            self.open_conn(now, key, Vec::new());
+        }
+    }
+
+    /// The busy threshold and the spread target in force for `config`:
+    /// `(min(spread_users_per_conn, cap), spread_conns_per_server)`.
+    pub(crate) fn spread_of(&self, config: &crate::Config) -> (u32, u32) {
+        let busy_at = config.spread_users_per_conn.min(self.cap(config));
+        let target = config.spread_conns_per_server;
+        #[cfg(feature = "fault-hooks")]
+        let target = match self.policy_bug {
+            Some(crate::PolicyBug::NeverSpread) => 1,
+            Some(crate::PolicyBug::SpreadPastTarget) => u32::MAX,
+            _ => target,
+        };
+        (busy_at, target)
     }
 
     /// The connection to close so that a user can open one on `server`, at

@@ -49,6 +49,9 @@ pub struct Pool {
     /// (slot `u32::MAX`, which no table reaches).
     pub(crate) rejected: u32,
     pub(crate) counters: Counters,
+    /// A placement bug planted by a test (feature `fault-hooks` only).
+    #[cfg(feature = "fault-hooks")]
+    pub(crate) policy_bug: Option<crate::PolicyBug>,
 }
 
 impl Pool {
@@ -73,6 +76,8 @@ impl Pool {
             actions: VecDeque::new(),
             rejected: 0,
             counters: Counters::default(),
+            #[cfg(feature = "fault-hooks")]
+            policy_bug: None,
         };
         let g = pool.new_generation(Arc::new(config))?;
         pool.current = Some(g);
@@ -213,6 +218,7 @@ impl Pool {
                 Timer::Probe(server) => self.on_probe_timer(now, server),
                 Timer::ProbeOverdue(server) => self.on_probe_overdue(now, server),
                 Timer::HoldDown(server) => self.on_hold_down_timer(now, server),
+                Timer::Race(conn) => self.on_race_timer(now, conn),
             }
         }
         self.service_queue(now);
@@ -280,11 +286,19 @@ impl Pool {
             .conns
             .get_mut(conn_id)
             .ok_or(Error::UnknownConn(conn_id))?;
-        let ConnState::Connecting { waiters, deadline } = &mut conn.state else {
+        let ConnState::Connecting {
+            waiters,
+            deadline,
+            race_at,
+            rival,
+        } = &mut conn.state
+        else {
             return Err(unexpected("ConnOpened", conn_id, conn.state.name()));
         };
-        let waiters = std::mem::take(waiters);
+        let mut waiters = std::mem::take(waiters);
         let deadline = *deadline;
+        let race_at = *race_at;
+        let rival = rival.take();
         conn.state = ConnState::Open {
             users: 0,
             opened: now,
@@ -293,6 +307,10 @@ impl Pool {
         };
         let key = self.key_of(conn_id);
         self.timers.disarm(deadline, Timer::Connect(conn_id));
+        self.disarm_race(conn_id, race_at);
+        if let Some(rival) = rival {
+            waiters.extend(self.won_race(rival, conn_id));
+        }
         self.counters.opens += 1;
         self.counters.servers[key.server.index()].opens += 1;
         if key.purpose != Purpose::Private {
@@ -358,7 +376,11 @@ impl Pool {
             .expect("caller checked");
         self.counters.open_failures += 1;
         self.counters.servers[server.index()].open_failures += 1;
-        let waiters = self.take_waiters(conn_id);
+        // A rival still opening takes the waiters: they fail only if it does.
+        let mut waiters = self.take_waiters(conn_id);
+        if let Some(rival) = self.rival_of(conn_id) {
+            waiters = self.hand_waiters(waiters, rival);
+        }
         match close {
             Some(reason) => self.close_conn(conn_id, reason),
             None => {
@@ -638,14 +660,23 @@ impl Pool {
             .config
             .connect_timeout;
         let deadline = now + connect_timeout;
+        let race_at = self.race_at(now, &key);
         let conn = self.conns.insert(Conn {
             gen_id: key.gen_id,
             server: key.server,
             cred: key.cred,
             purpose: key.purpose,
             referral: key.referral,
-            state: ConnState::Connecting { waiters, deadline },
+            state: ConnState::Connecting {
+                waiters,
+                deadline,
+                race_at,
+                rival: None,
+            },
         });
+        if let Some(at) = race_at {
+            self.timers.arm(at, Timer::Race(conn));
+        }
         self.gen_ref(key.gen_id, Holder::Conn);
         self.servers[key.server.index()].conns += 1;
         self.creds.entry(key.cred).or_default().conns += 1;
@@ -701,9 +732,18 @@ impl Pool {
         let key = self.key_of(conn_id);
         let conn = self.conns.remove(conn_id).expect("conn exists");
         match &conn.state {
-            ConnState::Connecting { deadline, .. } => {
+            ConnState::Connecting {
+                deadline,
+                race_at,
+                rival,
+                ..
+            } => {
                 self.index.remove_connecting(&key, conn_id);
                 self.timers.disarm(*deadline, Timer::Connect(conn_id));
+                self.disarm_race(conn_id, *race_at);
+                if let Some(rival) = rival {
+                    self.unlink_rival(*rival);
+                }
             }
             ConnState::Open {
                 users,

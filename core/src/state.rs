@@ -90,6 +90,11 @@ pub(crate) enum ConnState {
     Connecting {
         waiters: Vec<UserId>,
         deadline: Instant,
+        /// When connect racing starts a rival for it, if armed.
+        race_at: Option<Instant>,
+        /// The connection racing it to another server (connect racing):
+        /// whichever opens first takes the waiters of both.
+        rival: Option<ConnId>,
     },
     /// Open and taking users.
     Open {

@@ -649,8 +649,13 @@ fn b07_fail_back_opens_the_new_connection_before_draining_the_old_after_hold_dow
 
 #[test]
 fn b07_fail_back_warms_up_only_for_credentials_with_open_current_read_connections() {
-    // Connects that hang for a minute do not time out during the story.
-    let slow = || config().connect_timeout(Duration::from_secs(60));
+    // Connects that hang for a minute do not time out during the story, and
+    // get no rival on B (connect racing is off: this story counts opens).
+    let slow = || {
+        config()
+            .connect_timeout(Duration::from_secs(60))
+            .connect_race_delay(None)
+    };
     let mut sim = Sim::with(slow());
     let (a, b) = (sim.server(A), sim.server(B));
     sim.ok(Event::ServerDown { server: a });
@@ -1739,7 +1744,13 @@ fn a_request_whose_deadline_passed_fails_at_once() {
 
 #[test]
 fn a_connection_that_does_not_open_in_time_fails_its_waiters() {
-    let mut sim = Sim::with(config().connect_timeout(Duration::from_secs(3)));
+    // Racing off: with it, B's rival would take the waiters (see
+    // `a_silent_preferred_server_costs_the_race_delay_not_the_connect_timeout`).
+    let mut sim = Sim::with(
+        config()
+            .connect_timeout(Duration::from_secs(3))
+            .connect_race_delay(None),
+    );
     let a = sim.server(A);
     let u = sim.search();
     let c = Sim::open_of(&sim.drain());

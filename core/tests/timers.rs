@@ -9,9 +9,12 @@ use std::time::Duration;
 use common::*;
 use ldapmux_core::{Action, Error, Instant};
 
+/// Connects that hang, with no rival to B (connect racing off): these
+/// stories count the timers and actions of one connect.
 fn slow_connects() -> ldapmux_core::ConfigBuilder {
     config()
         .connect_timeout(Duration::from_secs(120))
+        .connect_race_delay(None)
         .default_acquire_timeout(Duration::from_secs(30))
 }
 

@@ -124,6 +124,33 @@ impl PoolBuilder {
         self.core.max_conns_per_server = n;
         self
     }
+    /// Spread before stack: a connection with `n` users is busy, and the
+    /// next user gets another connection to the same server opened (it rides
+    /// an open one meanwhile) until [`PoolBuilder::spread_connections_per_server`]
+    /// connections of its kind are there. Default
+    /// [`ldapmux_core::DEFAULT_SPREAD_USERS_PER_CONN`], chosen by the
+    /// benchmark (`docs/results/benchmarks.md`).
+    pub fn spread_users_per_connection(mut self, n: u32) -> Self {
+        self.core.spread_users_per_conn = n;
+        self
+    }
+    /// How many connections of one kind (credential, read or write) spreading
+    /// opens per server before users stack up to
+    /// [`PoolBuilder::max_users_per_connection`]; 1 turns spreading off.
+    /// Default [`ldapmux_core::DEFAULT_SPREAD_CONNS_PER_SERVER`].
+    pub fn spread_connections_per_server(mut self, n: u32) -> Self {
+        self.core.spread_conns_per_server = n;
+        self
+    }
+    /// Connect racing: a connection that has not opened after `d` while
+    /// operations wait on it gets a rival opening to the next usable server,
+    /// and whichever opens first serves them, so a silent preferred server
+    /// costs `d`, not the connect timeout. `None` turns it off. Default
+    /// [`ldapmux_core::DEFAULT_CONNECT_RACE_DELAY`].
+    pub fn connect_race_delay(mut self, d: Option<Duration>) -> Self {
+        self.core.connect_race_delay = d;
+        self
+    }
     /// How long a server that came back must stay up before connections fail
     /// back to it (default 30 s).
     pub fn failback_hold_down(mut self, d: Duration) -> Self {
