@@ -118,13 +118,15 @@ mod rng;
 mod server;
 mod slab;
 mod state;
+mod step_checks;
 mod time;
 mod timers;
 
 pub use action::{Action, CloseReason, Timeout, TimerReason};
 pub use config::{
     Config, ConfigBuilder, DEFAULT_CONNECT_RACE_DELAY, DEFAULT_MAX_USERS_PER_CONN,
-    DEFAULT_SPREAD_CONNS_PER_SERVER, DEFAULT_SPREAD_USERS_PER_CONN, MAX_TRIES, ServerConfig, Sharing,
+    DEFAULT_SPREAD_CONNS_PER_SERVER, DEFAULT_SPREAD_USERS_PER_CONN, MAX_TRIES, ServerConfig,
+    Sharing,
 };
 pub use error::{Blame, ConfigError, ConnError, ConnErrorKind, Error};
 pub use event::Event;
@@ -138,4 +140,5 @@ pub use info::{
 pub use invariants::InvariantViolation;
 pub use pool::Pool;
 pub use request::{Purpose, Request, UserKind};
+pub use step_checks::check_spread_step;
 pub use time::Instant;

@@ -116,7 +116,8 @@ fn target_story(plant: Plant) {
         let u = sim.search();
         let actions = sim.drain();
         assert!(opens(&actions).is_empty(), "past the target: {actions:?}");
-        *on.entry(granted(&actions, u).expect("granted at once")).or_default() += 1;
+        *on.entry(granted(&actions, u).expect("granted at once"))
+            .or_default() += 1;
     }
     assert_eq!(sim.pool.conn(c1).unwrap().users, 3);
     assert_eq!(sim.pool.conn(c2).unwrap().users, 3);

@@ -155,6 +155,67 @@ fn alone_if_private(kind: Option<UserKind>, private: bool, conn: &ConnInfo) -> R
 }
 
 #[test]
+fn the_spread_check_bites_on_stacking_and_on_spreading_past_the_target() {
+    let config = Config::builder()
+        .server(SERVERS[0])
+        .max_users_per_conn(4)
+        .spread(1, 2)
+        .build()
+        .unwrap();
+    let mut pool = Pool::new(config, 1, Instant::ZERO).unwrap();
+    let first = pool.handle_acquire(Instant::ZERO, Request::new(UserKind::Search, CredKey(1)));
+    let conn = pool.conns().next().expect("opening").id;
+    pool.handle(Instant::ZERO, Event::ConnOpened { conn })
+        .unwrap();
+    let before: Vec<ConnInfo> = pool.conns().collect();
+    let second = pool.handle_acquire(Instant::ZERO, Request::new(UserKind::Search, CredKey(1)));
+    assert!(ldapmux_core::check_spread_step(&before, &pool, second).is_ok());
+    // Stacking on the busy connection with no spare opening: red.
+    let stacked: Vec<ConnInfo> = pool
+        .conns()
+        .filter(|c| c.phase == ConnPhase::Open)
+        .collect();
+    let mut no_spare = pool.clone();
+    let spare = pool
+        .conns()
+        .find(|c| c.phase == ConnPhase::Connecting)
+        .expect("a spare")
+        .id;
+    no_spare
+        .handle(
+            Instant::ZERO,
+            Event::ConnOpenFailed {
+                conn: spare,
+                error: ConnError::new(ConnErrorKind::InvalidCredentials, "x"),
+            },
+        )
+        .unwrap();
+    let third = no_spare.handle_acquire(Instant::ZERO, Request::new(UserKind::Search, CredKey(1)));
+    let before_third: Vec<ConnInfo> = stacked
+        .iter()
+        .map(|c| ConnInfo {
+            users: 2,
+            ..c.clone()
+        })
+        .collect();
+    // The spare failed (a refused bind does not mark the server down): a new
+    // one opens for the third user, so the rule holds...
+    assert!(ldapmux_core::check_spread_step(&before_third, &no_spare, third).is_ok());
+    // ...and a spare opened beside a second connection with room breaks the
+    // target of 2.
+    let two_open: Vec<ConnInfo> = before_third
+        .iter()
+        .cloned()
+        .chain(before_third.iter().map(|c| ConnInfo {
+            id: spare,
+            ..c.clone()
+        }))
+        .collect();
+    assert!(ldapmux_core::check_spread_step(&two_open, &no_spare, third).is_err());
+    let _ = first;
+}
+
+#[test]
 fn the_private_check_bites_on_a_shared_or_read_connection() {
     let mut pool = Pool::new(config(4, Sharing::Always), 1, Instant::ZERO).unwrap();
     let a = pool.handle_acquire(Instant::ZERO, Request::new(UserKind::Search, CredKey(1)));
@@ -241,7 +302,8 @@ fn config(cap: u32, sharing: Sharing) -> Config {
         .preferred_server(SERVERS[1])
         .server(SERVERS[2])
         .max_users_per_conn(cap)
-        .max_conns_per_server(2)
+        .max_conns_per_server(3)
+        .spread(1, 2)
         .sharing(sharing)
         .failback_hold_down(Duration::from_secs(3))
         .max_conn_age(Some(Duration::from_secs(40)))
@@ -477,7 +539,11 @@ impl StateMachineTest for PoolTest {
                     req = req.referral();
                 }
                 let was_shut = sut.pool.is_shut_down();
+                let before: Vec<ConnInfo> = sut.pool.conns().collect();
                 let user = sut.pool.handle_acquire(now, req);
+                if let Err(e) = ldapmux_core::check_spread_step(&before, &sut.pool, user) {
+                    panic!("{e}");
+                }
                 sut.seen.acquires += 1;
                 if was_shut || attempt == 0 || attempt > MAX_TRIES {
                     // Refused at once, with an id no table holds.
@@ -845,4 +911,51 @@ fn the_property_test_runs_its_cases() {
     let n = CASES_RUN.load(Ordering::Relaxed);
     println!("proptest cases run: {n}");
     assert!(n >= CASES as usize, "only {n} cases ran");
+}
+
+/// The same random inputs with spread before stack broken in the core: the
+/// step check above must catch each bug.
+#[cfg(feature = "fault-hooks")]
+mod planted {
+    use super::*;
+    use ldapmux_core::PolicyBug;
+
+    macro_rules! planted_test {
+        ($name:ident, $bug:expr) => {
+            struct $name;
+            impl StateMachineTest for $name {
+                type SystemUnderTest = Sut;
+                type Reference = Reference;
+                fn init_test(e: &Expected) -> Sut {
+                    let mut sut = PoolTest::init_test(e);
+                    sut.pool.plant_policy_bug($bug);
+                    sut
+                }
+                fn apply(sut: Sut, e: &Expected, step: Step) -> Sut {
+                    PoolTest::apply(sut, e, step)
+                }
+            }
+        };
+    }
+    planted_test!(NeverSpreads, PolicyBug::NeverSpread);
+    planted_test!(SpreadsPastTarget, PolicyBug::SpreadPastTarget);
+
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(15), ..ProptestConfig::default() })]
+        fn never_spreads(sequential 1..120 => NeverSpreads);
+    }
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 20_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(15), ..ProptestConfig::default() })]
+        fn spreads_past_target(sequential 1..120 => SpreadsPastTarget);
+    }
+
+    #[test]
+    fn the_spread_step_catches_a_pool_that_never_spreads() {
+        assert!(std::panic::catch_unwind(never_spreads).is_err());
+    }
+
+    #[test]
+    fn the_spread_step_catches_a_pool_that_spreads_past_its_target() {
+        assert!(std::panic::catch_unwind(spreads_past_target).is_err());
+    }
 }
