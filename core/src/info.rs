@@ -231,6 +231,9 @@ pub struct ConnInfo {
     pub waiters: Vec<UserId>,
     /// Why it is draining (fail-back, reload, maximum age), if it is.
     pub drain_reason: Option<CloseReason>,
+    /// The connection racing it to another server while both open
+    /// (connect racing), if any.
+    pub rival: Option<ConnId>,
 }
 
 /// A snapshot of the pool, cheap enough to take often (it walks servers,
@@ -355,6 +358,10 @@ impl Pool {
             ConnState::Draining { reason, .. } => Some(reason),
             _ => None,
         };
+        let rival = match c.state {
+            ConnState::Connecting { rival, .. } => rival,
+            _ => None,
+        };
         Some(ConnInfo {
             id,
             generation: c.gen_id,
@@ -366,6 +373,7 @@ impl Pool {
             users: c.state.users(),
             waiters,
             drain_reason,
+            rival,
         })
     }
 

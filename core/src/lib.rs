@@ -140,5 +140,5 @@ pub use info::{
 pub use invariants::InvariantViolation;
 pub use pool::Pool;
 pub use request::{Purpose, Request, UserKind};
-pub use step_checks::check_spread_step;
+pub use step_checks::{check_race_step, check_spread_step};
 pub use time::Instant;

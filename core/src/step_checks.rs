@@ -79,3 +79,45 @@ pub fn check_spread_step(
     }
     Ok(())
 }
+
+/// Connect racing, checked around the report that `opened` opened (`before`:
+/// the pool's connections just before it): if `opened` was racing a rival
+/// that was still opening, every waiter of the rival that may use `opened`'s
+/// server (it named no other) is now served by `opened`, unless `opened` is
+/// full. Returns whether the rival had such waiters (the race mattered).
+pub fn check_race_step(
+    before: &[ConnInfo],
+    pool: &Pool,
+    opened: crate::ConnId,
+) -> Result<bool, InvariantViolation> {
+    let Some(winner) = before.iter().find(|c| c.id == opened) else {
+        return Ok(false);
+    };
+    let Some(rival) = winner.rival.and_then(|r| before.iter().find(|c| c.id == r)) else {
+        return Ok(false);
+    };
+    let movable: Vec<UserId> = rival
+        .waiters
+        .iter()
+        .copied()
+        .filter(|&w| {
+            pool.user(w)
+                .is_some_and(|u| u.server.is_none_or(|s| s == winner.server))
+        })
+        .collect();
+    let full = pool
+        .conn(opened)
+        .is_some_and(|c| c.users >= pool.user_cap());
+    for w in &movable {
+        let served = pool
+            .user(*w)
+            .is_some_and(|u| u.phase == UserPhase::Connected && u.conn == Some(opened));
+        if !served && !full {
+            return Err(InvariantViolation(format!(
+                "{opened} won the race but {w}, waiting on its rival {}, was not served by it",
+                rival.id
+            )));
+        }
+    }
+    Ok(!movable.is_empty())
+}

@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ldapmux_core::{
-    Action, CloseReason, Config, ConnError, ConnErrorKind, ConnId, ConnPhase, CredKey, Event,
-    GenPhase, Health, Instant, MAX_TRIES, Pool, Purpose, Request, UserId, UserKind, UserPhase,
+    Action, CloseReason, Config, ConnError, ConnErrorKind, ConnId, ConnInfo, ConnPhase, CredKey,
+    Event, GenPhase, Health, Instant, MAX_TRIES, Pool, Purpose, Request, UserId, UserKind,
+    UserPhase,
 };
 use stateright::{Model, Property};
 
@@ -114,6 +115,9 @@ pub struct PoolModel {
     /// A corruption of the pool to plant once (through the core's test-only
     /// `fault-hooks`), for tests. After it, the state is terminal.
     pub plant: Option<fn(&mut Pool) -> bool>,
+    /// A placement rule to break in the pool from the start (through the
+    /// core's test-only `PolicyBug`), for tests.
+    pub policy: Option<fn(&mut Pool)>,
     /// The `sometimes` properties this model must reach (each model exercises
     /// some of them; all `always` properties apply to every model).
     pub reaches: &'static [&'static str],
@@ -129,6 +133,11 @@ pub const COALESCED: &str = "a coalesced connect serves two waiters";
 pub const OLD_AND_NEW: &str = "a reload drains an old generation while a new one serves";
 /// "a new server list keeps a connection to a server still listed"
 pub const KEPT: &str = "a new server list keeps a connection to a server still listed";
+
+/// "a busy connection gets a spare"
+pub const SPARE: &str = "a busy connection gets a spare";
+/// "a rival serves the waiters of a slow connect"
+pub const RIVAL_SERVED: &str = "a rival serves the waiters of a slow connect";
 
 /// Where a user stands, as the ledger saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -197,6 +206,14 @@ pub struct Ledger {
     pub old_and_new_served: bool,
     /// A connection moved to the new generation of a new server list.
     pub kept_across_reload: bool,
+    /// A step broke spread before stack ([`ldapmux_core::check_spread_step`]).
+    pub spread_broken: bool,
+    /// A spare was opened beside busy connections.
+    pub spare_opened: bool,
+    /// A step broke connect racing ([`ldapmux_core::check_race_step`]).
+    pub race_broken: bool,
+    /// A rival that opened first served waiters of the slow connection.
+    pub rival_served: bool,
     /// The planted corruption was applied.
     pub planted: bool,
 }
@@ -425,7 +442,11 @@ impl Model for PoolModel {
     type Action = Step;
 
     fn init_states(&self) -> Vec<State> {
-        let pool = Pool::new(self.config.clone(), 1, Instant::ZERO).expect("valid model config");
+        let mut pool =
+            Pool::new(self.config.clone(), 1, Instant::ZERO).expect("valid model config");
+        if let Some(policy) = self.policy {
+            policy(&mut pool);
+        }
         let record = Record {
             id: None,
             attempt: 0,
@@ -454,6 +475,10 @@ impl Model for PoolModel {
                 detached_freed: false,
                 old_and_new_served: false,
                 kept_across_reload: false,
+                spread_broken: false,
+                spare_opened: false,
+                race_broken: false,
+                rival_served: false,
                 planted: false,
             },
             left: self.budget.clone(),
@@ -551,7 +576,15 @@ impl Model for PoolModel {
                 } else if rec.seen == Seen::Done {
                     st.left.repeats -= 1;
                 }
+                let before: Vec<ConnInfo> = st.pool.conns().collect();
+                let spreads = st.pool.status().counters.spreads;
                 let user = st.pool.handle_acquire(now, self.request(i, attempt));
+                if ldapmux_core::check_spread_step(&before, &st.pool, user).is_err() {
+                    st.ledger.spread_broken = true;
+                }
+                if st.pool.status().counters.spreads > spreads {
+                    st.ledger.spare_opened = true;
+                }
                 let rec = &mut st.ledger.users[i];
                 *rec = Record {
                     id: Some(user),
@@ -565,7 +598,14 @@ impl Model for PoolModel {
                     conn: None,
                 };
             }
-            Step::RuntimeOpens(c) => st.pool.handle(now, Event::ConnOpened { conn: c }).ok()?,
+            Step::RuntimeOpens(c) => {
+                let before: Vec<ConnInfo> = st.pool.conns().collect();
+                st.pool.handle(now, Event::ConnOpened { conn: c }).ok()?;
+                match ldapmux_core::check_race_step(&before, &st.pool, c) {
+                    Ok(served) => st.ledger.rival_served |= served,
+                    Err(_) => st.ledger.race_broken = true,
+                }
+            }
             Step::RuntimeFailsToOpen(c) => {
                 st.left.open_failures -= 1;
                 st.pool
@@ -765,6 +805,14 @@ impl Model for PoolModel {
                 "an idle connection is closed after its idle timeout",
                 |m: &Self, st: &State| m.idle_connections_close_at_the_end(st),
             ),
+            Property::always(
+                "no user stacks on a busy connection while a spare is due, and no spare opens past the target",
+                |_, st: &State| !st.ledger.spread_broken,
+            ),
+            Property::always(
+                "a rival that opens first serves the waiters of the slow connect",
+                |_, st: &State| !st.ledger.race_broken,
+            ),
         ];
         let sometimes = [
             Property::sometimes(DETACHED_FREED, |_, st: &State| st.ledger.detached_freed),
@@ -772,6 +820,8 @@ impl Model for PoolModel {
             Property::sometimes(COALESCED, |_, st: &State| st.ledger.coalesced_two),
             Property::sometimes(OLD_AND_NEW, |_, st: &State| st.ledger.old_and_new_served),
             Property::sometimes(KEPT, |_, st: &State| st.ledger.kept_across_reload),
+            Property::sometimes(SPARE, |_, st: &State| st.ledger.spare_opened),
+            Property::sometimes(RIVAL_SERVED, |_, st: &State| st.ledger.rival_served),
         ];
         always.extend(
             sometimes
@@ -944,8 +994,12 @@ pub fn every_waiter_woken_once(st: &State) -> bool {
     })
 }
 
+/// The models' common configuration. Connect racing is off here: it is
+/// checked in the `racing` model, where it multiplies the states of one
+/// model (about 3× each) rather than of all.
 fn base(servers: usize) -> ldapmux_core::ConfigBuilder {
     let mut b = Config::builder()
+        .connect_race_delay(None)
         .failback_hold_down(Duration::from_secs(10))
         .probe_backoff(Duration::from_secs(1), Duration::from_secs(4))
         .default_acquire_timeout(Duration::from_secs(30));
@@ -961,7 +1015,7 @@ fn base(servers: usize) -> ldapmux_core::ConfigBuilder {
 
 /// Unique states of each default model, checked by `ldapmux-model check`: a
 /// change means the state space changed; look at why before updating.
-pub const PINNED_STATES: [(&str, usize); 4] = [
+pub const PINNED_STATES: [(&str, usize); 6] = [
     ("sharing", 21_731_713),
     // 1 497 168 since an idle connection makes room at the per-server limit
     // for a user of another credential when no slot will free by itself (the
@@ -974,6 +1028,10 @@ pub const PINNED_STATES: [(&str, usize); 4] = [
     // (`Event::ReloadServers`: the second server dropped, or listed again):
     // was 906 496.
     ("lifecycle", 4_218_954),
+    // Spread before stack (issue 15): one server, four users.
+    ("spread", 466_633),
+    // Connect racing (issue 15): two servers, a user that named the first.
+    ("racing", 1_860_129),
 ];
 
 /// The models `check` runs; `deep` widens their bounds.
@@ -1000,6 +1058,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
             },
             bug: None,
             plant: None,
+            policy: None,
             reaches: &[COALESCED],
         },
         PoolModel {
@@ -1028,6 +1087,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
             },
             bug: None,
             plant: None,
+            policy: None,
             reaches: &[],
         },
         PoolModel {
@@ -1049,6 +1109,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
             },
             bug: None,
             plant: None,
+            policy: None,
             reaches: &[FAIL_BACK, COALESCED],
         },
         PoolModel {
@@ -1071,7 +1132,69 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
             },
             bug: None,
             plant: None,
+            policy: None,
             reaches: &[DETACHED_FREED, OLD_AND_NEW, KEPT],
         },
+        PoolModel {
+            name: "spread",
+            config: spread_config(),
+            users: vec![UserSpec::new(UserKind::Search, 0); 4],
+            budget: Budget {
+                breaks: 1,
+                ticks: 1,
+                ..Budget::default()
+            },
+            bug: None,
+            plant: None,
+            policy: None,
+            reaches: &[SPARE],
+        },
+        PoolModel {
+            name: "racing",
+            config: racing_config(),
+            users: vec![
+                UserSpec::new(UserKind::Search, 0),
+                UserSpec::new(UserKind::Search, 0),
+                UserSpec {
+                    kind: UserKind::Search,
+                    cred: CredKey(0),
+                    server: Some(0),
+                },
+            ],
+            budget: Budget {
+                open_failures: 1,
+                downs: 1,
+                retries: 1,
+                reloads: 1,
+                ticks: 3 + extra,
+                ..Budget::default()
+            },
+            bug: None,
+            plant: None,
+            policy: None,
+            reaches: &[RIVAL_SERVED, COALESCED],
+        },
     ]
+}
+
+/// One server, 3 users per connection, busy at 1 user, spreading to 2 of at
+/// most 3 connections: four users see one connection, a spare, stacking,
+/// and the hard limit.
+fn spread_config() -> Config {
+    Config::builder()
+        .server(SERVERS[0])
+        .max_users_per_conn(3)
+        .max_conns_per_server(3)
+        .spread(1, 2)
+        .build()
+        .expect("valid")
+}
+
+/// Two servers, racing after 200 ms of a 1 s connect timeout.
+fn racing_config() -> Config {
+    base(2)
+        .connect_timeout(Duration::from_secs(1))
+        .connect_race_delay(Some(Duration::from_millis(200)))
+        .build()
+        .expect("valid")
 }

@@ -64,6 +64,7 @@ fn population() -> PoolModel {
         },
         bug: None,
         plant: None,
+        policy: None,
         reaches: &[],
     }
 }

@@ -2,7 +2,7 @@
 //! discovered, and every `always` property is shown to fail when a bug is
 //! planted (a property no planted bug can break would be a defect).
 
-use ldapmux_core::{ConnPhase, Fault, Pool};
+use ldapmux_core::{ConnPhase, Fault, PolicyBug, Pool};
 use ldapmux_model::{
     Bug, COALESCED, DETACHED_FREED, FAIL_BACK, OLD_AND_NEW, PoolModel, State, Step, models,
     simulate, simulate_with_bug,
@@ -231,6 +231,74 @@ fn a_connection_never_closed_for_idleness_is_found() {
     breaks(
         with_plant("sharing", |p| p.inject_fault(Fault::ForgetIdleTimer)),
         "an idle connection is closed after its idle timeout",
+    );
+}
+
+fn with_policy(name: &str, policy: fn(&mut Pool)) -> PoolModel {
+    PoolModel {
+        policy: Some(policy),
+        ..model(name)
+    }
+}
+
+const SPREAD_RULE: &str =
+    "no user stacks on a busy connection while a spare is due, and no spare opens past the target";
+const RACE_RULE: &str = "a rival that opens first serves the waiters of the slow connect";
+
+#[test]
+fn a_pool_that_never_spreads_is_found() {
+    breaks(
+        with_policy("spread", |p| p.plant_policy_bug(PolicyBug::NeverSpread)),
+        SPREAD_RULE,
+    );
+}
+
+#[test]
+fn a_pool_that_spreads_past_its_target_is_found() {
+    breaks(
+        with_policy("spread", |p| {
+            p.plant_policy_bug(PolicyBug::SpreadPastTarget)
+        }),
+        SPREAD_RULE,
+    );
+}
+
+#[test]
+fn a_race_winner_that_leaves_the_waiters_behind_is_found() {
+    breaks(
+        with_policy("racing", |p| {
+            p.plant_policy_bug(PolicyBug::RivalKeepsOwnWaiters)
+        }),
+        RACE_RULE,
+    );
+}
+
+#[test]
+fn a_pool_that_never_races_never_serves_from_a_rival() {
+    // The racing model cut to its race: users ask, the clock ticks, a
+    // connection opens. Without the bug a rival serves; with it, never.
+    let small = |policy| PoolModel {
+        budget: ldapmux_model::Budget {
+            ticks: 1,
+            ..Default::default()
+        },
+        policy,
+        ..model("racing")
+    };
+    let reached = |m: PoolModel| {
+        m.checker()
+            .threads(2)
+            .spawn_dfs()
+            .join()
+            .discovery(ldapmux_model::RIVAL_SERVED)
+            .is_some()
+    };
+    assert!(reached(small(None)), "the cut model still races");
+    assert!(
+        !reached(small(Some(|p: &mut Pool| {
+            p.plant_policy_bug(PolicyBug::NeverRace)
+        }))),
+        "a rival served waiters though none was ever opened"
     );
 }
 

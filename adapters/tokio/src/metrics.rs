@@ -320,6 +320,7 @@ fn close_reason_label(r: CloseReason) -> &'static str {
         CloseReason::Done => "done",
         CloseReason::ConnectTimeout => "connect_timeout",
         CloseReason::MakeRoom => "make_room",
+        CloseReason::RaceLost => "race_lost",
         _ => "other",
     }
 }
