@@ -71,6 +71,13 @@ fn config(cap: u8, conns: u8, sharing: Sharing, servers: u8, hold_ms: u16) -> Op
     let mut b = Config::builder()
         .max_users_per_conn(u32::from(cap % 5))
         .max_conns_per_server(u32::from(conns % 4))
+        // Spread before stack and connect racing from the same bytes: busy
+        // at 1-4 users, 1-4 spread connections, racing off or after 0-699 ms
+        // (0 is refused).
+        .spread(1 + u32::from(cap / 5 % 4), 1 + u32::from(conns / 4 % 4))
+        .connect_race_delay(
+            (hold_ms % 3 != 0).then(|| Duration::from_millis(u64::from(hold_ms % 700))),
+        )
         .sharing(sharing)
         .failback_hold_down(Duration::from_millis(u64::from(hold_ms)))
         .probe_backoff(Duration::from_millis(100), Duration::from_millis(800));
