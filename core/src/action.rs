@@ -99,6 +99,9 @@ pub enum CloseReason {
     /// It was opening to a less preferred server as a rival of a slow
     /// connect (connect racing), and the other one opened first.
     RaceLost,
+    /// Another connection to its server died with an I/O error: it took no
+    /// new users from then on, and its last user left.
+    SiblingBroken,
 }
 
 /// The next instant the core wants [`Pool::handle_timeout`](crate::Pool::handle_timeout)

@@ -45,6 +45,9 @@ pub enum PolicyBug {
     /// The rival that opens first keeps its own waiters only: those of the
     /// slow connection wait on.
     RivalKeepsOwnWaiters,
+    /// A connection that dies of an I/O error leaves its siblings to the
+    /// same server taking users.
+    KeepSiblings,
 }
 
 impl Pool {

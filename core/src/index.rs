@@ -19,8 +19,9 @@ pub(crate) struct MatchKey {
 /// loaded one and moving a connection between loads are O(1).
 #[derive(Clone, Debug, Default)]
 struct Buckets {
-    /// `by_load[l]`: connections with `l` users. Trailing empty buckets are
-    /// trimmed, so the last bucket is never empty.
+    /// `by_load[l]`: connections with `l` users. Empty buckets are kept (at
+    /// most the user cap + 1 of them), so moving a connection one load up or
+    /// down never walks or reallocates the table.
     by_load: Vec<Vec<ConnId>>,
     /// The lowest non-empty bucket (0 if none).
     min: usize,
@@ -68,9 +69,6 @@ impl Buckets {
             pos[moved.slot() as usize] = p as u32;
         }
         self.len -= 1;
-        while self.by_load.last().is_some_and(Vec::is_empty) {
-            self.by_load.pop();
-        }
         if self.len == 0 {
             self.min = 0;
         } else {

@@ -191,6 +191,44 @@ impl Pool {
         (busy_at, target)
     }
 
+    /// Connection `broken` died with an I/O error (reset, closed, garbage):
+    /// its server may have died too, so the other shared connections to it
+    /// that are open take no new users and close once their users leave.
+    /// The next user opens a fresh connection, which either works (the old
+    /// ones were replaced, make before break) or fails and marks the server
+    /// down. Without this, a retry lands on a sibling that died unreported
+    /// and burns its tries on one dead server (the more connections spread
+    /// over a server, the likelier). A connection that timed out says less
+    /// about the others and drains nothing.
+    pub(crate) fn drain_siblings(
+        &mut self,
+        broken: crate::ConnId,
+        server: ServerId,
+        kind: crate::ConnErrorKind,
+    ) {
+        if kind != crate::ConnErrorKind::Io {
+            return;
+        }
+        #[cfg(feature = "fault-hooks")]
+        if self.policy_bug == Some(crate::PolicyBug::KeepSiblings) {
+            return;
+        }
+        let siblings: Vec<crate::ConnId> = self
+            .conns
+            .iter()
+            .filter(|&(id, c)| {
+                id != broken
+                    && c.server == server
+                    && c.purpose != Purpose::Private
+                    && matches!(c.state, ConnState::Open { .. })
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for conn in siblings {
+            self.drain_conn(conn, CloseReason::SiblingBroken);
+        }
+    }
+
     /// The connection to close so that a user can open one on `server`, at
     /// its limit: the open one with no user that has been idle longest (ties:
     /// the lowest id), unless a connection there will close by itself once

@@ -415,7 +415,9 @@ impl Pool {
             ConnState::Connecting { .. } => self.connect_failed(now, conn_id, error, None),
             ConnState::Open { .. } | ConnState::Draining { .. } => {
                 self.counters.lost += 1;
+                let (kind, server) = (error.kind, conn.server);
                 self.break_conn(conn_id, error, CloseReason::Broken);
+                self.drain_siblings(conn_id, server, kind);
             }
             ConnState::Broken { .. } => {}
         }
@@ -439,6 +441,7 @@ impl Pool {
         // Mark the connection before the user leaves, so the user's leaving
         // closes it if it was the last (behaviour 6).
         self.break_conn(conn_id, error.clone(), CloseReason::Broken);
+        self.drain_siblings(conn_id, server, error.kind);
         let retry = self.retry_allowed(user, sent);
         self.fail_user(
             now,

@@ -196,6 +196,74 @@ fn a_cold_storm_coalesces_and_never_opens_one_connection_per_user() {
     assert_eq!(sim.pool.status().counters.spreads, 0);
 }
 
+#[test]
+fn a_reset_connection_retires_its_siblings_so_retries_find_out_fast() {
+    sibling_story(NO_BUG);
+}
+
+fn sibling_story(plant: Plant) {
+    // Two spread connections to A, one user on each; B as backup.
+    let mut sim = Sim::with(config().spread(1, 2).connect_race_delay(None));
+    plant(&mut sim);
+    let (a, b) = (sim.server(A), sim.server(B));
+    let (c1, first) = first_connection_with(&mut sim, 1);
+    let u2 = sim.search();
+    let actions = sim.drain();
+    let c2 = opens(&actions)[0];
+    sim.opened(c2);
+    sim.release(u2);
+    let u3 = sim.search();
+    assert_eq!(sim.drain(), vec![grant(u3, c2)]);
+    // A dies: c1's user sees a reset first.
+    sim.ok(Event::ConnBroken {
+        user: first[0],
+        error: reset(),
+        request_sent: true,
+    });
+    sim.drain();
+    // c2 may be dead too: it takes no new user. The retry opens a fresh
+    // connection instead of burning its try on c2.
+    assert_eq!(sim.pool.conn(c2).unwrap().phase, ConnPhase::Draining);
+    let retry = sim.acquire(Request::new(UserKind::Search, CredKey::ANONYMOUS).attempt(2));
+    let fresh = Sim::open_of(&sim.drain());
+    assert!(fresh != c1 && fresh != c2);
+    // A refuses it: A is down, and the retry fails over to B on its third try.
+    sim.ok(Event::ConnOpenFailed {
+        conn: fresh,
+        error: refused(),
+    });
+    let actions = sim.drain();
+    assert!(actions.contains(&Action::Fail {
+        user: retry,
+        error: ldapmux_core::Error::ConnectFailed {
+            server: a,
+            cause: refused()
+        },
+        retry: true
+    }));
+    let third = sim.acquire(Request::new(UserKind::Search, CredKey::ANONYMOUS).attempt(3));
+    let on_b = Sim::open_of(&sim.drain());
+    assert_eq!(sim.pool.conn(on_b).unwrap().server, b);
+    assert_eq!(granted(&sim.opened(on_b), third), Some(on_b));
+}
+
+#[test]
+fn an_operation_timeout_retires_no_sibling() {
+    let mut sim = Sim::with(config().spread(1, 2).connect_race_delay(None));
+    let (_, first) = first_connection_with(&mut sim, 1);
+    let u2 = sim.search();
+    let c2 = opens(&sim.drain())[0];
+    sim.opened(c2);
+    sim.ok(Event::ConnBroken {
+        user: first[0],
+        error: ldapmux_core::ConnError::new(ldapmux_core::ConnErrorKind::Timeout, "slow"),
+        request_sent: true,
+    });
+    sim.drain();
+    assert_eq!(sim.pool.conn(c2).unwrap().phase, ConnPhase::Open);
+    let _ = u2;
+}
+
 // ---------------------------------------------------------------------
 // Connect racing
 // ---------------------------------------------------------------------
@@ -344,6 +412,13 @@ mod planted {
     fn spreading_past_the_target_fails_the_target_story() {
         assert!(fails(target_story, |sim| {
             sim.pool.plant_policy_bug(PolicyBug::SpreadPastTarget)
+        }));
+    }
+
+    #[test]
+    fn keeping_the_siblings_of_a_reset_connection_fails_the_sibling_story() {
+        assert!(fails(sibling_story, |sim| {
+            sim.pool.plant_policy_bug(PolicyBug::KeepSiblings)
         }));
     }
 

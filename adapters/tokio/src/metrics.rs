@@ -321,6 +321,7 @@ fn close_reason_label(r: CloseReason) -> &'static str {
         CloseReason::ConnectTimeout => "connect_timeout",
         CloseReason::MakeRoom => "make_room",
         CloseReason::RaceLost => "race_lost",
+        CloseReason::SiblingBroken => "sibling_broken",
         _ => "other",
     }
 }
