@@ -203,7 +203,12 @@ impl Pool {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, Error> {
-        let op = Op::search(base, scope, filter, attrs);
+        let op = Op::Search {
+            base,
+            scope,
+            filter,
+            attrs,
+        };
         Ok(reply!(self.run(&op).await?, Entries))
     }
 
@@ -219,7 +224,12 @@ impl Pool {
         filter: &str,
         attrs: &[&str],
     ) -> Result<EntryStream, Error> {
-        let op = Op::start_search(base, scope, filter, attrs);
+        let op = Op::StartSearch {
+            base,
+            scope,
+            filter,
+            attrs,
+        };
         let (reply, lease, _, server) = self.acquire_and_run(&op).await?;
         Ok(EntryStream::new(
             self.clone(),
@@ -236,34 +246,28 @@ impl Pool {
         attr: &str,
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
-        let op = Op::compare(dn, attr, value.as_ref());
+        let op = Op::Compare {
+            dn,
+            attr,
+            value: value.as_ref(),
+        };
         Ok(reply!(self.run(&op).await?, Bool))
     }
 
     /// Adds an entry. Never retried once sent: if the connection dies after
     /// the request may have reached the server, [`Error::OutcomeUnknown`].
     pub async fn add(&self, dn: &str, attrs: Vec<(String, HashSet<String>)>) -> Result<(), Error> {
-        self.run(&Op::Add {
-            dn: dn.to_owned(),
-            attrs,
-        })
-        .await
-        .map(drop)
+        self.run(&Op::Add { dn, attrs }).await.map(drop)
     }
 
     /// Modifies an entry (see [`Pool::add`] for the retry rule).
     pub async fn modify(&self, dn: &str, mods: Vec<Mod<String>>) -> Result<(), Error> {
-        self.run(&Op::Modify {
-            dn: dn.to_owned(),
-            mods,
-        })
-        .await
-        .map(drop)
+        self.run(&Op::Modify { dn, mods }).await.map(drop)
     }
 
     /// Deletes an entry (see [`Pool::add`] for the retry rule).
     pub async fn delete(&self, dn: &str) -> Result<(), Error> {
-        self.run(&Op::Delete { dn: dn.to_owned() }).await.map(drop)
+        self.run(&Op::Delete { dn }).await.map(drop)
     }
 
     /// Renames or moves an entry (see [`Pool::add`] for the retry rule).
@@ -274,7 +278,12 @@ impl Pool {
         delete_old: bool,
         new_superior: Option<&str>,
     ) -> Result<(), Error> {
-        let op = Op::modify_dn(dn, rdn, delete_old, new_superior);
+        let op = Op::ModifyDn {
+            dn,
+            rdn,
+            delete_old,
+            new_superior,
+        };
         self.run(&op).await.map(drop)
     }
 
@@ -296,10 +305,7 @@ impl Pool {
     /// password is refused without asking the server (an empty simple bind
     /// is unauthenticated and would "succeed").
     pub async fn authenticate(&self, dn: &str, password: &crate::Password) -> Result<bool, Error> {
-        let op = Op::Bind {
-            dn: dn.to_owned(),
-            password: password.clone(),
-        };
+        let op = Op::Bind { dn, password };
         Ok(reply!(self.run(&op).await?, Bool))
     }
 
@@ -471,7 +477,7 @@ impl Pool {
     }
 
     /// Runs one operation: acquire, run, release; retry when the pool says so.
-    async fn run(&self, op: &Op) -> Result<Reply, Error> {
+    async fn run(&self, op: &Op<'_>) -> Result<Reply, Error> {
         let (reply, lease, _, _) = self.acquire_and_run(op).await?;
         lease.release();
         Ok(reply)
@@ -481,7 +487,7 @@ impl Pool {
     /// [`metrics::OPERATIONS_TOTAL`] by its outcome.
     pub(crate) async fn acquire_and_run(
         &self,
-        op: &Op,
+        op: &Op<'_>,
     ) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
         let result = self.try_acquire_and_run(op).await;
         let outcome = match &result {
@@ -503,7 +509,10 @@ impl Pool {
 
     /// The retry loop. Returns the value with the lease still held, so the
     /// caller decides when the connection is given back.
-    async fn try_acquire_and_run(&self, op: &Op) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
+    async fn try_acquire_and_run(
+        &self,
+        op: &Op<'_>,
+    ) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
         op.check()?;
         let (name, kind) = (op.name(), op.kind());
         let settings = self.inner.shared.settings();
