@@ -454,9 +454,8 @@ impl Pool {
             .unwrap_or_else(|| self.inner.shared.settings().op_timeout)
     }
 
-    /// The request for a first try of `kind` from this handle.
-    pub(crate) fn request(&self, kind: UserKind) -> Result<Request, Error> {
-        let settings = self.inner.shared.settings();
+    /// The request for a first try of `kind` from this handle, under `settings`.
+    fn request(&self, settings: &Settings, kind: UserKind) -> Result<Request, Error> {
         let cred = if kind == UserKind::Auth {
             // The private connection is opened unbound; the user's bind is the operation.
             ldapmux_core::CredKey::ANONYMOUS
@@ -489,7 +488,11 @@ impl Pool {
         &self,
         op: &Op<'_>,
     ) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
-        let result = self.try_acquire_and_run(op).await;
+        // One read of the settings per operation (a read lock and an `Arc`
+        // clone, contended when many tasks run operations): a reload during
+        // the operation applies from the next one.
+        let settings = self.inner.shared.settings();
+        let result = self.try_acquire_and_run(&settings, op).await;
         let outcome = match &result {
             // The server said invalidCredentials to a password check.
             Ok((Reply::Bool(false), ..)) if matches!(op, Op::Bind { .. }) => {
@@ -498,7 +501,7 @@ impl Pool {
             Ok(_) => Outcome::Ok,
             Err(e) => Outcome::of_error(e),
         };
-        self.record_op(op.name(), outcome);
+        metrics::record_op(&settings.metrics, op.name(), outcome);
         result
     }
 
@@ -511,18 +514,22 @@ impl Pool {
     /// caller decides when the connection is given back.
     async fn try_acquire_and_run(
         &self,
+        settings: &Settings,
         op: &Op<'_>,
     ) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
         op.check()?;
         let (name, kind) = (op.name(), op.kind());
-        let settings = self.inner.shared.settings();
         let mcfg = &settings.metrics;
-        let timeout = self.op_timeout();
+        let timeout = self.opts.timeout.unwrap_or(settings.op_timeout);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut request = self.request(kind)?;
+        let mut request = self.request(settings, kind)?;
         let span = tracing::debug_span!("ldapmux.op", op = name, kind = ?kind);
         async move {
             let mut last: Option<ldapmux_core::Error> = None;
+            // The operation's one timer, for its waits for a connection and
+            // its run, over every try. Registered with tokio only when the
+            // task first has to wait, dropped (deregistered) at the end.
+            let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
             loop {
                 request.deadline = Some(self.inner.shared.to_core(deadline));
                 tracing::trace!(attempt = request.attempt, "acquire");
@@ -531,7 +538,7 @@ impl Pool {
                 // caller looping on instant errors cannot starve its runtime.
                 let acquire = tokio::task::coop::cooperative(self.inner.driver.acquire(request.clone()));
                 let asked = std::time::Instant::now();
-                let acquired = tokio::time::timeout_at(deadline, acquire).await;
+                let acquired = until(sleep.as_mut(), acquire).await;
                 let result = match &acquired {
                     Err(_) => AcquireResult::Timeout,
                     Ok(Err(_)) => AcquireResult::Failed,
@@ -563,7 +570,7 @@ impl Pool {
                     }
                 };
                 tracing::trace!(conn = %lease.conn(), %server, "granted");
-                match tokio::time::timeout_at(deadline, ops::exec(op, &mut ldap)).await {
+                match until(sleep.as_mut(), ops::exec(op, &mut ldap)).await {
                     Ok(Ok(value)) => return Ok((value, lease, ldap, server)),
                     Ok(Err(e)) if is_conn_dead(&e) => {
                         let sent = request_sent(&e);
@@ -651,6 +658,27 @@ impl Pool {
             cause,
         }
     }
+}
+
+/// The deadline passed first.
+struct Elapsed;
+
+/// Runs `fut` until it completes, or until `sleep` (an operation's deadline)
+/// fires: `tokio::time::timeout_at` on a timer shared by several waits.
+/// `fut` is polled first, so one that is ready at once never touches the
+/// timer, as with `timeout_at`.
+async fn until<F: std::future::Future>(
+    mut sleep: std::pin::Pin<&mut tokio::time::Sleep>,
+    fut: F,
+) -> Result<F::Output, Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Ok(v));
+        }
+        sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
+    })
+    .await
 }
 
 /// Decides on another try after `failure`: the next request if the pool says
