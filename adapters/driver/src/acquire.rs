@@ -19,14 +19,18 @@ use crate::{Driver, Failure, Lease};
 pub struct Acquire {
     driver: Driver,
     user: UserId,
+    /// The outcome, if the pool answered within the request itself (then
+    /// the user has no slot and polling takes no lock).
+    ready: Option<Outcome>,
     done: bool,
 }
 
 impl Acquire {
-    pub(crate) fn new(driver: Driver, user: UserId) -> Self {
+    pub(crate) fn new(driver: Driver, user: UserId, ready: Option<Outcome>) -> Self {
         Acquire {
             driver,
             user,
+            ready,
             done: false,
         }
     }
@@ -38,13 +42,17 @@ impl Acquire {
 }
 
 /// Takes the outcome out of `user`'s slot, if it has one.
-fn take_outcome(st: &mut State, user: UserId) -> Option<Outcome> {
+pub(crate) fn take_outcome(st: &mut State, user: UserId) -> Option<Outcome> {
     let outcome = st.slots.get_mut(&user)?.outcome.take()?;
     st.slots.remove(&user);
     Some(outcome)
 }
 
-fn into_result(driver: &Driver, user: UserId, outcome: Outcome) -> Result<Lease, Failure> {
+pub(crate) fn into_result(
+    driver: &Driver,
+    user: UserId,
+    outcome: Outcome,
+) -> Result<Lease, Failure> {
     match outcome {
         Outcome::Granted(conn) => Ok(Lease::new(driver.clone(), user, conn)),
         Outcome::Failed(failure) => Err(failure),
@@ -71,6 +79,10 @@ impl Future for Acquire {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         assert!(!self.done, "Acquire polled after it resolved");
         let user = self.user;
+        if let Some(outcome) = self.ready.take() {
+            self.done = true;
+            return Poll::Ready(into_result(&self.driver, user, outcome));
+        }
         let mut st = self.driver.lock();
         if let Some(outcome) = take_outcome(&mut st, user) {
             drop(st);
@@ -94,7 +106,14 @@ impl Drop for Acquire {
     fn drop(&mut self) {
         if !self.done {
             let user = self.user;
-            self.driver.run(|st, now| cancel(st, user, now));
+            match self.ready.take() {
+                // Granted at once and never collected: give it back.
+                Some(Outcome::Granted(conn)) => drop(Lease::new(self.driver.clone(), user, conn)),
+                Some(Outcome::Failed(_)) => {}
+                None => {
+                    self.driver.run(|st, now| cancel(st, user, now));
+                }
+            }
         }
     }
 }

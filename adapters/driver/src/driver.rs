@@ -56,6 +56,11 @@ pub(crate) struct State {
 pub(crate) struct Slot {
     pub(crate) outcome: Option<Outcome>,
     pub(crate) waker: Option<Waker>,
+    /// A thread may sleep on [`Shared::outcome_ready`] for this outcome
+    /// ([`Driver::acquire_blocking`]). Only then is the condvar notified:
+    /// a notify costs a `futex` system call even when no thread waits, and
+    /// async users, who are woken through their waker, never wait on it.
+    pub(crate) blocking: bool,
 }
 
 #[derive(Debug)]
@@ -68,7 +73,8 @@ pub(crate) enum Outcome {
 #[derive(Default)]
 struct Effects {
     wakers: Vec<Waker>,
-    notify: bool,
+    /// Outcomes delivered to blocking waiters: the condvar is notified if any.
+    notify: usize,
     io: Vec<IoCall>,
     timer_changed: bool,
 }
@@ -103,8 +109,8 @@ impl Driver {
     ///
     /// [`Lease`]: crate::Lease
     pub fn acquire(&self, request: Request) -> Acquire {
-        let user = self.start(request);
-        Acquire::new(self.clone(), user)
+        let (user, ready) = self.start(request, false);
+        Acquire::new(self.clone(), user, ready)
     }
 
     /// Asks for a connection and blocks the calling thread until it is
@@ -115,18 +121,39 @@ impl Driver {
         request: Request,
         timeout: std::time::Duration,
     ) -> Result<crate::Lease, Failure> {
-        let user = self.start(request);
-        crate::acquire::wait_blocking(self, user, timeout)
+        match self.start(request, true) {
+            (user, Some(outcome)) => crate::acquire::into_result(self, user, outcome),
+            (user, None) => crate::acquire::wait_blocking(self, user, timeout),
+        }
     }
 
-    fn start(&self, request: Request) -> UserId {
-        // The slot exists before the pool can answer, even within this input.
-        let (user, _) = self.run(|st, now| {
-            let user = st.pool.handle_acquire(now, request);
-            st.slots.insert(user, Slot::default());
-            user
-        });
-        user
+    /// Feeds the request and, in the same lock hold, takes the outcome if
+    /// the pool answered at once (a connection free, or a refusal): the
+    /// common case then costs one lock round trip, not two, and no wake-up.
+    /// Otherwise the outcome arrives in the user's slot later.
+    fn start(&self, request: Request, blocking: bool) -> (UserId, Option<Outcome>) {
+        let (user, _, ready) = self.run_locked_then(
+            self.lock(),
+            |st, now| {
+                // The slot exists before the pool can answer, even within this input.
+                let user = st.pool.handle_acquire(now, request);
+                let slot = Slot {
+                    blocking,
+                    ..Slot::default()
+                };
+                st.slots.insert(user, slot);
+                user
+            },
+            |st, effects, user| {
+                let ready = crate::acquire::take_outcome(st, *user);
+                if ready.is_some() && blocking {
+                    // Delivered to this very caller, who is not waiting.
+                    effects.notify -= 1;
+                }
+                ready
+            },
+        );
+        (user, ready)
     }
 
     /// Feeds any event; `Err` means the pool refused it and changed nothing.
@@ -213,24 +240,37 @@ impl Driver {
     /// [`Driver::run`] on a guard the caller already holds.
     pub(crate) fn run_locked<R>(
         &self,
-        mut st: MutexGuard<'_, State>,
+        st: MutexGuard<'_, State>,
         f: impl FnOnce(&mut State, Instant) -> R,
     ) -> (R, Vec<Action>) {
+        let (r, answers, ()) = self.run_locked_then(st, f, |_, _, _| ());
+        (r, answers)
+    }
+
+    /// [`Driver::run_locked`], then `then` still under the lock, after the
+    /// drain (to collect what the input delivered).
+    fn run_locked_then<R, T>(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        f: impl FnOnce(&mut State, Instant) -> R,
+        then: impl FnOnce(&mut State, &mut Effects, &R) -> T,
+    ) -> (R, Vec<Action>, T) {
         // Read the clock under the lock, so inputs see time in order.
         let now = self.shared.clock.now();
         let r = f(&mut st, now);
         let mut effects = Effects::default();
         let answers = drain(&mut st, &mut effects);
+        let t = then(&mut st, &mut effects, &r);
         drop(st);
         self.execute(effects);
-        (r, answers)
+        (r, answers, t)
     }
 
     fn execute(&self, effects: Effects) {
         for waker in effects.wakers {
             waker.wake();
         }
-        if effects.notify {
+        if effects.notify > 0 {
             self.shared.outcome_ready.notify_all();
         }
         let io = &self.shared.io;
@@ -318,5 +358,7 @@ fn deliver(slot: &mut Slot, outcome: Outcome, effects: &mut Effects) {
     if let Some(waker) = slot.waker.take() {
         effects.wakers.push(waker);
     }
-    effects.notify = true;
+    if slot.blocking {
+        effects.notify += 1;
+    }
 }

@@ -81,7 +81,12 @@ impl ConnGuard {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, Error> {
-        let op = Op::search(base, scope, filter, attrs);
+        let op = Op::Search {
+            base,
+            scope,
+            filter,
+            attrs,
+        };
         Ok(reply!(self.call(&op).await?, Entries))
     }
 
@@ -92,7 +97,11 @@ impl ConnGuard {
         attr: &str,
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
-        let op = Op::compare(dn, attr, value.as_ref());
+        let op = Op::Compare {
+            dn,
+            attr,
+            value: value.as_ref(),
+        };
         Ok(reply!(self.call(&op).await?, Bool))
     }
 
@@ -102,27 +111,17 @@ impl ConnGuard {
         dn: &str,
         attrs: Vec<(String, HashSet<String>)>,
     ) -> Result<(), Error> {
-        self.call(&Op::Add {
-            dn: dn.to_owned(),
-            attrs,
-        })
-        .await
-        .map(drop)
+        self.call(&Op::Add { dn, attrs }).await.map(drop)
     }
 
     /// Modifies (write lease only).
     pub async fn modify(&mut self, dn: &str, mods: Vec<Mod<String>>) -> Result<(), Error> {
-        self.call(&Op::Modify {
-            dn: dn.to_owned(),
-            mods,
-        })
-        .await
-        .map(drop)
+        self.call(&Op::Modify { dn, mods }).await.map(drop)
     }
 
     /// Deletes (write lease only).
     pub async fn delete(&mut self, dn: &str) -> Result<(), Error> {
-        self.call(&Op::Delete { dn: dn.to_owned() }).await.map(drop)
+        self.call(&Op::Delete { dn }).await.map(drop)
     }
 
     /// Renames or moves (write lease only).
@@ -133,7 +132,12 @@ impl ConnGuard {
         delete_old: bool,
         new_superior: Option<&str>,
     ) -> Result<(), Error> {
-        let op = Op::modify_dn(dn, rdn, delete_old, new_superior);
+        let op = Op::ModifyDn {
+            dn,
+            rdn,
+            delete_old,
+            new_superior,
+        };
         self.call(&op).await.map(drop)
     }
 
@@ -149,7 +153,7 @@ impl ConnGuard {
 
     /// [`ConnGuard::try_call`], counted in
     /// [`OPERATIONS_TOTAL`](crate::metrics::OPERATIONS_TOTAL) by its outcome.
-    async fn call(&mut self, op: &Op) -> Result<Reply, Error> {
+    async fn call(&mut self, op: &Op<'_>) -> Result<Reply, Error> {
         let result = self.try_call(op).await;
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
@@ -159,7 +163,7 @@ impl ConnGuard {
         result
     }
 
-    async fn try_call(&mut self, op: &Op) -> Result<Reply, Error> {
+    async fn try_call(&mut self, op: &Op<'_>) -> Result<Reply, Error> {
         op.check()?;
         let name = op.name();
         if let Some(why) = &self.dead {

@@ -31,48 +31,49 @@ pub(crate) struct Started {
 
 const STARTTLS_OID: &str = "1.3.6.1.4.1.1466.20037";
 
-/// One operation, owning what it sends (so a retry can send it again).
-pub(crate) enum Op {
+/// One operation, borrowing what it sends from the caller's arguments (so a
+/// retry can send it again, and a search costs no copies of its strings).
+pub(crate) enum Op<'a> {
     Search {
-        base: String,
+        base: &'a str,
         scope: Scope,
-        filter: String,
-        attrs: Vec<String>,
+        filter: &'a str,
+        attrs: &'a [&'a str],
     },
     StartSearch {
-        base: String,
+        base: &'a str,
         scope: Scope,
-        filter: String,
-        attrs: Vec<String>,
+        filter: &'a str,
+        attrs: &'a [&'a str],
     },
     Compare {
-        dn: String,
-        attr: String,
-        value: Vec<u8>,
+        dn: &'a str,
+        attr: &'a str,
+        value: &'a [u8],
     },
     Add {
-        dn: String,
+        dn: &'a str,
         attrs: Vec<(String, HashSet<String>)>,
     },
     Modify {
-        dn: String,
+        dn: &'a str,
         mods: Vec<Mod<String>>,
     },
     Delete {
-        dn: String,
+        dn: &'a str,
     },
     ModifyDn {
-        dn: String,
-        rdn: String,
+        dn: &'a str,
+        rdn: &'a str,
         delete_old: bool,
-        new_superior: Option<String>,
+        new_superior: Option<&'a str>,
     },
     Extended(Exop),
     WhoAmI,
     /// A password check: the only bind ever sent by a user, on a private connection.
     Bind {
-        dn: String,
-        password: Password,
+        dn: &'a str,
+        password: &'a Password,
     },
     /// Nothing: take a connection for a [`ConnGuard`](crate::ConnGuard).
     Lease(UserKind),
@@ -88,51 +89,7 @@ pub(crate) enum Reply {
     Identity(String),
 }
 
-impl Op {
-    /// A buffered search.
-    pub(crate) fn search(base: &str, scope: Scope, filter: &str, attrs: &[&str]) -> Op {
-        Op::Search {
-            base: base.to_owned(),
-            scope,
-            filter: filter.to_owned(),
-            attrs: attrs.iter().map(|a| (*a).to_owned()).collect(),
-        }
-    }
-
-    /// The start of a streaming search.
-    pub(crate) fn start_search(base: &str, scope: Scope, filter: &str, attrs: &[&str]) -> Op {
-        Op::StartSearch {
-            base: base.to_owned(),
-            scope,
-            filter: filter.to_owned(),
-            attrs: attrs.iter().map(|a| (*a).to_owned()).collect(),
-        }
-    }
-
-    /// A compare.
-    pub(crate) fn compare(dn: &str, attr: &str, value: &[u8]) -> Op {
-        Op::Compare {
-            dn: dn.to_owned(),
-            attr: attr.to_owned(),
-            value: value.to_vec(),
-        }
-    }
-
-    /// A rename or move.
-    pub(crate) fn modify_dn(
-        dn: &str,
-        rdn: &str,
-        delete_old: bool,
-        new_superior: Option<&str>,
-    ) -> Op {
-        Op::ModifyDn {
-            dn: dn.to_owned(),
-            rdn: rdn.to_owned(),
-            delete_old,
-            new_superior: new_superior.map(str::to_owned),
-        }
-    }
-
+impl Op<'_> {
     /// The operation's name, for spans and errors.
     pub(crate) fn name(&self) -> &'static str {
         match self {
@@ -185,7 +142,7 @@ impl Op {
 }
 
 /// Sends `op` on `ldap` and waits for its answer.
-pub(crate) async fn exec(op: &Op, ldap: &mut Ldap) -> Result<Reply, LdapError> {
+pub(crate) async fn exec(op: &Op<'_>, ldap: &mut Ldap) -> Result<Reply, LdapError> {
     Ok(match op {
         Op::Search {
             base,
@@ -193,10 +150,7 @@ pub(crate) async fn exec(op: &Op, ldap: &mut Ldap) -> Result<Reply, LdapError> {
             filter,
             attrs,
         } => {
-            let (entries, _) = ldap
-                .search(base, *scope, filter, attrs.clone())
-                .await?
-                .success()?;
+            let (entries, _) = ldap.search(base, *scope, filter, *attrs).await?.success()?;
             Reply::Entries(entries.into_iter().map(SearchEntry::construct).collect())
         }
         Op::StartSearch {
@@ -205,14 +159,14 @@ pub(crate) async fn exec(op: &Op, ldap: &mut Ldap) -> Result<Reply, LdapError> {
             filter,
             attrs,
         } => {
-            let mut search = ldap
-                .streaming_search(base, *scope, filter, attrs.clone())
-                .await?;
+            // The stream outlives this call: it owns its attribute list.
+            let attrs: Vec<String> = attrs.iter().map(|a| (*a).to_owned()).collect();
+            let mut search = ldap.streaming_search(base, *scope, filter, attrs).await?;
             let first = search.next().await?;
             Reply::Stream(Box::new(Started { search, first }))
         }
         Op::Compare { dn, attr, value } => {
-            Reply::Bool(ldap.compare(dn, attr, value.as_slice()).await?.equal()?)
+            Reply::Bool(ldap.compare(dn, attr, *value).await?.equal()?)
         }
         Op::Add { dn, attrs } => {
             ldap.add(dn, attrs.clone()).await?.success()?;

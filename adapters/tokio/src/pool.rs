@@ -203,7 +203,12 @@ impl Pool {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, Error> {
-        let op = Op::search(base, scope, filter, attrs);
+        let op = Op::Search {
+            base,
+            scope,
+            filter,
+            attrs,
+        };
         Ok(reply!(self.run(&op).await?, Entries))
     }
 
@@ -219,7 +224,12 @@ impl Pool {
         filter: &str,
         attrs: &[&str],
     ) -> Result<EntryStream, Error> {
-        let op = Op::start_search(base, scope, filter, attrs);
+        let op = Op::StartSearch {
+            base,
+            scope,
+            filter,
+            attrs,
+        };
         let (reply, lease, _, server) = self.acquire_and_run(&op).await?;
         Ok(EntryStream::new(
             self.clone(),
@@ -236,34 +246,28 @@ impl Pool {
         attr: &str,
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
-        let op = Op::compare(dn, attr, value.as_ref());
+        let op = Op::Compare {
+            dn,
+            attr,
+            value: value.as_ref(),
+        };
         Ok(reply!(self.run(&op).await?, Bool))
     }
 
     /// Adds an entry. Never retried once sent: if the connection dies after
     /// the request may have reached the server, [`Error::OutcomeUnknown`].
     pub async fn add(&self, dn: &str, attrs: Vec<(String, HashSet<String>)>) -> Result<(), Error> {
-        self.run(&Op::Add {
-            dn: dn.to_owned(),
-            attrs,
-        })
-        .await
-        .map(drop)
+        self.run(&Op::Add { dn, attrs }).await.map(drop)
     }
 
     /// Modifies an entry (see [`Pool::add`] for the retry rule).
     pub async fn modify(&self, dn: &str, mods: Vec<Mod<String>>) -> Result<(), Error> {
-        self.run(&Op::Modify {
-            dn: dn.to_owned(),
-            mods,
-        })
-        .await
-        .map(drop)
+        self.run(&Op::Modify { dn, mods }).await.map(drop)
     }
 
     /// Deletes an entry (see [`Pool::add`] for the retry rule).
     pub async fn delete(&self, dn: &str) -> Result<(), Error> {
-        self.run(&Op::Delete { dn: dn.to_owned() }).await.map(drop)
+        self.run(&Op::Delete { dn }).await.map(drop)
     }
 
     /// Renames or moves an entry (see [`Pool::add`] for the retry rule).
@@ -274,7 +278,12 @@ impl Pool {
         delete_old: bool,
         new_superior: Option<&str>,
     ) -> Result<(), Error> {
-        let op = Op::modify_dn(dn, rdn, delete_old, new_superior);
+        let op = Op::ModifyDn {
+            dn,
+            rdn,
+            delete_old,
+            new_superior,
+        };
         self.run(&op).await.map(drop)
     }
 
@@ -296,10 +305,7 @@ impl Pool {
     /// password is refused without asking the server (an empty simple bind
     /// is unauthenticated and would "succeed").
     pub async fn authenticate(&self, dn: &str, password: &crate::Password) -> Result<bool, Error> {
-        let op = Op::Bind {
-            dn: dn.to_owned(),
-            password: password.clone(),
-        };
+        let op = Op::Bind { dn, password };
         Ok(reply!(self.run(&op).await?, Bool))
     }
 
@@ -448,9 +454,8 @@ impl Pool {
             .unwrap_or_else(|| self.inner.shared.settings().op_timeout)
     }
 
-    /// The request for a first try of `kind` from this handle.
-    pub(crate) fn request(&self, kind: UserKind) -> Result<Request, Error> {
-        let settings = self.inner.shared.settings();
+    /// The request for a first try of `kind` from this handle, under `settings`.
+    fn request(&self, settings: &Settings, kind: UserKind) -> Result<Request, Error> {
         let cred = if kind == UserKind::Auth {
             // The private connection is opened unbound; the user's bind is the operation.
             ldapmux_core::CredKey::ANONYMOUS
@@ -471,7 +476,7 @@ impl Pool {
     }
 
     /// Runs one operation: acquire, run, release; retry when the pool says so.
-    async fn run(&self, op: &Op) -> Result<Reply, Error> {
+    async fn run(&self, op: &Op<'_>) -> Result<Reply, Error> {
         let (reply, lease, _, _) = self.acquire_and_run(op).await?;
         lease.release();
         Ok(reply)
@@ -481,9 +486,13 @@ impl Pool {
     /// [`metrics::OPERATIONS_TOTAL`] by its outcome.
     pub(crate) async fn acquire_and_run(
         &self,
-        op: &Op,
+        op: &Op<'_>,
     ) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
-        let result = self.try_acquire_and_run(op).await;
+        // One read of the settings per operation (a read lock and an `Arc`
+        // clone, contended when many tasks run operations): a reload during
+        // the operation applies from the next one.
+        let settings = self.inner.shared.settings();
+        let result = self.try_acquire_and_run(&settings, op).await;
         let outcome = match &result {
             // The server said invalidCredentials to a password check.
             Ok((Reply::Bool(false), ..)) if matches!(op, Op::Bind { .. }) => {
@@ -492,7 +501,7 @@ impl Pool {
             Ok(_) => Outcome::Ok,
             Err(e) => Outcome::of_error(e),
         };
-        self.record_op(op.name(), outcome);
+        metrics::record_op(&settings.metrics, op.name(), outcome);
         result
     }
 
@@ -503,17 +512,24 @@ impl Pool {
 
     /// The retry loop. Returns the value with the lease still held, so the
     /// caller decides when the connection is given back.
-    async fn try_acquire_and_run(&self, op: &Op) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
+    async fn try_acquire_and_run(
+        &self,
+        settings: &Settings,
+        op: &Op<'_>,
+    ) -> Result<(Reply, Lease, Ldap, ServerId), Error> {
         op.check()?;
         let (name, kind) = (op.name(), op.kind());
-        let settings = self.inner.shared.settings();
         let mcfg = &settings.metrics;
-        let timeout = self.op_timeout();
+        let timeout = self.opts.timeout.unwrap_or(settings.op_timeout);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut request = self.request(kind)?;
+        let mut request = self.request(settings, kind)?;
         let span = tracing::debug_span!("ldapmux.op", op = name, kind = ?kind);
         async move {
             let mut last: Option<ldapmux_core::Error> = None;
+            // The operation's one timer, for its waits for a connection and
+            // its run, over every try. Registered with tokio only when the
+            // task first has to wait, dropped (deregistered) at the end.
+            let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
             loop {
                 request.deadline = Some(self.inner.shared.to_core(deadline));
                 tracing::trace!(attempt = request.attempt, "acquire");
@@ -522,7 +538,7 @@ impl Pool {
                 // caller looping on instant errors cannot starve its runtime.
                 let acquire = tokio::task::coop::cooperative(self.inner.driver.acquire(request.clone()));
                 let asked = std::time::Instant::now();
-                let acquired = tokio::time::timeout_at(deadline, acquire).await;
+                let acquired = until(sleep.as_mut(), acquire).await;
                 let result = match &acquired {
                     Err(_) => AcquireResult::Timeout,
                     Ok(Err(_)) => AcquireResult::Failed,
@@ -554,7 +570,7 @@ impl Pool {
                     }
                 };
                 tracing::trace!(conn = %lease.conn(), %server, "granted");
-                match tokio::time::timeout_at(deadline, ops::exec(op, &mut ldap)).await {
+                match until(sleep.as_mut(), ops::exec(op, &mut ldap)).await {
                     Ok(Ok(value)) => return Ok((value, lease, ldap, server)),
                     Ok(Err(e)) if is_conn_dead(&e) => {
                         let sent = request_sent(&e);
@@ -642,6 +658,27 @@ impl Pool {
             cause,
         }
     }
+}
+
+/// The deadline passed first.
+struct Elapsed;
+
+/// Runs `fut` until it completes, or until `sleep` (an operation's deadline)
+/// fires: `tokio::time::timeout_at` on a timer shared by several waits.
+/// `fut` is polled first, so one that is ready at once never touches the
+/// timer, as with `timeout_at`.
+async fn until<F: std::future::Future>(
+    mut sleep: std::pin::Pin<&mut tokio::time::Sleep>,
+    fut: F,
+) -> Result<F::Output, Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Ok(v));
+        }
+        sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
+    })
+    .await
 }
 
 /// Decides on another try after `failure`: the next request if the pool says
