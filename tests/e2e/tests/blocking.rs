@@ -40,9 +40,12 @@ fn many_threads_share_a_few_connections_with_blocking_calls() {
         t.join().unwrap();
     }
     let status = pool.status().unwrap();
+    // 16 threads share, never one connection each: at cap 8 two would do,
+    // and spread before stack opens spares up to its target of 4 per server.
+    let most = u64::from(ldapmux_core::DEFAULT_SPREAD_CONNS_PER_SERVER).max(2);
     assert!(
-        status.counters.opens <= 2,
-        "16 threads at cap 8 need at most 2 connections: {}",
+        status.counters.opens <= most,
+        "16 threads at cap 8, spreading to {most}, need at most {most} connections: {}",
         status.counters.opens
     );
     assert_eq!(
