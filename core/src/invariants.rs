@@ -198,11 +198,7 @@ impl Pool {
                 purpose: c.purpose,
                 referral: c.referral,
             };
-            if let ConnState::Connecting {
-                rival: Some(r),
-                ..
-            } = &c.state
-            {
+            if let ConnState::Connecting { rival: Some(r), .. } = &c.state {
                 let back = self.conns.get(*r).map(|rc| (rc, &rc.state));
                 let ok = matches!(back, Some((rc, ConnState::Connecting { rival: Some(me), .. }))
                     if *me == cid && rc.gen_id == c.gen_id && rc.cred == c.cred

@@ -154,7 +154,13 @@ impl Pool {
     /// connections, none of them opening (one at a time: a storm never opens
     /// one per user), and the server has room. The user rides `conn`
     /// meanwhile: nobody waits for a spare.
-    fn attach_spreading(&mut self, now: Instant, user_id: UserId, conn: crate::ConnId, key: MatchKey) {
+    fn attach_spreading(
+        &mut self,
+        now: Instant,
+        user_id: UserId,
+        conn: crate::ConnId,
+        key: MatchKey,
+    ) {
         let load = self.conns.get(conn).map_or(0, |c| c.state.users());
         self.attach(now, user_id, conn);
         let Some(config) = self.gens.get(key.gen_id).map(|g| &g.config) else {
