@@ -368,6 +368,8 @@ pub struct Timeline {
     pub settings: String,
     /// Successful operations in total.
     pub ok: u64,
+    /// The first error surfaced to a read, with when (ms since load start).
+    pub first_error: Option<String>,
 }
 
 /// The timeline: two slapd, load on a pool preferring the first, `kill -9`, restart.
@@ -415,6 +417,7 @@ pub(crate) async fn failover(
             let mut rng = XorShift::new(1000 + i as u64);
             // (start ns, end ns, ok)
             let mut ops: Vec<(u64, u64, bool)> = Vec::new();
+            let mut first_error: Option<String> = None;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let filter = format!("(uid=user{})", rng.next() % users as u64);
                 let s = origin.elapsed().as_nanos() as u64;
@@ -423,12 +426,22 @@ pub(crate) async fn failover(
                     .await;
                 let e = origin.elapsed().as_nanos() as u64;
                 let ok = matches!(&r, Ok(v) if v.len() == 1);
+                if !ok && first_error.is_none() {
+                    first_error = Some(match r {
+                        Ok(v) => format!(
+                            "expected 1 entry, got {} (at {:.1} ms)",
+                            v.len(),
+                            e as f64 / 1e6
+                        ),
+                        Err(err) => format!("{err} (at {:.1} ms)", e as f64 / 1e6),
+                    });
+                }
                 ops.push((s, e, ok));
                 if !ok {
                     tokio::task::yield_now().await;
                 }
             }
-            ops
+            (ops, first_error)
         }));
     }
     // Sampler: the pool's view every 10 ms.
@@ -479,10 +492,14 @@ pub(crate) async fn failover(
 
     let deadline = tokio::time::Instant::now() + JOIN_BOUND;
     let mut ops = Vec::new();
+    let mut first_error = None;
     for t in tasks {
         let abort = t.abort_handle();
         match tokio::time::timeout_at(deadline, t).await {
-            Ok(Ok(v)) => ops.extend(v),
+            Ok(Ok((v, err))) => {
+                ops.extend(v);
+                first_error = first_error.or(err);
+            }
             _ => abort.abort(),
         }
     }
@@ -491,7 +508,7 @@ pub(crate) async fn failover(
     pool.shutdown().await;
     drop((a, b));
 
-    let tl = timeline(
+    let mut tl = timeline(
         &ops,
         &samples,
         kill_ms,
@@ -500,6 +517,7 @@ pub(crate) async fn failover(
         plan,
         settings,
     );
+    tl.first_error = first_error.clone();
     let span_s = plan.end_at.as_secs_f64();
     let mut lat: Vec<u64> = ops.iter().filter(|o| o.2).map(|o| o.1 - o.0).collect();
     lat.sort_unstable();
@@ -512,7 +530,7 @@ pub(crate) async fn failover(
         p99_ms: percentile(&lat, 99.0).map_or(f64::NAN, ns_to_ms),
         failed: tl.errors,
         server_conns,
-        first_error: None,
+        first_error: first_error.clone(),
         extra: vec![
             ("errors".into(), tl.errors.to_string()),
             ("recovery_ms".into(), opt(tl.recovery_ms)),
@@ -626,6 +644,7 @@ fn timeline(
         inflight_at_kill_max_ms: inflight_max as f64 / 1e6,
         settings,
         ok,
+        first_error: None,
     }
 }
 
