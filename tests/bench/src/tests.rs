@@ -367,12 +367,21 @@ fn tiny_run_end_to_end_against_slapd() {
         users: 1000,
         slapd_threads: 4,
         concs: vec![1, 4],
-        groups: vec![Group {
-            kinds: vec![Kind::Ldapmux(None), Kind::RawPerTask],
-            rounds: 1,
-            rounds_at_1: None,
-            concs: None,
-        }],
+        groups: vec![
+            Group {
+                kinds: vec![Kind::Ldapmux(None), Kind::RawPerTask],
+                rounds: 1,
+                rounds_at_1: None,
+                concs: None,
+            },
+            // One point of the spread sweep: 4 tasks, a connection busy at 2 users.
+            Group {
+                kinds: vec![Kind::LdapmuxSpread { users: 2, conns: 2 }],
+                rounds: 1,
+                rounds_at_1: None,
+                concs: Some(vec![4]),
+            },
+        ],
         window: Window {
             warmup: Duration::from_millis(100),
             measure: Duration::from_millis(200),
@@ -395,9 +404,9 @@ fn tiny_run_end_to_end_against_slapd() {
     let s = rt
         .block_on(run_plan(plan, Some(dir.clone()), false, false))
         .expect("the tiny run works");
-    // 4 result lines, the ratio, `targets: N of M met` and one line per target.
-    assert_eq!(s.lines.len(), 6 + s.targets.len(), "{:#?}", s.lines);
-    for line in &s.lines[..4] {
+    // 5 result lines, the ratio, `targets: N of M met` and one line per target.
+    assert_eq!(s.lines.len(), 7 + s.targets.len(), "{:#?}", s.lines);
+    for line in &s.lines[..5] {
         let kv = parse_line(line).unwrap_or_else(|| panic!("unparsable: {line}"));
         let conc: usize = kv["conc"].parse().unwrap();
         let ops: f64 = kv["ops_per_s"].parse().unwrap();
@@ -415,18 +424,29 @@ fn tiny_run_end_to_end_against_slapd() {
             }
             "ldapmux_default" => {
                 assert_eq!(kv["failed"], "0", "{line}");
-                assert_eq!(conns, 1, "at most 64 users share one connection: {line}");
+                // Spreading may open spares beside the first connection.
+                let (_, spread) = report::default_spread();
+                assert!(conns >= 1 && conns <= u64::from(spread), "{line}");
+            }
+            "ldapmux_spread2x2" => {
+                assert_eq!(kv["failed"], "0", "{line}");
+                assert_eq!(conc, 4, "{line}");
+                assert!(conns <= 2, "spreading stops at 2 connections: {line}");
             }
             other => panic!("unexpected contender {other}"),
         }
     }
-    let last = parse_line(&s.lines[4]).unwrap();
+    let last = parse_line(&s.lines[5]).unwrap();
     let r: f64 = last["ratio_vs_raw_min"].parse().unwrap();
     assert!(r > 0.0 && (r - s.ratio_vs_raw_min).abs() < 1e-3, "{r}");
     // The document and charts were written and name what ran.
     let md = std::fs::read_to_string(dir.join("benchmarks.md")).unwrap();
     assert!(md.contains("| raw_per_task |"), "{md}");
     assert!(md.contains("## Targets (issue 15)"), "{md}");
+    assert!(
+        md.contains("| 2×2 | "),
+        "the spread table has the sweep's pair: {md}"
+    );
     for f in ["throughput.svg", "spread-frontier.svg"] {
         let svg = std::fs::read_to_string(dir.join(f)).unwrap();
         assert!(svg.starts_with("<svg"), "{f}");
