@@ -6,17 +6,26 @@ use std::path::PathBuf;
 
 use ldapmux_bench::{BenchError, BenchOptions, BenchSummary};
 
-/// Runs the benchmark with progress on stderr.
-pub async fn run(quick: bool, write_docs: Option<PathBuf>) -> Result<BenchSummary, BenchError> {
+/// Runs the benchmark with progress on stderr. `sweep_only`: only the core
+/// group and the spread sweep (`pairs`, or the crate's default pairs).
+pub async fn run(
+    quick: bool,
+    sweep_only: bool,
+    pairs: Option<Vec<(u32, u32)>>,
+    write_docs: Option<PathBuf>,
+) -> Result<BenchSummary, BenchError> {
     ldapmux_bench::run(BenchOptions {
         quick,
+        sweep_only,
+        sweep_pairs: pairs,
         write_docs,
         progress: true,
     })
     .await
 }
 
-/// The closing report for stderr: the targets, notes, files written.
+/// The closing report for stderr: the targets (also on stdout), the
+/// earlier issues' checks, notes, files written.
 pub fn report(summary: &BenchSummary) -> String {
     let mut lines = vec![format!(
         "bench: done in {:.0} s; ratio_vs_raw_min={:.3}",
@@ -30,6 +39,15 @@ pub fn report(summary: &BenchSummary) -> String {
     for t in &summary.targets {
         lines.push(format!(
             "  {} {}: target {}, measured {}",
+            if t.met { "met   " } else { "MISSED" },
+            t.name,
+            t.target,
+            t.measured
+        ));
+    }
+    for t in &summary.checks {
+        lines.push(format!(
+            "  check {} {}: target {}, measured {}",
             if t.met { "met   " } else { "MISSED" },
             t.name,
             t.target,

@@ -180,12 +180,30 @@ pub struct StatusArgs {
     pub metrics_allow_remote: bool,
 }
 
+/// The pairs of `ldapmux bench --pairs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepPairs(pub Vec<(u32, u32)>);
+
+fn parse_pairs(s: &str) -> Result<SweepPairs, String> {
+    ldapmux_bench::parse_pairs(s)
+        .map(SweepPairs)
+        .ok_or_else(|| format!("{s:?}: want pairs like 2x4,4x8 (both ≥ 1)"))
+}
+
 /// Options of `ldapmux bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// A short run (at most about 90 s) instead of the full sweep.
-    #[arg(long)]
+    /// A short run (about 2 minutes) instead of the full sweep.
+    #[arg(long, conflicts_with = "sweep_only")]
     pub quick: bool,
+    /// Only ldapmux at its defaults, the raw arrangements and the spread
+    /// sweep (about 6 minutes): the figures the spread defaults are chosen from.
+    #[arg(long)]
+    pub sweep_only: bool,
+    /// The spread sweep's (spread_users_per_connection x
+    /// spread_connections_per_server) pairs, e.g. 2x4,4x8,8x8.
+    #[arg(long, value_name = "UxT,...", value_parser = parse_pairs)]
+    pub pairs: Option<SweepPairs>,
     /// Write benchmarks.md and the SVG charts into this directory.
     #[arg(long, value_name = "DIR")]
     pub write_docs: Option<PathBuf>,

@@ -231,7 +231,14 @@ async fn run_status(args: StatusArgs) -> ExitCode {
 }
 
 async fn run_bench(args: ldapmux_cli::cli::BenchArgs) -> ExitCode {
-    match ldapmux_cli::bench::run(args.quick, args.write_docs).await {
+    match ldapmux_cli::bench::run(
+        args.quick,
+        args.sweep_only,
+        args.pairs.map(|p| p.0),
+        args.write_docs,
+    )
+    .await
+    {
         Ok(summary) => {
             eprintln!("{}", ldapmux_cli::bench::report(&summary));
             ExitCode::SUCCESS

@@ -1,4 +1,6 @@
-//! Runs the benchmark: `cargo run --release -p ldapmux-bench --example run -- [--quick] [--docs DIR]`.
+//! Runs the benchmark: `cargo run --release -p ldapmux-bench --example run --
+//! [--quick | --sweep [--pairs 2x4,4x8]] [--docs DIR]`. `--sweep`: only
+//! ldapmux at its defaults, the raw arrangements and the spread sweep (≤ 6 min).
 
 use std::path::PathBuf;
 
@@ -8,6 +10,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => opts.quick = true,
+            "--sweep" | "--sweep-only" => opts.sweep_only = true,
+            "--pairs" => {
+                let p = args.next().ok_or("--pairs needs e.g. 2x4,4x8")?;
+                opts.sweep_pairs =
+                    Some(ldapmux_bench::parse_pairs(&p).ok_or("--pairs wants e.g. 2x4,4x8")?);
+            }
             "--quiet" => opts.progress = false,
             "--docs" => {
                 opts.write_docs = Some(PathBuf::from(
@@ -16,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             other => {
                 return Err(
-                    format!("unknown argument {other}; use --quick, --quiet, --docs DIR").into(),
+                    format!("unknown argument {other}; use --quick, --sweep, --pairs UxT,..., --quiet, --docs DIR").into(),
                 );
             }
         }
@@ -25,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let summary = rt.block_on(ldapmux_bench::run(opts))?;
-    for t in &summary.targets {
+    for t in &summary.checks {
         eprintln!(
             "{} {}: {} ({})",
             if t.met { "met   " } else { "MISSED" },

@@ -30,6 +30,15 @@ pub(crate) enum Kind {
     /// (5) ldapmux: `None` at its defaults, `Some(cap)` users per connection
     /// (and connections per server raised to max(16, concurrency)).
     Ldapmux(Option<u32>),
+    /// (6) ldapmux at its defaults but for spread before stack:
+    /// `spread_users_per_connection(users)`, `spread_connections_per_server(conns)`
+    /// (the sweep that chooses those two defaults, issue 15).
+    LdapmuxSpread {
+        /// Users that make a connection busy (a spare opens beside it).
+        users: u32,
+        /// Connections of one kind spreading opens per server.
+        conns: u32,
+    },
 }
 
 impl Kind {
@@ -45,6 +54,7 @@ impl Kind {
             Kind::Deadpool { tuned: true } => "deadpool_tuned".into(),
             Kind::Ldapmux(None) => "ldapmux_default".into(),
             Kind::Ldapmux(Some(cap)) => format!("ldapmux_cap{cap}"),
+            Kind::LdapmuxSpread { users, conns } => format!("ldapmux_spread{users}x{conns}"),
         }
     }
 
@@ -58,8 +68,20 @@ impl Kind {
             Kind::Bb8 { tuned: true } => "bb8 0.9: max_size = concurrency, test_on_check_out(false), other settings default; bb8-ldap's connect (ldap3 connect, Nagle on, no bind)".into(),
             Kind::Deadpool { tuned: false } => format!("deadpool 0.13 defaults: max_size {} (2 × CPUs), no wait timeout; our manager's recycle = is_closed() + root-DSE search (bb8-ldap's check); ldap3 connect, Nagle on, no bind", default_deadpool_size()),
             Kind::Deadpool { tuned: true } => "deadpool 0.13: max_size = concurrency; our manager's recycle = is_closed() flag only (no round trip); ldap3 connect, Nagle on, no bind".into(),
-            Kind::Ldapmux(None) => "ldapmux defaults: 64 users per connection, 16 connections per server, anonymous (one bind \"\" per connection), TCP_NODELAY, operation timeout 30 s".into(),
+            Kind::Ldapmux(None) => {
+                let c = ldapmux::core::Config::default();
+                format!(
+                    "ldapmux defaults: {} users per connection at most, {} connections per server, spread before stack ({} users make a connection busy, up to {} connections per server), connect race delay {}, anonymous (one bind \"\" per connection), TCP_NODELAY, operation timeout 30 s",
+                    c.max_users_per_conn,
+                    c.max_conns_per_server,
+                    c.spread_users_per_conn,
+                    c.spread_conns_per_server,
+                    c.connect_race_delay
+                        .map_or("off".to_owned(), |d| format!("{} ms", d.as_millis())),
+                )
+            }
             Kind::Ldapmux(Some(cap)) => format!("ldapmux: max_users_per_connection({cap}), max_connections_per_server(max(16, concurrency)); other settings default"),
+            Kind::LdapmuxSpread { users, conns } => format!("ldapmux: spread_users_per_connection({users}), spread_connections_per_server({conns}); other settings default (max_users_per_connection, max_connections_per_server included)"),
         }
     }
 }
@@ -155,6 +177,13 @@ impl Handle {
                     .map(Handle::Ldapmux)
                     .map_err(|e| BenchError::Setup(format!("ldapmux pool: {e}")))
             }
+            Kind::LdapmuxSpread { users, conns } => ldapmux::Pool::builder()
+                .server(url.clone())
+                .spread_users_per_connection(*users)
+                .spread_connections_per_server(*conns)
+                .build()
+                .map(Handle::Ldapmux)
+                .map_err(|e| BenchError::Setup(format!("ldapmux pool: {e}"))),
         }
     }
 

@@ -2,14 +2,18 @@
 //! deadpool, all on the same real slapd (issue 8).
 //!
 //! [`run`] starts a slapd (10 000 users, `threads 4`) on loopback, measures
-//! random `(uid=userN)` one-level searches at concurrency 1, 16, 64 and 256
-//! for every contender, then a cold storm, the cost of an ldaps connect +
-//! bind, and a fail-over / fail-back timeline. It prints one line per
-//! contender and concurrency on stdout:
+//! random `(uid=userN)` one-level searches at concurrency 1, 16, 64, 256 and
+//! 1024 for every contender, a sweep of ldapmux's spread settings, then a
+//! cold storm, first reads with a black-holed preferred server, the cost of
+//! an ldaps connect + bind, and a fail-over / fail-back timeline. It prints
+//! one line per contender and concurrency on stdout, then the ratio and the
+//! issue's targets:
 //!
 //! ```text
 //! contender=ldapmux_default conc=64 ops_per_s=14210 p99_ms=9.812 server_conns=1 p50_ms=4.1 failed=0 ...
 //! ratio_vs_raw_min=0.91
+//! targets: 7 of 10 met
+//!   met    ldapmux defaults vs the best raw arrangement: ... (wanted ≥ 0.95×)
 //! ```
 //!
 //! and, with [`BenchOptions::write_docs`], writes `benchmarks.md` and SVG
@@ -40,10 +44,17 @@ use crate::window::Window;
 /// What one benchmark run does.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// A short run (≤ 90 s): ~1 s windows, one round, peers only at
-    /// concurrency 64, no cap sweep; still all four concurrencies for
+    /// A short run (≤ 2 min): ~1 s windows, one round, peers only at
+    /// concurrency 64, no spread sweep; still all five concurrencies for
     /// ldapmux at its defaults and the raw arrangements.
     pub quick: bool,
+    /// Only ldapmux at its defaults, the raw arrangements and the spread
+    /// sweep (≤ 6 min): the figures the spread defaults are chosen from.
+    /// Ignored with `quick`.
+    pub sweep_only: bool,
+    /// The (spread_users_per_connection, spread_connections_per_server)
+    /// pairs of the sweep; `None`: [`SWEEP_PAIRS`].
+    pub sweep_pairs: Option<Vec<(u32, u32)>>,
     /// Write `benchmarks.md` and the SVG charts into this directory (created if missing).
     pub write_docs: Option<PathBuf>,
     /// Print progress lines on stderr.
@@ -55,6 +66,8 @@ impl Default for BenchOptions {
     fn default() -> Self {
         Self {
             quick: false,
+            sweep_only: false,
+            sweep_pairs: None,
             write_docs: None,
             progress: true,
         }
@@ -142,13 +155,17 @@ pub struct TargetCheck {
 #[derive(Debug, Clone, Default)]
 pub struct BenchSummary {
     /// ldapmux at its defaults over the best raw arrangement (one shared
-    /// connection or one per task) at each concurrency, the minimum across
+    /// connection, one per task or N connections, whichever did most with 0
+    /// failed operations) at each concurrency, the minimum across
     /// concurrencies.
     pub ratio_vs_raw_min: f64,
     /// Every measurement, in the order printed.
     pub measurements: Vec<Measurement>,
-    /// The issue's targets, met or missed.
+    /// The targets of issue 15, met or missed (`targets: N of M met`).
     pub targets: Vec<TargetCheck>,
+    /// Further checks of earlier issues (fail-over, fail-back), not counted
+    /// in the targets.
+    pub checks: Vec<TargetCheck>,
     /// The fail-over timeline, if it ran.
     pub timeline: Option<Timeline>,
     /// The lines printed on stdout, the final ratio line included.
@@ -189,12 +206,34 @@ pub enum BenchError {
 /// Runs the benchmark and prints one line per contender and concurrency on
 /// stdout, then `ratio_vs_raw_min=<R>`. See the [crate documentation](crate).
 pub async fn run(opts: BenchOptions) -> Result<BenchSummary, BenchError> {
+    let pairs = opts.sweep_pairs.unwrap_or_else(|| SWEEP_PAIRS.to_vec());
     let plan = if opts.quick {
         Plan::quick()
+    } else if opts.sweep_only {
+        Plan::sweep_only(&pairs)
     } else {
-        Plan::full()
+        Plan::full(&pairs)
     };
     run_plan(plan, opts.write_docs, opts.progress, true).await
+}
+
+/// The (spread_users_per_connection, spread_connections_per_server) pairs
+/// the spread sweep measures by default.
+pub const SWEEP_PAIRS: [(u32, u32); 5] = [(2, 4), (4, 4), (4, 8), (8, 8), (16, 16)];
+
+/// Concurrencies of the sweep: spreading only matters with several users.
+const SWEEP_CONCS: [usize; 4] = [16, 64, 256, 1024];
+
+/// Parses `2x4,4x8` into spread pairs.
+pub fn parse_pairs(s: &str) -> Option<Vec<(u32, u32)>> {
+    s.split(',')
+        .map(|p| {
+            let (a, b) = p.trim().split_once('x')?;
+            let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+            (a > 0 && b > 0).then_some((a, b))
+        })
+        .collect::<Option<Vec<_>>>()
+        .filter(|v| !v.is_empty())
 }
 
 /// Which contenders run at which concurrencies, and for how long.
@@ -220,6 +259,8 @@ pub(crate) struct Plan {
     /// …and at most this long in all.
     pub(crate) quiet_budget: Duration,
     pub(crate) connect_cost: Option<(usize, usize)>,
+    /// Reads of the black-holed-preferred-server scenario (concurrent, then sequential).
+    pub(crate) blackhole: Option<usize>,
     pub(crate) failover: Option<FailoverPlan>,
 }
 
@@ -252,12 +293,25 @@ impl Plan {
         }
     }
 
-    pub(crate) fn full() -> Plan {
+    /// ldapmux over spread pairs, at the sweep's concurrencies.
+    fn sweep(pairs: &[(u32, u32)], rounds: usize) -> Group {
+        Group {
+            kinds: pairs
+                .iter()
+                .map(|&(users, conns)| Kind::LdapmuxSpread { users, conns })
+                .collect(),
+            rounds,
+            rounds_at_1: None,
+            concs: Some(SWEEP_CONCS.to_vec()),
+        }
+    }
+
+    pub(crate) fn full(pairs: &[(u32, u32)]) -> Plan {
         Plan {
             name: "full",
             users: 10_000,
             slapd_threads: 4,
-            concs: vec![1, 16, 64, 256],
+            concs: vec![1, 16, 64, 256, 1024],
             groups: vec![
                 Group {
                     kinds: vec![
@@ -275,12 +329,7 @@ impl Plan {
                     rounds_at_1: Some(5),
                     concs: None,
                 },
-                Group {
-                    kinds: [4, 16, 64, 100].map(|c| Kind::Ldapmux(Some(c))).to_vec(),
-                    rounds: 3,
-                    rounds_at_1: None,
-                    concs: Some(vec![16, 64, 256]),
-                },
+                Plan::sweep(pairs, 3),
             ],
             window: Window {
                 warmup: Duration::from_millis(400),
@@ -293,6 +342,7 @@ impl Plan {
             quiet_wait: Duration::from_secs(20),
             quiet_budget: Duration::from_secs(60),
             connect_cost: Some((200, 20)),
+            blackhole: Some(20),
             failover: Some(FailoverPlan {
                 conc: 16,
                 kill_at: Duration::from_millis(1500),
@@ -306,8 +356,29 @@ impl Plan {
         }
     }
 
+    /// The core group and the spread sweep, nothing else: what the spread
+    /// defaults are chosen from, in ≤ 6 minutes.
+    pub(crate) fn sweep_only(pairs: &[(u32, u32)]) -> Plan {
+        let full = Plan::full(pairs);
+        let mut core = Plan::core(3);
+        core.rounds_at_1 = Some(3);
+        Plan {
+            name: "sweep-only",
+            groups: vec![core, Plan::sweep(pairs, 3)],
+            cold_storm: None,
+            paired_latency: None,
+            retry_budget: Duration::from_secs(240),
+            quiet_wait: Duration::from_secs(10),
+            quiet_budget: Duration::from_secs(30),
+            connect_cost: None,
+            blackhole: None,
+            failover: None,
+            ..full
+        }
+    }
+
     pub(crate) fn quick() -> Plan {
-        let full = Plan::full();
+        let full = Plan::full(&SWEEP_PAIRS);
         Plan {
             name: "quick",
             groups: vec![
@@ -420,6 +491,12 @@ async fn execute(
     let mut notes = Vec::new();
     let loadavg_start = loadavg();
     out.progress(format!("load average at start: {loadavg_start}"));
+    // Before slapd starts: it inherits this process's limit.
+    let nofile = raise_nofile(needed_fds(&plan));
+    out.progress(format!("open files limit: {nofile}"));
+    if nofile.contains("below") {
+        notes.push(format!("open files limit: {nofile}"));
+    }
     out.progress(format!(
         "starting slapd ({} users, threads {})",
         plan.users, plan.slapd_threads
@@ -541,6 +618,17 @@ async fn execute(
         out.line(m.line());
         measurements.push(m);
     }
+    if let Some(n) = plan.blackhole {
+        out.progress(format!(
+            "black-holed preferred server: {n} first reads, concurrent and sequential, racing on and off"
+        ));
+        let (ms, n) = scenarios::blackhole(&slapd, plan.users, n).await?;
+        notes.extend(n);
+        for m in ms {
+            out.line(m.line());
+            measurements.push(m);
+        }
+    }
     drop(slapd);
     if let Some((fast, slow)) = plan.connect_cost {
         out.progress("connect + bind cost (ldaps, TLS slapd)");
@@ -558,12 +646,16 @@ async fn execute(
         timeline = Some(tl);
     }
 
-    let targets = report::targets(&measurements, timeline.as_ref(), plan.failover.as_ref());
+    let targets = report::targets(&measurements);
+    let checks = report::checks(timeline.as_ref(), plan.failover.as_ref());
     let ratio_vs_raw_min = ratio_vs_raw_min(&measurements, &plan.concs);
     out.line(format!("ratio_vs_raw_min={ratio_vs_raw_min:.3}"));
-    for t in &targets {
+    for line in report::target_lines(&targets) {
+        out.line(line);
+    }
+    for t in &checks {
         out.progress(format!(
-            "target {}: {} {} — {}",
+            "check {}: {} {} — {}",
             t.name,
             t.target,
             if t.met { "MET" } else { "MISSED" },
@@ -574,6 +666,7 @@ async fn execute(
         ratio_vs_raw_min,
         measurements,
         targets,
+        checks,
         timeline,
         lines: std::mem::take(&mut out.lines),
         notes,
@@ -588,6 +681,41 @@ async fn execute(
     }
     out.progress(format!("done in {:.1} s", summary.elapsed.as_secs_f64()));
     Ok(summary)
+}
+
+/// File descriptors the plan needs at most at once: every connection of the
+/// largest window (both ends live in this process and in slapd) plus slack.
+fn needed_fds(plan: &Plan) -> u64 {
+    let top = plan.concs.iter().copied().max().unwrap_or(1).max(1000) as u64;
+    2 * top + 512
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to at least `want` (up to the
+/// hard limit; never lowers it). slapd, started later as a child, inherits
+/// it: its own connection table is sized from it. Says what it found and did.
+fn raise_nofile(want: u64) -> String {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let cur = getrlimit(Resource::Nofile);
+    let (soft, hard) = (cur.current, cur.maximum);
+    let soft_n = soft.unwrap_or(u64::MAX);
+    if soft_n >= want {
+        return format!("soft {soft_n} (≥ {want} needed), unchanged");
+    }
+    let new = hard.map_or(want, |h| h.min(want.max(soft_n)));
+    let set = setrlimit(
+        Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(new),
+            maximum: hard,
+        },
+    );
+    match set {
+        Ok(()) if new >= want => format!("raised soft from {soft_n} to {new}"),
+        Ok(()) => {
+            format!("raised soft from {soft_n} to {new}, below the {want} needed (hard limit)")
+        }
+        Err(e) => format!("soft {soft_n}, below the {want} needed; raising it failed: {e}"),
+    }
 }
 
 /// The first three fields of `/proc/loadavg` (1, 5, 15 minutes).
@@ -647,17 +775,27 @@ pub(crate) fn find<'a>(ms: &'a [Measurement], name: &str, conc: usize) -> Option
     ms.iter().find(|m| m.contender == name && m.conc == conc)
 }
 
-/// ldapmux at its defaults over the best of raw (1) and (2), minimum over `concs`.
+/// The raw arrangements the best one is chosen from.
+pub(crate) const RAW_ARRANGEMENTS: [&str; 3] = ["raw_shared", "raw_per_task", "raw_n_conns"];
+
+/// The best raw arrangement at `conc`: of raw_shared, raw_per_task and
+/// raw_n_conns, those with 0 failed operations, the most ops/s.
+pub(crate) fn best_raw(ms: &[Measurement], conc: usize) -> Option<&Measurement> {
+    RAW_ARRANGEMENTS
+        .iter()
+        .filter_map(|n| find(ms, n, conc))
+        .filter(|m| m.failed == 0 && m.ops_per_s.is_finite())
+        .max_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s))
+}
+
+/// ldapmux at its defaults over the best raw arrangement ([`best_raw`]),
+/// minimum over `concs` (NaN if nowhere both ran).
 pub(crate) fn ratio_vs_raw_min(ms: &[Measurement], concs: &[usize]) -> f64 {
     concs
         .iter()
         .filter_map(|&c| {
             let ours = find(ms, "ldapmux_default", c)?.ops_per_s;
-            let best = ["raw_shared", "raw_per_task"]
-                .iter()
-                .filter_map(|n| find(ms, n, c).map(|m| m.ops_per_s))
-                .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))))?;
-            ratio(ours, best)
+            ratio(ours, best_raw(ms, c)?.ops_per_s)
         })
         .fold(f64::NAN, f64::min)
 }

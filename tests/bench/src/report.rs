@@ -8,7 +8,10 @@ use plotters::prelude::*;
 
 use crate::scenarios::FailoverPlan;
 use crate::stats::ratio;
-use crate::{BenchError, BenchSummary, Measurement, Plan, TargetCheck, Timeline, find};
+use crate::{
+    BenchError, BenchSummary, Measurement, Plan, RAW_ARRANGEMENTS, TargetCheck, Timeline, best_raw,
+    find,
+};
 
 /// Rows that are scenarios (cold storm, connect cost, fail-over), not throughput windows.
 fn is_scenario(name: &str) -> bool {
@@ -19,9 +22,23 @@ fn is_scenario(name: &str) -> bool {
         || name.contains("paired")
 }
 
-/// ldapmux at its defaults or a point of the cap sweep (not a scenario).
+/// ldapmux at its defaults or a point of a sweep (not a scenario).
 fn is_ldapmux_setting(name: &str) -> bool {
-    name == "ldapmux_default" || name.starts_with("ldapmux_cap")
+    name == "ldapmux_default"
+        || name.starts_with("ldapmux_cap")
+        || name.starts_with("ldapmux_spread")
+}
+
+/// The (users, conns) of a spread sweep contender's name.
+pub(crate) fn spread_of(name: &str) -> Option<(u32, u32)> {
+    let (a, b) = name.strip_prefix("ldapmux_spread")?.split_once('x')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// The spread pair of ldapmux's defaults.
+pub(crate) fn default_spread() -> (u32, u32) {
+    let c = ldapmux::core::Config::default();
+    (c.spread_users_per_conn, c.spread_conns_per_server)
 }
 
 /// Concurrencies at which ldapmux ran at its defaults.
@@ -87,190 +104,311 @@ fn ratio_target(
     }
 }
 
-/// The issue's targets against this run's figures.
-pub(crate) fn targets(
-    ms: &[Measurement],
-    tl: Option<&Timeline>,
-    fp: Option<&FailoverPlan>,
-) -> Vec<TargetCheck> {
-    let def = |_: usize| Some("ldapmux_default".to_owned());
-    let named = |n: &'static str| move |_: usize| Some(n.to_owned());
-    let mut t = vec![
-        ratio_target(
-            ms,
-            "pool overhead: ldapmux defaults vs raw (3) on the same N connections",
-            &def,
-            &named("raw_n_conns"),
-            0.97,
-            "raw_n_conns not run",
-        ),
-        ratio_target(
-            ms,
-            "ldapmux defaults vs raw (1) one shared connection",
-            &def,
-            &named("raw_shared"),
-            0.95,
-            "raw_shared not run",
-        ),
-        ratio_target(
-            ms,
-            "ldapmux defaults vs raw (2) one connection per task",
-            &def,
-            &named("raw_per_task"),
-            0.95,
-            "raw_per_task not run",
-        ),
-    ];
-    // Zero failed ops where (1) fails.
-    {
-        let mut parts = Vec::new();
-        let mut met = true;
-        for c in concs(ms) {
-            if let (Some(raw), Some(ours)) =
-                (find(ms, "raw_shared", c), find(ms, "ldapmux_default", c))
-                && raw.failed > 0
-            {
-                met &= ours.failed == 0;
-                parts.push(format!(
-                    "c{c}: raw_shared failed {} ops ({:?}), ldapmux failed {}",
-                    raw.failed,
-                    raw.first_error.as_deref().unwrap_or(""),
-                    ours.failed
-                ));
+/// Upper bound on the p99 of first answers with a black-holed preferred server.
+pub(crate) const BLACKHOLE_P99_MS: f64 = 300.0;
+
+/// `ldapmux_default` over the best raw arrangement at each concurrency where
+/// ldapmux ran: (concurrency, ratio, best raw's name) or, with no raw
+/// arrangement free of failures there, (concurrency, NaN, "").
+pub(crate) fn ratios_vs_best_raw(ms: &[Measurement]) -> Vec<(usize, f64, String)> {
+    concs(ms)
+        .into_iter()
+        .map(|c| {
+            let ours = find(ms, "ldapmux_default", c);
+            match (ours, best_raw(ms, c)) {
+                (Some(o), Some(b)) => (
+                    c,
+                    ratio(o.ops_per_s, b.ops_per_s).unwrap_or(f64::NAN),
+                    b.contender.clone(),
+                ),
+                _ => (c, f64::NAN, String::new()),
             }
+        })
+        .collect()
+}
+
+fn num(m: &Measurement, key: &str) -> Option<f64> {
+    m.get(key)?.parse().ok().filter(|x: &f64| x.is_finite())
+}
+
+/// The targets of issue 15 against this run's figures. Pure: every figure
+/// comes from `ms`; a target with nothing measured is missed.
+pub(crate) fn targets(ms: &[Measurement]) -> Vec<TargetCheck> {
+    let mut t = Vec::new();
+    // 1. ≥ 0.95× the best raw arrangement at every concurrency.
+    {
+        let rs = ratios_vs_best_raw(ms);
+        let mut parts = Vec::new();
+        let mut met = !rs.is_empty();
+        for (c, r, best) in &rs {
+            let ours = find(ms, "ldapmux_default", *c).expect("concs come from ldapmux_default");
+            if r.is_nan() {
+                met = false;
+                parts.push(format!("c{c}: no raw arrangement with 0 failed"));
+                continue;
+            }
+            met &= *r >= 0.95;
+            let b = find(ms, best, *c).expect("named by best_raw");
+            parts.push(format!(
+                "c{c}: {r:.2}× ({} on {} conns vs {best} {} on {})",
+                k(ours.ops_per_s),
+                ours.server_conns,
+                k(b.ops_per_s),
+                b.server_conns
+            ));
         }
         if parts.is_empty() {
-            parts.push("raw_shared failed nowhere in this run".into());
+            parts.push("not measured".into());
         }
         t.push(TargetCheck {
-            name: "zero failed ops where raw (1) fails".into(),
-            target: "0 failed".into(),
+            name: "ldapmux defaults vs the best raw arrangement (raw_shared, raw_per_task, raw_n_conns with 0 failed)".into(),
+            target: "≥ 0.95× at every concurrency".into(),
             measured: parts.join("; "),
             met,
         });
     }
+    // 2. 0 failed operations for ldapmux, everywhere; raw failures reported beside.
+    {
+        // The fail-over timeline (two other slapd, kill -9, its own
+        // settings) has a check of its own.
+        let ours: Vec<&Measurement> = ms
+            .iter()
+            .filter(|m| m.contender.starts_with("ldapmux") && m.contender != "ldapmux_failover")
+            .collect();
+        let bad: Vec<String> = ours
+            .iter()
+            .filter(|m| m.failed > 0)
+            .map(|m| {
+                format!(
+                    "{} c{} failed {} ({:?})",
+                    m.contender,
+                    m.conc,
+                    m.failed,
+                    m.first_error.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        let raw_failed: Vec<String> = ms
+            .iter()
+            .filter(|m| m.contender.starts_with("raw_") && m.failed > 0)
+            .map(|m| {
+                format!(
+                    "{} c{} failed {} ({:?})",
+                    m.contender,
+                    m.conc,
+                    m.failed,
+                    m.first_error.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        let mut measured = if bad.is_empty() {
+            format!("0 failed in all {} ldapmux rows", ours.len())
+        } else {
+            bad.join("; ")
+        };
+        if !raw_failed.is_empty() {
+            measured.push_str(&format!("; for comparison {}", raw_failed.join("; ")));
+        }
+        t.push(TargetCheck {
+            name: "ldapmux: failed operations, every concurrency and scenario on the run's slapd"
+                .into(),
+            target: "0".into(),
+            measured,
+            met: !ours.is_empty() && bad.is_empty(),
+        });
+    }
+    // 3. ≥ 1.8× the peers at their defaults.
+    let def = |_: usize| Some("ldapmux_default".to_owned());
     for peer in ["bb8_default", "deadpool_default"] {
+        let named = move |_: usize| Some(peer.to_owned());
         t.push(ratio_target(
             ms,
             &format!("ldapmux defaults vs {peer}"),
             &def,
-            &named(peer),
+            &named,
             1.8,
             "peer not run",
         ));
     }
-    for peer in ["bb8_tuned", "deadpool_tuned"] {
-        t.push(ratio_target(
-            ms,
-            &format!("equal connections: ldapmux cap 1 (one user per connection) vs {peer} (size = concurrency)"),
-            &named("ldapmux_cap1"),
-            &named(peer),
-            1.0,
-            "peer not run",
-        ));
-    }
-    for peer in ["bb8_tuned", "deadpool_tuned"] {
-        // ldapmux at its defaults, if it used ≤ 1/8 of the peer's connections.
-        let default_fewer = |c: usize| {
-            let ours = find(ms, "ldapmux_default", c)?;
-            let theirs = find(ms, peer, c)?;
-            (ours.server_conns * 8 <= theirs.server_conns).then(|| "ldapmux_default".to_owned())
-        };
-        t.push(ratio_target(
-            ms,
-            &format!("≤ 1/8 of the connections: ldapmux defaults vs {peer}"),
-            &default_fewer,
-            &named(peer),
-            0.9,
-            "no concurrency where ldapmux used ≤ 1/8 of the peer's connections",
-        ));
-        // The fastest ldapmux setting of the run (defaults or the cap sweep) within 1/8.
-        let best_fewer = |c: usize| {
-            let theirs = find(ms, peer, c)?;
-            ms.iter()
-                .filter(|m| m.conc == c && is_ldapmux_setting(&m.contender))
-                .filter(|m| m.server_conns * 8 <= theirs.server_conns)
-                .max_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s))
-                .map(|m| m.contender.clone())
-        };
-        t.push(ratio_target(
-            ms,
-            &format!(
-                "≤ 1/8 of the connections: the fastest ldapmux setting of the sweep within that bound vs {peer}"
-            ),
-            &best_fewer,
-            &named(peer),
-            0.9,
-            "no ldapmux setting used ≤ 1/8 of the peer's connections",
-        ));
-    }
-    // Added latency at concurrency 1: the paired measurement when it ran,
-    // else the windows' medians.
+    // 4. At c ≥ 64, at most 1/4 of the connections one-per-task uses.
     {
-        let windows = match (find(ms, "ldapmux_default", 1), find(ms, "raw_shared", 1)) {
-            (Some(o), Some(r)) => Some((
-                (o.p50_ms - r.p50_ms) * 1000.0,
-                format!(
-                    "windows: ldapmux p50 {:.1} µs vs raw single connection {:.1} µs",
-                    o.p50_ms * 1000.0,
-                    r.p50_ms * 1000.0
-                ),
-            )),
-            _ => None,
+        let mut parts = Vec::new();
+        let mut met = true;
+        for c in concs(ms).into_iter().filter(|&c| c >= 64) {
+            let (Some(o), Some(p)) = (find(ms, "ldapmux_default", c), find(ms, "raw_per_task", c))
+            else {
+                continue;
+            };
+            met &= o.server_conns * 4 <= p.server_conns;
+            parts.push(format!(
+                "c{c}: {} vs {} ({:.3})",
+                o.server_conns,
+                p.server_conns,
+                o.server_conns as f64 / p.server_conns.max(1) as f64
+            ));
+        }
+        let any = !parts.is_empty();
+        if !any {
+            parts.push("not measured".into());
+        }
+        t.push(TargetCheck {
+            name: "server connections at c ≥ 64: ldapmux defaults vs raw_per_task".into(),
+            target: "≤ 1/4".into(),
+            measured: parts.join("; "),
+            met: met && any,
+        });
+    }
+    // 5. The cold storm opens no more than the policy allows.
+    {
+        let storm = ms.iter().find(|m| m.contender == "ldapmux_cold_storm");
+        let (measured, met, n, expected) = match storm {
+            Some(m) => {
+                let server = m.get("opened_server").and_then(|v| v.parse::<u64>().ok());
+                let pool = m.get("opened").and_then(|v| v.parse::<u64>().ok());
+                let exp = m.get("expected").and_then(|v| v.parse::<u64>().ok());
+                let met = matches!((server, pool, exp), (Some(s), Some(p), Some(e)) if s <= e && p <= e)
+                    && m.failed == 0;
+                (
+                    format!(
+                        "{} opened (slapd's total-connections delta), {} (pool), {} open at the end; last answer after {} ms, {} failed",
+                        m.get("opened_server").unwrap_or("?"),
+                        m.get("opened").unwrap_or("?"),
+                        m.server_conns,
+                        m.get("last_answer_ms").unwrap_or("?"),
+                        m.failed
+                    ),
+                    met,
+                    m.conc.to_string(),
+                    m.get("expected").unwrap_or("?").to_owned(),
+                )
+            }
+            None => ("not measured".into(), false, "1000".into(), "?".into()),
         };
-        let paired = find(ms, "ldapmux_paired_latency", 1).and_then(|p| {
-            let added: f64 = p.get("added_p50_us")?.parse().ok()?;
-            Some((
-                added,
+        t.push(TargetCheck {
+            name: format!(
+                "cold storm of {n} first requests: connections opened vs the policy's count (⌈n / max_users_per_connection⌉, ≥ spread_connections_per_server, ≤ max_connections_per_server)"
+            ),
+            target: format!("≤ {expected}"),
+            measured,
+            met,
+        });
+    }
+    // 6. Client CPU per operation ≤ 1.1× raw ldap3's on the same connections.
+    for c in [1usize, 64] {
+        let ours = find(ms, "ldapmux_default", c).and_then(|m| num(m, "client_us_per_op"));
+        // c1: every raw arrangement is one connection with one operation in
+        // flight, the same thing measured in separate windows: their mean.
+        // c64: the best raw arrangement's.
+        let (theirs, what) = if c == 1 {
+            let v: Vec<f64> = RAW_ARRANGEMENTS
+                .iter()
+                .filter_map(|n| find(ms, n, c))
+                .filter(|m| m.failed == 0 && m.server_conns <= 1)
+                .filter_map(|m| num(m, "client_us_per_op"))
+                .collect();
+            (
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64),
+                format!("mean of the {} raw arrangements on 1 connection", v.len()),
+            )
+        } else {
+            let b = best_raw(ms, c);
+            (
+                b.and_then(|m| num(m, "client_us_per_op")),
+                b.map_or("best raw".into(), |m| {
+                    format!("best raw, {} on {} conns", m.contender, m.server_conns)
+                }),
+            )
+        };
+        let (measured, met) = match (ours, theirs) {
+            (Some(o), Some(r)) if r > 0.0 => (
+                format!("{:.2}× ({o:.1} µs vs {r:.1} µs, {what})", o / r),
+                o / r <= 1.1,
+            ),
+            _ => ("not measured".into(), false),
+        };
+        t.push(TargetCheck {
+            name: format!("client CPU per operation at c{c}: ldapmux defaults vs raw ldap3"),
+            target: "≤ 1.1×".into(),
+            measured,
+            met,
+        });
+    }
+    // 7. Added p50 latency at c1 (paired).
+    {
+        let (measured, met) = match find(ms, "ldapmux_paired_latency", 1)
+            .and_then(|p| Some((p, num(p, "added_p50_us")?)))
+        {
+            Some((p, a)) => (
                 format!(
-                    "paired, {} alternating operations each: ldapmux p50 {:.1} µs vs raw {} ms, median of per-pair differences {} µs",
+                    "{a:.1} µs (paired, {} alternating operations each: ldapmux p50 {:.1} µs vs raw {} ms; median of per-pair differences {} µs)",
                     p.get("n").unwrap_or("?"),
                     p.p50_ms * 1000.0,
                     p.get("raw_p50_ms").unwrap_or("?"),
                     p.get("added_paired_median_us").unwrap_or("?")
                 ),
-            ))
-        });
-        let (measured, met) = match (&paired, &windows) {
-            (Some((a, text)), w) => (
-                format!(
-                    "{a:.1} µs ({text}){}",
-                    w.as_ref()
-                        .map_or(String::new(), |(b, t)| format!("; {t}: {b:.1} µs"))
-                ),
-                *a <= 20.0,
+                a <= 5.0,
             ),
-            (None, Some((b, t))) => (format!("{b:.1} µs ({t})"), *b <= 20.0),
-            (None, None) => ("not measured".into(), false),
+            None => ("not measured".into(), false),
         };
         t.push(TargetCheck {
-            name: "added latency at concurrency 1 (p50, ldapmux − raw single connection)".into(),
-            target: "≤ 20 µs".into(),
+            name: "added p50 latency at c1 (ldapmux − raw single connection)".into(),
+            target: "≤ 5 µs".into(),
             measured,
             met,
         });
     }
-    if let Some(m) = ms.iter().find(|m| m.contender == "ldapmux_cold_storm") {
-        let opened = m.get("opened").unwrap_or("?");
-        let expected = m.get("expected").unwrap_or("?");
+    // 8. First answers with a black-holed preferred server.
+    {
+        let mut parts = Vec::new();
+        let mut met = true;
+        let mut any = false;
+        for name in ["ldapmux_blackhole", "ldapmux_blackhole_seq"] {
+            if let Some(m) = ms.iter().find(|m| m.contender == name) {
+                any = true;
+                met &= m.p99_ms <= BLACKHOLE_P99_MS && m.failed == 0;
+                parts.push(format!(
+                    "{name}: p99 {:.0} ms (p50 {:.0}, max {}), {} failed",
+                    m.p99_ms,
+                    m.p50_ms,
+                    m.get("max_ms").unwrap_or("?"),
+                    m.failed
+                ));
+            }
+        }
+        for name in ["ldapmux_blackhole_norace", "ldapmux_blackhole_norace_seq"] {
+            if let Some(m) = ms.iter().find(|m| m.contender == name) {
+                parts.push(format!("without racing ({name}): p99 {:.0} ms", m.p99_ms));
+            }
+        }
+        if !any {
+            parts.push("not measured".into());
+        }
         t.push(TargetCheck {
-            name: format!("cold storm of {}: connections opened = what the caps allow", m.conc),
-            target: format!("= {expected}"),
-            measured: format!(
-                "{opened} opened (pool), {} (slapd's total-connections delta), {} open at the end; last answer after {} ms, {} failed",
-                m.get("opened_server").unwrap_or("?"),
-                m.server_conns,
-                m.get("last_answer_ms").unwrap_or("?"),
-                m.failed
-            ),
-            met: opened == expected && m.failed == 0,
+            name: "first answers with a black-holed preferred server (connect_timeout 1 s, other settings default)".into(),
+            target: format!("p99 ≤ {BLACKHOLE_P99_MS:.0} ms, 0 failed"),
+            measured: parts.join("; "),
+            met: met && any,
         });
     }
+    t
+}
+
+/// Checks of earlier issues that still hold (fail-over and fail-back), not
+/// counted among issue 15's targets.
+pub(crate) fn checks(tl: Option<&Timeline>, fp: Option<&FailoverPlan>) -> Vec<TargetCheck> {
+    let mut t = Vec::new();
     if let (Some(tl), Some(fp)) = (tl, fp) {
         t.push(TargetCheck {
             name: "fail-over: errors surfaced to reads".into(),
             target: "0".into(),
-            measured: format!("{} errors, {} ok operations", tl.errors, tl.ok),
+            measured: format!(
+                "{} errors, {} ok operations{}",
+                tl.errors,
+                tl.ok,
+                tl.first_error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!("; first: {e:?}"))
+            ),
             met: tl.errors == 0,
         });
         let limit = fp.connect_timeout.as_secs_f64() * 1e3 + 50.0;
@@ -302,6 +440,22 @@ pub(crate) fn targets(
         });
     }
     t
+}
+
+/// `targets: N of M met`, then one line per target.
+pub(crate) fn target_lines(targets: &[TargetCheck]) -> Vec<String> {
+    let met = targets.iter().filter(|t| t.met).count();
+    let mut v = vec![format!("targets: {met} of {} met", targets.len())];
+    for t in targets {
+        v.push(format!(
+            "  {} {}: {} (wanted {})",
+            if t.met { "met   " } else { "MISSED" },
+            t.name,
+            t.measured,
+            t.target
+        ));
+    }
+    v
 }
 
 /// Facts about the machine, for the document.
@@ -363,7 +517,7 @@ pub(crate) fn write_docs(
     let throughput = dir.join("throughput.svg");
     chart_throughput(&throughput, &s.measurements).map_err(|e| docs_err(&throughput, e))?;
     files.push(throughput);
-    let frontier = dir.join("cap-frontier.svg");
+    let frontier = dir.join("spread-frontier.svg");
     chart_frontier(&frontier, &s.measurements).map_err(|e| docs_err(&frontier, e))?;
     files.push(frontier);
     if let Some(tl) = &s.timeline {
@@ -445,7 +599,7 @@ fn markdown(s: &BenchSummary, plan: &Plan, settings: &BTreeMap<String, String>) 
     let _ = writeln!(d, "## Reproduce\n");
     let _ = writeln!(
         d,
-        "```sh\nmake bench                 # the full run, rewrites docs/results/\nldapmux bench --quick      # ≤ 90 s, prints the result lines only\ncargo run --release -p ldapmux-bench --example run -- --docs docs/results   # the same full run\n```\n"
+        "```sh\nmake bench                 # the full run, rewrites docs/results/\nldapmux bench --quick      # about 70 s, prints the result lines and targets only\nldapmux bench --sweep-only [--pairs 2x4,4x8]   # ≤ 6 min: defaults, raw and the spread sweep\ncargo run --release -p ldapmux-bench --example run -- --docs docs/results   # the same full run\n```\n"
     );
     let _ = writeln!(d, "## Machine\n\n| what | value |\n| --- | --- |");
     for (k, v) in machine() {
@@ -465,7 +619,9 @@ fn markdown(s: &BenchSummary, plan: &Plan, settings: &BTreeMap<String, String>) 
     let _ = writeln!(
         d,
         "* One slapd (OpenLDAP, `ldapmux_harness::Slapd`): {} users, `threads {}`, mdb, everything \
-         else the harness's defaults (anonymous reads, `conn_max_pending` 100). Nothing raised system-wide.\n\
+         else the harness's defaults (anonymous reads, `conn_max_pending` 100). Nothing raised \
+         system-wide; the benchmark raises its own soft open-files limit (slapd, its child, inherits \
+         it) for the 1024-connection windows.\n\
          * Operation: `(uid=userN)`, N uniformly random, base `ou=people,dc=example,dc=com`, one level, \
          attributes `cn mail`; an operation counts as successful only with exactly one entry.\n\
          * Each contender at each concurrency gets fresh connections: set up, {:?} warm-up, {:?} \
@@ -499,9 +655,12 @@ fn markdown(s: &BenchSummary, plan: &Plan, settings: &BTreeMap<String, String>) 
     for (name, v) in settings {
         let _ = writeln!(d, "| {name} | {v} |");
     }
+    let met = s.targets.iter().filter(|t| t.met).count();
     let _ = writeln!(
         d,
-        "\n## Targets (issue 8)\n\n| target | wanted | measured | |\n| --- | --- | --- | --- |"
+        "\n## Targets (issue 15)\n\nAt the defaults, against the same slapd in the same run. \
+         **targets: {met} of {} met.**\n\n| target | wanted | measured | |\n| --- | --- | --- | --- |",
+        s.targets.len()
     );
     for t in &s.targets {
         let _ = writeln!(
@@ -513,9 +672,27 @@ fn markdown(s: &BenchSummary, plan: &Plan, settings: &BTreeMap<String, String>) 
             if t.met { "met" } else { "**missed**" }
         );
     }
+    if !s.checks.is_empty() {
+        let _ = writeln!(
+            d,
+            "\nChecks of earlier issues, not counted above:\n\n| check | wanted | measured | |\n| --- | --- | --- | --- |"
+        );
+        for t in &s.checks {
+            let _ = writeln!(
+                d,
+                "| {} | {} | {} | {} |",
+                t.name,
+                t.target,
+                t.measured,
+                if t.met { "met" } else { "**missed**" }
+            );
+        }
+    }
     let _ = writeln!(
         d,
-        "\n`ratio_vs_raw_min` = {:.3} (ldapmux at its defaults over the better of raw (1) and (2), the lowest across concurrencies).\n",
+        "\n`ratio_vs_raw_min` = {:.3} (ldapmux at its defaults over the best raw arrangement — the \
+         most ops/s of `raw_shared`, `raw_per_task` and `raw_n_conns` among those with 0 failed \
+         operations — the lowest across concurrencies).\n",
         s.ratio_vs_raw_min
     );
     d.push_str(&analysis(s));
@@ -547,39 +724,8 @@ fn markdown(s: &BenchSummary, plan: &Plan, settings: &BTreeMap<String, String>) 
         }
         let _ = writeln!(d);
     }
-    let _ = writeln!(
-        d,
-        "## The cap frontier\n\nldapmux's users-per-connection cap decides how many connections a \
-         load needs (⌈concurrency / cap⌉, the per-server limit raised to max(16, concurrency) for the \
-         sweep). Throughput against the connections slapd saw:\n\n![cap frontier](cap-frontier.svg)\n\n\
-         | conc | cap | server conns | ops/s | p99 ms |\n| --- | --- | --- | --- | --- |"
-    );
-    for c in concs(ms) {
-        let mut pts: Vec<(u32, &Measurement)> = ms
-            .iter()
-            .filter(|m| m.conc == c)
-            .filter_map(|m| {
-                let cap = match m.contender.as_str() {
-                    "ldapmux_default" => 64,
-                    n => n.strip_prefix("ldapmux_cap")?.parse().ok()?,
-                };
-                Some((cap, m))
-            })
-            .collect();
-        pts.sort_by_key(|p| p.0);
-        for (cap, m) in pts {
-            let label = if m.contender == "ldapmux_default" {
-                "64 (default)".to_owned()
-            } else {
-                cap.to_string()
-            };
-            let _ = writeln!(
-                d,
-                "| {c} | {label} | {} | {:.0} | {:.3} |",
-                m.server_conns, m.ops_per_s, m.p99_ms
-            );
-        }
-    }
+    d.push_str(&spread_section(ms));
+    d.push_str(&blackhole_section(ms));
     if let Some(m) = find(ms, "ldapmux_paired_latency", 1) {
         let _ = writeln!(
             d,
@@ -711,6 +857,171 @@ fn markdown(s: &BenchSummary, plan: &Plan, settings: &BTreeMap<String, String>) 
     d
 }
 
+/// The spread sweep: every pair's throughput and connections, and a table
+/// to choose the defaults from.
+fn spread_section(ms: &[Measurement]) -> String {
+    let mut d = String::new();
+    let (du, dc) = default_spread();
+    let mut pairs: Vec<(u32, u32)> = ms.iter().filter_map(|m| spread_of(&m.contender)).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let sweep_concs: Vec<usize> = {
+        let mut c: Vec<usize> = ms
+            .iter()
+            .filter(|m| spread_of(&m.contender).is_some())
+            .map(|m| m.conc)
+            .collect();
+        c.sort_unstable();
+        c.dedup();
+        c
+    };
+    let _ = writeln!(
+        d,
+        "## The spread sweep (choosing the defaults)\n\n`ldapmux_spreadUxT` = ldapmux with \
+         `spread_users_per_connection(U)` and `spread_connections_per_server(T)`, everything else \
+         at its defaults (`max_users_per_connection` included). The defaults are U = {du}, T = {dc} \
+         (`ldapmux_default`, marked in the chart). Throughput against the connections slapd saw, \
+         raw ldap3 and the peers for reference:\n\n![spread frontier](spread-frontier.svg)\n"
+    );
+    if pairs.is_empty() {
+        d.push_str("No spread sweep in this run.\n");
+        return d;
+    }
+    // One row per pair: × best raw and connections at each concurrency.
+    let head: Vec<String> = sweep_concs.iter().map(|c| format!("c{c}")).collect();
+    let _ = writeln!(
+        d,
+        "| U×T | × best raw ({}) | min | server conns ({}) | ≥ 0.95× and ≤ 1/4 of raw_per_task's conns (c ≥ 64) everywhere |\n| --- | --- | --- | --- | --- |",
+        head.join(" / "),
+        head.join(" / ")
+    );
+    let mut rows: Vec<(String, String)> = pairs
+        .iter()
+        .map(|&(u, t)| (format!("ldapmux_spread{u}x{t}"), format!("{u}×{t}")))
+        .collect();
+    rows.push(("ldapmux_default".into(), format!("{du}×{dc} (defaults)")));
+    for (name, label) in rows {
+        let mut rs = Vec::new();
+        let mut conns = Vec::new();
+        let mut lo = f64::INFINITY;
+        let mut good = true;
+        for &c in &sweep_concs {
+            let m = find(ms, &name, c);
+            let r = m.and_then(|m| ratio(m.ops_per_s, best_raw(ms, c)?.ops_per_s));
+            match r {
+                Some(r) => {
+                    lo = lo.min(r);
+                    good &= r >= 0.95;
+                    rs.push(format!("{r:.2}"));
+                }
+                None => {
+                    good = false;
+                    rs.push("—".into());
+                }
+            }
+            conns.push(m.map_or("—".into(), |m| m.server_conns.to_string()));
+            if c >= 64 {
+                let few = match (m, find(ms, "raw_per_task", c)) {
+                    (Some(m), Some(p)) => m.server_conns * 4 <= p.server_conns && m.failed == 0,
+                    _ => false,
+                };
+                good &= few;
+            }
+        }
+        let _ = writeln!(
+            d,
+            "| {label} | {} | {} | {} | {} |",
+            rs.join(" / "),
+            if lo.is_finite() {
+                format!("{lo:.2}")
+            } else {
+                "—".into()
+            },
+            conns.join(" / "),
+            if good { "yes" } else { "no" }
+        );
+    }
+    let _ = writeln!(
+        d,
+        "\n| conc | contender | server conns | ops/s | spread | × best raw | p99 ms | failed |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for &c in &sweep_concs {
+        let best = best_raw(ms, c);
+        let mut pts: Vec<&Measurement> = ms
+            .iter()
+            .filter(|m| m.conc == c)
+            .filter(|m| spread_of(&m.contender).is_some() || m.contender == "ldapmux_default")
+            .collect();
+        pts.sort_by_key(|m| (m.server_conns, m.contender.clone()));
+        for m in pts {
+            let spread = match (m.get("ops_min"), m.get("ops_max")) {
+                (Some(a), Some(b)) => format!("{a}–{b}"),
+                _ => String::new(),
+            };
+            let r = best
+                .and_then(|b| ratio(m.ops_per_s, b.ops_per_s))
+                .map_or("—".into(), |r| format!("{r:.2}"));
+            let _ = writeln!(
+                d,
+                "| {c} | {} | {} | {:.0} | {spread} | {r} | {:.3} | {} |",
+                m.contender, m.server_conns, m.ops_per_s, m.p99_ms, m.failed
+            );
+        }
+        if let Some(b) = best {
+            let _ = writeln!(
+                d,
+                "| {c} | best raw: {} | {} | {:.0} | | 1.00 | {:.3} | 0 |",
+                b.contender, b.server_conns, b.ops_per_s, b.p99_ms
+            );
+        }
+    }
+    d
+}
+
+/// The black-holed preferred server scenario, as a table.
+fn blackhole_section(ms: &[Measurement]) -> String {
+    let rows: Vec<&Measurement> = ms
+        .iter()
+        .filter(|m| m.contender.starts_with("ldapmux_blackhole"))
+        .collect();
+    let mut d = String::new();
+    if rows.is_empty() {
+        return d;
+    }
+    let _ = writeln!(
+        d,
+        "\n## First reads with a black-holed preferred server\n\nThe preferred server is the \
+         harness's fault proxy in black-hole mode on 127.0.0.1 (TCP accepted, nothing answered, \
+         nothing forwarded); the second server is the run's slapd. `connect_timeout` {} ms, every \
+         other setting default. Each line is a new pool (as a new user would build it), then the \
+         reads: all at once (conc = reads) or one after the other (`_seq`); each read's time from \
+         call to answer. `_norace` turns connect racing off (`connect_race_delay(None)`): the \
+         before.\n\n| scenario | reads | race delay | p50 ms | p99 ms | max ms | failed | connects to the black hole | opened on slapd |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        crate::scenarios::BLACKHOLE_CONNECT_TIMEOUT.as_millis()
+    );
+    for m in rows {
+        let _ = writeln!(
+            d,
+            "| {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            m.contender,
+            m.get("n").unwrap_or("?"),
+            m.get("race_delay_ms")
+                .map_or("?".into(), |v| if v == "off" {
+                    "off".to_owned()
+                } else {
+                    format!("{v} ms")
+                }),
+            m.p50_ms,
+            m.p99_ms,
+            m.get("max_ms").unwrap_or("?"),
+            m.failed,
+            m.get("blackhole_accepts").unwrap_or("?"),
+            m.get("opened_server").unwrap_or("?"),
+        );
+    }
+    d
+}
+
 fn opt(v: Option<f64>) -> String {
     v.map_or("—".into(), |x| format!("{x:.0}"))
 }
@@ -724,11 +1035,7 @@ fn analysis(s: &BenchSummary) -> String {
         let Some(ours) = find(ms, "ldapmux_default", c) else {
             continue;
         };
-        let Some(best) = ["raw_shared", "raw_per_task"]
-            .iter()
-            .filter_map(|n| find(ms, n, c))
-            .max_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s))
-        else {
+        let Some(best) = best_raw(ms, c) else {
             continue;
         };
         let Some(r) = ratio(ours.ops_per_s, best.ops_per_s) else {
@@ -801,7 +1108,9 @@ fn analysis(s: &BenchSummary) -> String {
     // Identical configurations measured separately: how far apart the same thing lands.
     let mut pairs = Vec::new();
     for c in concs(ms) {
-        let mut same = vec![("ldapmux_default", "ldapmux_cap64")];
+        let (du, dc) = default_spread();
+        let default_twin = format!("ldapmux_spread{du}x{dc}");
+        let mut same = vec![("ldapmux_default", default_twin.as_str())];
         if find(ms, "raw_n_conns", c).is_some_and(|m| m.server_conns == 1) {
             same.push(("raw_shared", "raw_n_conns"));
         }
@@ -820,9 +1129,11 @@ fn analysis(s: &BenchSummary) -> String {
         let _ = writeln!(
             d,
             "\n**Noise floor.** The same configuration measured in separate windows of this run \
-             (`ldapmux_cap64` is the default configuration; `raw_n_conns` with N = 1 and, at \
+             (`ldapmux_spread{}x{}` is the default configuration; `raw_n_conns` with N = 1 and, at \
              concurrency 1, `raw_per_task` are `raw_shared`): {}. Differences of this size between \
              contenders are not significant.",
+            default_spread().0,
+            default_spread().1,
             pairs.join(", ")
         );
     }
@@ -876,7 +1187,10 @@ fn chart_throughput(path: &Path, ms: &[Measurement]) -> ChartResult {
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(70)
-        .build_cartesian_2d((0.8f64..320f64).log_scale(), 0f64..ymax)?;
+        .build_cartesian_2d(
+            (0.8f64..cs.last().map_or(320.0, |&c| c as f64 * 1.25)).log_scale(),
+            0f64..ymax,
+        )?;
     chart
         .configure_mesh()
         .x_desc("concurrent tasks (log scale)")
@@ -912,7 +1226,9 @@ fn chart_throughput(path: &Path, ms: &[Measurement]) -> ChartResult {
 }
 
 fn chart_frontier(path: &Path, ms: &[Measurement]) -> ChartResult {
-    let is_ldapmux = |m: &&Measurement| is_ldapmux_setting(&m.contender);
+    // The spread sweep and the defaults (the cap contender is one user per connection, off the frontier).
+    let is_ldapmux =
+        |m: &&Measurement| spread_of(&m.contender).is_some() || m.contender == "ldapmux_default";
     let xmax = ms.iter().map(|m| m.server_conns).max().unwrap_or(1).max(2) as f64 * 1.5;
     let ymax = ms
         .iter()
@@ -924,7 +1240,7 @@ fn chart_frontier(path: &Path, ms: &[Measurement]) -> ChartResult {
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Throughput vs connections slapd saw (ldapmux cap sweep; raw and peers for reference)",
+            "Throughput vs connections slapd saw (ldapmux spread sweep, defaults ringed; raw and peers for reference)",
             ("sans-serif", 18),
         )
         .margin(16)
@@ -955,6 +1271,15 @@ fn chart_frontier(path: &Path, ms: &[Measurement]) -> ChartResult {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
             });
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, color.filled())))?;
+        if let Some(m) = find(ms, "ldapmux_default", c) {
+            let p = (m.server_conns.max(1) as f64, m.ops_per_s);
+            chart.draw_series(std::iter::once(Circle::new(p, 10, color.stroke_width(2))))?;
+            chart.draw_series(std::iter::once(Text::new(
+                format!("default c{c}"),
+                (p.0 * 1.08, p.1 * 1.02),
+                ("sans-serif", 13).into_font(),
+            )))?;
+        }
         let raw: Vec<(f64, f64)> = ["raw_shared", "raw_n_conns", "raw_per_task"]
             .iter()
             .filter_map(|n| find(ms, n, c))

@@ -33,9 +33,6 @@ pub(crate) async fn cold_storm(
         .server(slapd.url())
         .build()
         .map_err(|e| BenchError::Setup(format!("ldapmux pool: {e}")))?;
-    let status = pool.status();
-    let cap = status.user_cap as usize;
-    // The default per-server limit (the builder's documented 16); read back from the pool below.
     let barrier = Arc::new(tokio::sync::Barrier::new(n + 1));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
@@ -83,8 +80,7 @@ pub(crate) async fn cold_storm(
     let last_ms = last.duration_since(start).as_secs_f64() * 1e3;
     let status = pool.status();
     let server_conns = bounded(slapd.monitor_current_connections()).await?;
-    let per_server = max_conns_per_server_default();
-    let expected = per_server.min(n.div_ceil(cap));
+    let expected = cold_storm_expected(n, &ldapmux::core::Config::default());
     pool.shutdown().await;
     let total_after = bounded(slapd.monitor_total_connections()).await?;
     let opened_server = total_after.saturating_sub(total_before).saturating_sub(2);
@@ -108,9 +104,19 @@ pub(crate) async fn cold_storm(
     Ok((m, notes))
 }
 
-/// ldapmux's default connections per server (its builder's documented default).
-pub(crate) fn max_conns_per_server_default() -> usize {
-    ldapmux::core::Config::default().max_conns_per_server as usize
+/// Connections a cold storm of `n` first requests may open under `c`'s
+/// placement policy: enough for every request at `max_users_per_conn` each,
+/// capped by `max_conns_per_server`, and at least what spreading opens
+/// (`spread_conns_per_server`, under the same cap) once they are busy.
+pub(crate) fn cold_storm_expected(n: usize, c: &ldapmux::core::Config) -> usize {
+    let per_server = c.max_conns_per_server.max(1) as usize;
+    let stacked = n.div_ceil(c.max_users_per_conn.max(1) as usize);
+    let spread = if n > c.spread_users_per_conn as usize {
+        c.spread_conns_per_server as usize
+    } else {
+        1
+    };
+    stacked.max(spread).min(per_server)
 }
 
 /// How an ldaps (or plain) connection is opened in [`connect_cost`].
@@ -362,6 +368,8 @@ pub struct Timeline {
     pub settings: String,
     /// Successful operations in total.
     pub ok: u64,
+    /// The first error surfaced to a read, with when (ms since load start).
+    pub first_error: Option<String>,
 }
 
 /// The timeline: two slapd, load on a pool preferring the first, `kill -9`, restart.
@@ -409,6 +417,7 @@ pub(crate) async fn failover(
             let mut rng = XorShift::new(1000 + i as u64);
             // (start ns, end ns, ok)
             let mut ops: Vec<(u64, u64, bool)> = Vec::new();
+            let mut first_error: Option<String> = None;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let filter = format!("(uid=user{})", rng.next() % users as u64);
                 let s = origin.elapsed().as_nanos() as u64;
@@ -417,12 +426,22 @@ pub(crate) async fn failover(
                     .await;
                 let e = origin.elapsed().as_nanos() as u64;
                 let ok = matches!(&r, Ok(v) if v.len() == 1);
+                if !ok && first_error.is_none() {
+                    first_error = Some(match r {
+                        Ok(v) => format!(
+                            "expected 1 entry, got {} (at {:.1} ms)",
+                            v.len(),
+                            e as f64 / 1e6
+                        ),
+                        Err(err) => format!("{err} (at {:.1} ms)", e as f64 / 1e6),
+                    });
+                }
                 ops.push((s, e, ok));
                 if !ok {
                     tokio::task::yield_now().await;
                 }
             }
-            ops
+            (ops, first_error)
         }));
     }
     // Sampler: the pool's view every 10 ms.
@@ -473,10 +492,14 @@ pub(crate) async fn failover(
 
     let deadline = tokio::time::Instant::now() + JOIN_BOUND;
     let mut ops = Vec::new();
+    let mut first_error = None;
     for t in tasks {
         let abort = t.abort_handle();
         match tokio::time::timeout_at(deadline, t).await {
-            Ok(Ok(v)) => ops.extend(v),
+            Ok(Ok((v, err))) => {
+                ops.extend(v);
+                first_error = first_error.or(err);
+            }
             _ => abort.abort(),
         }
     }
@@ -485,7 +508,7 @@ pub(crate) async fn failover(
     pool.shutdown().await;
     drop((a, b));
 
-    let tl = timeline(
+    let mut tl = timeline(
         &ops,
         &samples,
         kill_ms,
@@ -494,6 +517,7 @@ pub(crate) async fn failover(
         plan,
         settings,
     );
+    tl.first_error = first_error.clone();
     let span_s = plan.end_at.as_secs_f64();
     let mut lat: Vec<u64> = ops.iter().filter(|o| o.2).map(|o| o.1 - o.0).collect();
     lat.sort_unstable();
@@ -506,7 +530,7 @@ pub(crate) async fn failover(
         p99_ms: percentile(&lat, 99.0).map_or(f64::NAN, ns_to_ms),
         failed: tl.errors,
         server_conns,
-        first_error: None,
+        first_error: first_error.clone(),
         extra: vec![
             ("errors".into(), tl.errors.to_string()),
             ("recovery_ms".into(), opt(tl.recovery_ms)),
@@ -620,6 +644,7 @@ fn timeline(
         inflight_at_kill_max_ms: inflight_max as f64 / 1e6,
         settings,
         ok,
+        first_error: None,
     }
 }
 
@@ -719,4 +744,134 @@ pub(crate) async fn paired_latency(
         ],
     };
     Ok((m, notes))
+}
+
+/// The connect timeout of the black-hole scenario.
+pub(crate) const BLACKHOLE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// First reads with a black-holed preferred server: a [`FaultProxy`] in
+/// [`ProxyMode::Blackhole`] (TCP accepted, nothing ever answered, nothing
+/// forwarded) listed as the preferred server, `slapd` as the second one,
+/// `connect_timeout` 1 s, every other setting default. For each variant a new
+/// pool (as a new user would build it), then `n` reads: all at once
+/// (`ldapmux_blackhole`) or one after the other (`…_seq`); each read's time
+/// from call to answer. The same with `connect_race_delay(None)`
+/// (`…_norace`): the time the connect timeout costs without racing.
+///
+/// [`FaultProxy`]: ldapmux_harness::FaultProxy
+/// [`ProxyMode::Blackhole`]: ldapmux_harness::ProxyMode::Blackhole
+pub(crate) async fn blackhole(
+    slapd: &Slapd,
+    users: usize,
+    n: usize,
+) -> Result<(Vec<Measurement>, Vec<String>), BenchError> {
+    let mut notes = Vec::new();
+    let mut out = Vec::new();
+    for (race, concurrent) in [(true, true), (true, false), (false, true), (false, false)] {
+        let name = format!(
+            "ldapmux_blackhole{}{}",
+            if race { "" } else { "_norace" },
+            if concurrent { "" } else { "_seq" }
+        );
+        settle(slapd, &mut notes, &name).await;
+        let total_before = bounded(slapd.monitor_total_connections()).await?;
+        // The proxy never forwards in this mode; its target is only a loopback address.
+        let proxy = ldapmux_harness::FaultProxy::start(slapd.addr())
+            .await
+            .map_err(|e| BenchError::Setup(format!("fault proxy: {e}")))?;
+        proxy.set_mode(ldapmux_harness::ProxyMode::Blackhole);
+        let mut builder = ldapmux::Pool::builder()
+            .preferred_server(proxy.url())
+            .server(slapd.url())
+            .connect_timeout(BLACKHOLE_CONNECT_TIMEOUT);
+        if !race {
+            builder = builder.connect_race_delay(None);
+        }
+        let pool = builder
+            .build()
+            .map_err(|e| BenchError::Setup(format!("ldapmux pool: {e}")))?;
+        let started = Instant::now();
+        let mut results: Vec<(Duration, Result<(), String>)> = Vec::with_capacity(n);
+        let one = |i: usize| {
+            let pool = pool.clone();
+            let filter = format!(
+                "(uid=user{})",
+                XorShift::new(i as u64 + 99).next() % users as u64
+            );
+            async move {
+                let t = Instant::now();
+                let r = tokio::time::timeout(
+                    JOIN_BOUND,
+                    pool.search(PEOPLE_BASE, ldap3::Scope::OneLevel, &filter, &ATTRS),
+                )
+                .await;
+                let r = match r {
+                    Ok(Ok(v)) if v.len() == 1 => Ok(()),
+                    Ok(Ok(v)) => Err(format!("expected 1 entry, got {}", v.len())),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {JOIN_BOUND:?}")),
+                };
+                (t.elapsed(), r)
+            }
+        };
+        if concurrent {
+            let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(one(i))).collect();
+            for t in tasks {
+                match t.await {
+                    Ok(r) => results.push(r),
+                    Err(e) => results.push((JOIN_BOUND, Err(format!("task: {e}")))),
+                }
+            }
+        } else {
+            for i in 0..n {
+                results.push(one(i).await);
+            }
+        }
+        let elapsed = started.elapsed();
+        let server_conns = bounded(slapd.monitor_current_connections()).await?;
+        let accepted = proxy.accepted();
+        if tokio::time::timeout(JOIN_BOUND, pool.shutdown())
+            .await
+            .is_err()
+        {
+            notes.push(format!("{name}: pool shutdown took over {JOIN_BOUND:?}"));
+        }
+        drop(proxy);
+        let total_after = bounded(slapd.monitor_total_connections()).await?;
+        let opened_server = total_after.saturating_sub(total_before).saturating_sub(2);
+        let mut lat: Vec<u64> = results.iter().map(|r| r.0.as_nanos() as u64).collect();
+        lat.sort_unstable();
+        let failed = results.iter().filter(|r| r.1.is_err()).count() as u64;
+        let first_error = results.iter().find_map(|r| r.1.clone().err());
+        let p = |q| percentile(&lat, q).map_or(f64::NAN, ns_to_ms);
+        let race_delay = ldapmux::core::Config::default().connect_race_delay;
+        out.push(Measurement {
+            contender: name,
+            conc: if concurrent { n } else { 1 },
+            ops_per_s: (n as u64 - failed) as f64 / elapsed.as_secs_f64().max(1e-9),
+            p50_ms: p(50.0),
+            p99_ms: p(99.0),
+            failed,
+            server_conns,
+            first_error,
+            extra: vec![
+                ("max_ms".into(), format!("{:.1}", p(100.0))),
+                ("n".into(), n.to_string()),
+                (
+                    "race_delay_ms".into(),
+                    match (race, race_delay) {
+                        (true, Some(d)) => d.as_millis().to_string(),
+                        _ => "off".into(),
+                    },
+                ),
+                (
+                    "connect_timeout_ms".into(),
+                    BLACKHOLE_CONNECT_TIMEOUT.as_millis().to_string(),
+                ),
+                ("blackhole_accepts".into(), accepted.to_string()),
+                ("opened_server".into(), opened_server.to_string()),
+            ],
+        });
+    }
+    Ok((out, notes))
 }
