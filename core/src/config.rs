@@ -13,13 +13,21 @@ pub const MAX_TRIES: u8 = 3;
 pub const DEFAULT_MAX_USERS_PER_CONN: u32 = 64;
 
 /// Default [`Config::spread_users_per_conn`]: a shared connection with this
-/// many users counts as busy, and the next user is spread onto another
-/// connection to the same server (docs/results/benchmarks.md, "placement").
-pub const DEFAULT_SPREAD_USERS_PER_CONN: u32 = 4;
+/// many users counts as busy, and a spare opens beside it. Chosen by the
+/// benchmark's spread sweep (`docs/results/benchmarks.md`): against one
+/// slapd, 2 users per connection up to 16 connections matched one connection
+/// per task from 16 to 1 024 users in flight, on at most 1/4 of its
+/// connections from 64 on.
+pub const DEFAULT_SPREAD_USERS_PER_CONN: u32 = 2;
 
 /// Default [`Config::spread_conns_per_server`]: how many connections of one
-/// kind a server gets before users stack up to the hard cap.
-pub const DEFAULT_SPREAD_CONNS_PER_SERVER: u32 = 4;
+/// kind spreading opens on a server before users stack up to the cap. Half of
+/// the default [`Config::max_conns_per_server`], so reads spread out never
+/// take the slots writers, other credentials and password checks need.
+pub const DEFAULT_SPREAD_CONNS_PER_SERVER: u32 = 16;
+
+/// Default [`Config::max_conns_per_server`].
+pub const DEFAULT_MAX_CONNS_PER_SERVER: u32 = 32;
 
 /// Default [`Config::connect_race_delay`].
 pub const DEFAULT_CONNECT_RACE_DELAY: Duration = Duration::from_millis(200);
@@ -101,7 +109,7 @@ impl Default for Config {
         Config {
             servers: Vec::new(),
             max_users_per_conn: DEFAULT_MAX_USERS_PER_CONN,
-            max_conns_per_server: 16,
+            max_conns_per_server: DEFAULT_MAX_CONNS_PER_SERVER,
             spread_users_per_conn: DEFAULT_SPREAD_USERS_PER_CONN,
             spread_conns_per_server: DEFAULT_SPREAD_CONNS_PER_SERVER,
             sharing: Sharing::Always,

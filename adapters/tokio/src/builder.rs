@@ -118,7 +118,8 @@ impl PoolBuilder {
         self.core.max_users_per_conn = n;
         self
     }
-    /// Connections per server, all kinds together (default 16); users beyond
+    /// Connections per server, all kinds together (default
+    /// [`ldapmux_core::DEFAULT_MAX_CONNS_PER_SERVER`], 32); users beyond
     /// wait in FIFO order until their timeout.
     pub fn max_connections_per_server(mut self, n: u32) -> Self {
         self.core.max_conns_per_server = n;

@@ -177,6 +177,9 @@ struct Origin {
 /// | `starttls` | bool | [`PoolBuilder::starttls`] |
 /// | `max_users_per_conn` | integer | [`PoolBuilder::max_users_per_connection`] |
 /// | `max_conns_per_server` | integer | [`PoolBuilder::max_connections_per_server`] |
+/// | `spread_users_per_conn` | integer | [`PoolBuilder::spread_users_per_connection`] |
+/// | `spread_conns_per_server` | integer | [`PoolBuilder::spread_connections_per_server`] (1: no spreading) |
+/// | `connect_race_delay_ms` | integer | [`PoolBuilder::connect_race_delay`] (0: no racing) |
 /// | `failback_hold_down_ms` | integer | [`PoolBuilder::failback_hold_down`] |
 /// | `probe_backoff_min_ms`, `probe_backoff_max_ms` | integer | [`PoolBuilder::probe_backoff`] (a missing one keeps its default) |
 /// | `connect_timeout_ms` | integer | [`PoolBuilder::connect_timeout`] |
@@ -212,6 +215,10 @@ pub struct ConfigFile {
     op_timeout: Option<Duration>,
     max_users_per_conn: Option<u32>,
     max_conns_per_server: Option<u32>,
+    spread_users_per_conn: Option<u32>,
+    spread_conns_per_server: Option<u32>,
+    /// `Some(None)`: racing turned off.
+    connect_race_delay: Option<Option<Duration>>,
     failback_hold_down: Option<Duration>,
     probe_backoff_min: Option<Duration>,
     probe_backoff_max: Option<Duration>,
@@ -378,6 +385,15 @@ impl ConfigFile {
         }
         if let Some(n) = self.max_conns_per_server {
             b = b.max_connections_per_server(n);
+        }
+        if let Some(n) = self.spread_users_per_conn {
+            b = b.spread_users_per_connection(n);
+        }
+        if let Some(n) = self.spread_conns_per_server {
+            b = b.spread_connections_per_server(n);
+        }
+        if let Some(d) = self.connect_race_delay {
+            b = b.connect_race_delay(d);
         }
         if let Some(d) = self.failback_hold_down {
             b = b.failback_hold_down(d);
@@ -653,6 +669,16 @@ impl ConfigFile {
         if let Some(n) = count(file.max_conns_per_server, "max_conns_per_server")? {
             self.max_conns_per_server = Some(n);
         }
+        if let Some(n) = count(file.spread_users_per_conn, "spread_users_per_conn")? {
+            self.spread_users_per_conn = Some(n);
+        }
+        if let Some(n) = count(file.spread_conns_per_server, "spread_conns_per_server")? {
+            self.spread_conns_per_server = Some(n);
+        }
+        if let Some(v) = file.connect_race_delay_ms {
+            let n = v.into_inner();
+            self.connect_race_delay = Some((n > 0).then(|| ms(n)));
+        }
         if let Some(v) = file.failback_hold_down_ms {
             self.failback_hold_down = Some(ms(v.into_inner()));
         }
@@ -686,6 +712,9 @@ struct TomlFile {
     starttls: Option<Spanned<bool>>,
     max_users_per_conn: Option<Spanned<u64>>,
     max_conns_per_server: Option<Spanned<u64>>,
+    spread_users_per_conn: Option<Spanned<u64>>,
+    spread_conns_per_server: Option<Spanned<u64>>,
+    connect_race_delay_ms: Option<Spanned<u64>>,
     failback_hold_down_ms: Option<Spanned<u64>>,
     probe_backoff_min_ms: Option<Spanned<u64>>,
     probe_backoff_max_ms: Option<Spanned<u64>>,
@@ -1034,6 +1063,9 @@ mod tests {
         assert_eq!(c.starttls, Some(true));
         assert_eq!(c.max_users_per_conn, Some(8));
         assert_eq!(c.max_conns_per_server, Some(3));
+        assert_eq!(c.spread_users_per_conn, Some(2));
+        assert_eq!(c.spread_conns_per_server, Some(5));
+        assert_eq!(c.connect_race_delay, Some(None), "0 turns racing off");
         assert_eq!(c.failback_hold_down, Some(Duration::from_millis(250)));
         assert_eq!(c.probe_backoff_min, Some(Duration::from_millis(20)));
         assert_eq!(c.probe_backoff_max, Some(Duration::from_millis(400)));

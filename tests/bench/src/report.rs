@@ -757,10 +757,12 @@ fn markdown(s: &BenchSummary, plan: &Plan, settings: &BTreeMap<String, String>) 
         let _ = writeln!(
             d,
             "\n## Cold storm\n\n{} simultaneous first requests (all released by one barrier) to a fresh \
-             ldapmux pool at its defaults (64 users per connection, 16 connections per server).\n\n\
+             ldapmux pool at its defaults ({} users per connection, {} connections per server).\n\n\
              | opened (pool) | opened (slapd delta) | expected | open at the end | last answer | p50 | p99 | failed |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n\
              | {} | {} | {} | {} | {} ms | {:.2} ms | {:.2} ms | {} |",
             m.conc,
+            ldapmux::core::DEFAULT_MAX_USERS_PER_CONN,
+            ldapmux::core::DEFAULT_MAX_CONNS_PER_SERVER,
             m.get("opened").unwrap_or("?"),
             m.get("opened_server").unwrap_or("?"),
             m.get("expected").unwrap_or("?"),
