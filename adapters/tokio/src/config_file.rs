@@ -1043,6 +1043,9 @@ mod tests {
              starttls = true\n\
              max_users_per_conn = 8\n\
              max_conns_per_server = 3\n\
+             spread_users_per_conn = 2\n\
+             spread_conns_per_server = 5\n\
+             connect_race_delay_ms = 0\n\
              failback_hold_down_ms = 250\n\
              probe_backoff_min_ms = 20\n\
              probe_backoff_max_ms = 400\n\

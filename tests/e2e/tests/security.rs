@@ -418,7 +418,13 @@ async fn a_user_never_gets_a_connection_bound_as_someone_else() {
 async fn an_auth_connection_is_never_reused_nor_shared() {
     capture();
     let server = slapd(20);
-    let pool = builder().server(server.url()).build().unwrap();
+    // Spreading off: the 4 searching tasks keep to one shared connection, so
+    // every connection slapd accepts during the checks is a check's own.
+    let pool = builder()
+        .server(server.url())
+        .spread_connections_per_server(1)
+        .build()
+        .unwrap();
     search_user(&pool, 0).await.unwrap();
     let shared = server.monitor_connections().await.unwrap();
     assert_eq!(shared.len(), 1);
