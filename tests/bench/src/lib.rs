@@ -219,7 +219,9 @@ pub async fn run(opts: BenchOptions) -> Result<BenchSummary, BenchError> {
 
 /// The (spread_users_per_connection, spread_connections_per_server) pairs
 /// the spread sweep measures by default.
-pub const SWEEP_PAIRS: [(u32, u32); 5] = [(2, 4), (4, 4), (4, 8), (8, 8), (16, 16)];
+/// (2, 16) is the default; its neighbours show what each knob buys.
+pub const SWEEP_PAIRS: [(u32, u32); 7] =
+    [(2, 4), (4, 4), (2, 8), (1, 16), (2, 16), (4, 16), (8, 16)];
 
 /// Concurrencies of the sweep: spreading only matters with several users.
 const SWEEP_CONCS: [usize; 4] = [16, 64, 256, 1024];
