@@ -117,13 +117,17 @@ impl std::hash::Hash for Index {
 }
 
 impl Index {
-    /// The least loaded open connection under `key` with fewer than `cap` users.
+    /// The least loaded open connection under `key` with fewer than `cap`
+    /// users; among equally loaded ones the lowest id, so that the choice
+    /// depends only on what equality sees, never on the buckets' layout (the
+    /// models merge states that are equal: a layout-dependent choice would
+    /// hide successors from them).
     pub(crate) fn least_loaded(&self, key: &MatchKey, cap: u32) -> Option<ConnId> {
         let b = self.open.get(key)?;
         if b.len == 0 || b.min >= cap as usize {
             return None;
         }
-        b.by_load[b.min].last().copied()
+        b.by_load[b.min].iter().min().copied()
     }
 
     /// Open connections under `key`.
@@ -131,11 +135,22 @@ impl Index {
         self.open.get(key).map_or(0, |b| b.len)
     }
 
-    pub(crate) fn open_conns(&self, key: &MatchKey) -> impl Iterator<Item = ConnId> + '_ {
-        self.open
+    /// Open connections under `key`, lowest id first (an order independent
+    /// of the buckets' layout, as for [`Index::least_loaded`]).
+    pub(crate) fn open_conns(&self, key: &MatchKey) -> Vec<ConnId> {
+        let mut conns: Vec<ConnId> = self
+            .open
             .get(key)
             .into_iter()
             .flat_map(|b| b.iter().map(|(_, c)| c))
+            .collect();
+        conns.sort_unstable();
+        conns
+    }
+
+    /// Whether any connection under `key` is open.
+    pub(crate) fn has_open(&self, key: &MatchKey) -> bool {
+        self.open_count(key) > 0
     }
 
     pub(crate) fn connecting(&self, key: &MatchKey) -> impl Iterator<Item = ConnId> + '_ {
@@ -260,6 +275,31 @@ mod tests {
         y.insert_open(key(), b, 0);
         y.insert_open(key(), a, 0);
         assert_eq!(x, y);
+    }
+
+    /// Equal indexes must answer alike, whatever their layout: the models
+    /// keep one state of each equality class and explore only its successors.
+    #[test]
+    fn equal_indexes_with_different_layouts_choose_alike() {
+        let ids: Vec<ConnId> = (0..4).map(|i| ConnId::new(i, 0)).collect();
+        let mut x = Index::default();
+        let mut y = Index::default();
+        for &c in &ids {
+            x.insert_open(key(), c, 1);
+        }
+        for &c in ids.iter().rev() {
+            y.insert_open(key(), c, 1);
+        }
+        // Moves that swap_remove in different places in the two layouts.
+        x.set_load(&key(), ids[1], 1, 2);
+        x.set_load(&key(), ids[1], 2, 1);
+        y.set_load(&key(), ids[2], 1, 2);
+        y.set_load(&key(), ids[2], 2, 1);
+        assert_eq!(x, y);
+        assert_eq!(x.least_loaded(&key(), 3), Some(ids[0]));
+        assert_eq!(y.least_loaded(&key(), 3), Some(ids[0]));
+        assert_eq!(x.open_conns(&key()), ids);
+        assert_eq!(y.open_conns(&key()), ids);
     }
     fn hash_of(index: &Index) -> u64 {
         use std::hash::{Hash, Hasher};

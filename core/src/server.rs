@@ -334,7 +334,7 @@ impl Pool {
                 purpose: Purpose::Read,
                 referral: false,
             };
-            if self.index.open_conns(&key).next().is_some() {
+            if self.index.has_open(&key) {
                 self.drain_worse(now, key);
             } else if self.index.connecting(&key).next().is_none()
                 && self.has_conn_room(gen_id, server)
@@ -356,7 +356,7 @@ impl Pool {
         }
         for s in self.servers_beaten_by(key.gen_id, key.server) {
             let old = MatchKey { server: s, ..key };
-            let conns: Vec<_> = self.index.open_conns(&old).collect();
+            let conns = self.index.open_conns(&old);
             for conn in conns {
                 self.drain_conn(conn, CloseReason::FailBack);
             }

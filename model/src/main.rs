@@ -1,5 +1,5 @@
-//! `cargo run -p ldapmux-model --release -- check [--deep]` model-checks every
-//! model, prints one line per model and (without `--deep`) fails if a state
+//! `cargo run -p ldapmux-model --release -- check [--deep] [--only NAME]`
+//! model-checks every model (or the one named), prints one line per model and (without `--deep`) fails if a state
 //! count differs from [`PINNED_STATES`]; `simulate [--seed N] [--steps M]` runs
 //! a seeded random walk over 20 users and 4 servers. Exits non-zero on any
 //! violation.
@@ -66,9 +66,16 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("check") => {
             let deep = args.iter().any(|a| a == "--deep");
+            let only = args
+                .iter()
+                .position(|a| a == "--only")
+                .and_then(|i| args.get(i + 1));
             let start = Instant::now();
             let mut ok = true;
-            for model in models(deep) {
+            for model in models(deep)
+                .into_iter()
+                .filter(|m| only.is_none_or(|name| m.name == name.as_str()))
+            {
                 let pinned = PINNED_STATES
                     .iter()
                     .find(|(name, _)| !deep && *name == model.name)
@@ -110,7 +117,9 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: ldapmux-model check [--deep] | simulate [--seed N] [--steps M]");
+            eprintln!(
+                "usage: ldapmux-model check [--deep] [--only NAME] | simulate [--seed N] [--steps M]"
+            );
             ExitCode::from(2)
         }
     }
