@@ -17,8 +17,10 @@ const STOP: u8 = 3;
 
 /// Bound on waiting for slapd to show no client connection between contenders.
 pub(crate) const SETTLE: Duration = Duration::from_secs(10);
-/// Bound on a monitor query.
-const MONITOR_BOUND: Duration = Duration::from_secs(5);
+/// Bound on a monitor query. A full run at c1024 measured a monitor search
+/// queued behind 1 024 busy connections (and slapd still closing the previous
+/// contender's 1 024) taking longer than 5 s; 20 s still catches a hung slapd.
+const MONITOR_BOUND: Duration = Duration::from_secs(20);
 /// Bound on tasks finishing their last operation after the stop.
 const JOIN_BOUND: Duration = Duration::from_secs(15);
 
@@ -158,7 +160,19 @@ pub(crate) async fn measure(
     }
     let mut extra = handle.extras().await;
     handle.teardown().await;
-    let server_conns = server_conns?;
+    // Asked while slapd is at its busiest: if it cannot answer in time, the
+    // contender's own count stands in (noted), rather than losing the run.
+    let server_conns = match (server_conns, own_conns) {
+        (Ok(n), _) => n,
+        (Err(e), Some(own)) => {
+            notes.push(format!(
+                "{} conc {conc}: slapd's connection count during the window: {e}; the contender's own count ({own}) is reported",
+                kind.name()
+            ));
+            own as u64
+        }
+        (Err(e), None) => return Err(e),
+    };
     let total_after = bounded(slapd.monitor_total_connections()).await?;
     // The window's current-connections sample and this query each opened one.
     let opened = total_after.saturating_sub(total_before).saturating_sub(2);
