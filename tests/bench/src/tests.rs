@@ -263,6 +263,10 @@ fn each_issue_15_target_misses_on_its_own_figure() {
         set_extra(x, "client_us_per_op", "9.9")
     });
     only_missed(&ms, "client CPU per operation at c64");
+    // A missed CPU target is explained from the profile, a met one is not.
+    assert!(report::analysis(&ms).contains("**client CPU per operation at c64"));
+    assert!(!report::analysis(&ms).contains("**client CPU per operation at c1"));
+    assert!(!report::analysis(&base).contains("client CPU per operation"));
 
     // Added p50 latency over 5 µs.
     let mut ms = base.clone();
