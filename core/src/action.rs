@@ -125,12 +125,11 @@ pub enum TimerReason {
     Idle,
     /// A connection's maximum age.
     MaxAge,
-    /// The next probe of a down server.
+    /// The next probe of a down server, or of a returning one during (and
+    /// at the end of) its fail-back hold-down.
     Probe,
-    /// A probe's answer is overdue.
+    /// A probe's or liveness check's answer is overdue.
     ProbeOverdue,
-    /// A returned server's fail-back hold-down ends.
-    HoldDown,
     /// A slow connect gets a rival to the next server (connect racing).
     ConnectRace,
 }

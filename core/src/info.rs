@@ -78,8 +78,16 @@ pub struct ServerCounters {
     pub marked_down: u64,
     /// Times marked up again.
     pub marked_up: u64,
-    /// Probes sent.
+    /// Probes sent (of a down or returning server).
     pub probes: u64,
+    /// Liveness checks started by an operation timeout.
+    pub checks: u64,
+    /// Failed checks that marked nothing down: the server answered since
+    /// the check began.
+    pub stale_verdicts: u64,
+    /// Opens not sent because the credential was refused by this server and
+    /// is held back.
+    pub held_back: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -390,13 +398,8 @@ impl Pool {
 
 fn health(h: &HealthState) -> Health {
     match *h {
-        HealthState::Up {
-            hold_until: None, ..
-        } => Health::Up,
-        HealthState::Up {
-            hold_until: Some(until),
-            ..
-        } => Health::Returning { until },
+        HealthState::Up { .. } => Health::Up,
+        HealthState::Returning { until, .. } => Health::Returning { until },
         HealthState::Down {
             since,
             next_probe,

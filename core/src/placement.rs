@@ -118,6 +118,13 @@ impl Pool {
                 }
             }
         }
+        // The best server refused this credential and holds it back: no
+        // bind is sent; the user gets the refusal at once.
+        if self.held_back(now, target, cred) {
+            self.counters.servers[target.index()].held_back += 1;
+            self.fail_user(now, user_id, Error::InvalidCredentials { server: target }, false);
+            return true;
+        }
         // Open a new connection to the best server, if its limit allows, or
         // if one of its connections sits idle and can make room while no
         // slot will free by itself: a server at its limit with only idle
