@@ -69,6 +69,14 @@ pub enum Action {
         /// The server.
         server: ServerId,
     },
+    /// A notice, no I/O to do: the pool has just marked `server` down (a
+    /// down report, a failed connect or liveness check, a failed probe
+    /// during a hold-down). Server discovery (DNS SRV) reacts to it by
+    /// looking for other servers at once.
+    ServerMarkedDown {
+        /// The server.
+        server: ServerId,
+    },
 }
 
 /// Why a connection is closed.

@@ -394,6 +394,27 @@ impl Pool {
     pub fn health(&self, server: ServerId) -> Option<Health> {
         self.servers.get(server.index()).map(|s| health(&s.health))
     }
+
+    /// Whether a probe of `server` is in flight: of a down server, of a
+    /// returning one during its hold-down, or the liveness check of one that
+    /// is up after an operation on it timed out. Its answer is
+    /// [`Event::ProbeResult`](crate::Event::ProbeResult).
+    pub fn probe_in_flight(&self, server: ServerId) -> bool {
+        use crate::server::HealthState;
+        self.servers.get(server.index()).is_some_and(|s| {
+            matches!(
+                s.health,
+                HealthState::Down {
+                    probing: Some(_),
+                    ..
+                } | HealthState::Up { check: Some(_) }
+                    | HealthState::Returning {
+                        probing: Some(_),
+                        ..
+                    }
+            )
+        })
+    }
 }
 
 fn health(h: &HealthState) -> Health {

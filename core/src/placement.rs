@@ -122,7 +122,12 @@ impl Pool {
         // bind is sent; the user gets the refusal at once.
         if self.held_back(now, target, cred) {
             self.counters.servers[target.index()].held_back += 1;
-            self.fail_user(now, user_id, Error::InvalidCredentials { server: target }, false);
+            self.fail_user(
+                now,
+                user_id,
+                Error::InvalidCredentials { server: target },
+                false,
+            );
             return true;
         }
         // Open a new connection to the best server, if its limit allows, or
@@ -176,6 +181,7 @@ impl Pool {
         let (busy_at, target) = self.spread_of(config);
         if load >= busy_at
             && self.index.connecting(&key).next().is_none()
+            && !self.held_back(now, key.server, key.cred)
             && (self.index.open_count(&key) as u64) < u64::from(target)
             && self.has_conn_room(key.gen_id, key.server)
         {

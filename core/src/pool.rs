@@ -385,6 +385,11 @@ impl Pool {
             .expect("caller checked");
         self.counters.open_failures += 1;
         self.counters.servers[server.index()].open_failures += 1;
+        // First, so that nothing this failure sets going (a user placed in
+        // the freed slot, say) sends the refused credential again.
+        if error.kind == ConnErrorKind::InvalidCredentials {
+            self.credential_refused(now, server, cred);
+        }
         // A rival still opening takes the waiters: they fail only if it does.
         let mut waiters = self.take_waiters(conn_id);
         if let Some(rival) = self.rival_of(conn_id) {
@@ -397,7 +402,6 @@ impl Pool {
             }
         }
         let user_error = if error.kind == ConnErrorKind::InvalidCredentials {
-            self.credential_refused(now, server, cred);
             Error::InvalidCredentials { server }
         } else {
             Error::ConnectFailed {

@@ -77,6 +77,14 @@ impl Pool {
         }
     }
 
+    /// Whether an open with `cred` to `server` would be held back at `now`
+    /// (the server refused it: its hold-down runs, or an open is trying it
+    /// again). Such opens are never sent: not for a user, a spare, a rival
+    /// or a fail-back warm-up.
+    pub fn holds_back(&self, now: Instant, server: ServerId, cred: CredKey) -> bool {
+        self.held_back(now, server, cred)
+    }
+
     /// Until when `server` holds `cred` back, if it refused it and the
     /// hold-down has not ended at `now`.
     pub fn credential_held_until(

@@ -182,7 +182,8 @@ impl Pool {
                 resumed = Some((resume_backoff * 2).clamp(min, max));
             }
             HealthState::Up { check: Some(check) } => {
-                self.timers.disarm(check.deadline, Timer::ProbeOverdue(server));
+                self.timers
+                    .disarm(check.deadline, Timer::ProbeOverdue(server));
             }
             _ => {}
         }
@@ -198,6 +199,7 @@ impl Pool {
         };
         self.timers.arm(next_probe, Timer::Probe(server));
         self.counters.servers[server.index()].marked_down += 1;
+        self.push(crate::Action::ServerMarkedDown { server });
 
         let error = ConnError::new(ConnErrorKind::ServerDown, "server reported down");
         let conns: Vec<_> = self
@@ -314,6 +316,9 @@ impl Pool {
     }
 
     pub(crate) fn on_probe_result(&mut self, now: Instant, server: ServerId, ok: bool) {
+        if self.shut_down {
+            return; // nothing is probed or failed back after shutdown
+        }
         match self.servers[server.index()].health {
             HealthState::Down { .. } if ok => self.mark_up(now, server),
             HealthState::Down {
@@ -335,7 +340,8 @@ impl Pool {
                 self.timers.arm(next_probe, Timer::Probe(server));
             }
             HealthState::Up { check: Some(check) } => {
-                self.timers.disarm(check.deadline, Timer::ProbeOverdue(server));
+                self.timers
+                    .disarm(check.deadline, Timer::ProbeOverdue(server));
                 self.servers[server.index()].health = HealthState::STABLE;
                 if !ok {
                     if check.answered {
@@ -353,7 +359,8 @@ impl Pool {
                 probing: Some(probe),
                 ..
             } => {
-                self.timers.disarm(probe.deadline, Timer::ProbeOverdue(server));
+                self.timers
+                    .disarm(probe.deadline, Timer::ProbeOverdue(server));
                 #[cfg(feature = "fault-hooks")]
                 let ok = ok || self.policy_bug == Some(crate::PolicyBug::HoldDownIgnoresFailures);
                 if !ok {
@@ -381,6 +388,9 @@ impl Pool {
     }
 
     pub(crate) fn on_probe_timer(&mut self, now: Instant, server: ServerId) {
+        if self.shut_down {
+            return;
+        }
         let deadline = self.probe_deadline(now);
         match &mut self.servers[server.index()].health {
             HealthState::Down {

@@ -926,6 +926,7 @@ fn b08_server_down_breaks_its_connections_and_sends_waiters_elsewhere() {
     assert_eq!(
         actions,
         vec![
+            Action::ServerMarkedDown { server: a },
             Action::Close {
                 conn: c2,
                 reason: CloseReason::ServerDown
@@ -973,12 +974,11 @@ fn b08_server_down_breaks_its_connections_and_sends_waiters_elsewhere() {
 #[test]
 fn b08_with_every_server_down_requests_fail_fast() {
     let mut sim = Sim::with(config());
-    sim.ok(Event::ServerDown {
-        server: sim.server(A),
-    });
-    sim.ok(Event::ServerDown {
-        server: sim.server(B),
-    });
+    for s in [A, B] {
+        let server = sim.server(s);
+        sim.ok(Event::ServerDown { server });
+        assert_eq!(sim.drain(), vec![Action::ServerMarkedDown { server }]);
+    }
     let u = sim.search();
     assert_eq!(
         sim.drain(),
@@ -1448,6 +1448,7 @@ fn b13_a_down_server_is_probed_with_exponential_backoff_and_jitter() {
     let mut sim = Sim::with(config());
     let a = sim.server(A);
     sim.ok(Event::ServerDown { server: a });
+    assert_eq!(sim.drain(), vec![Action::ServerMarkedDown { server: a }]);
     let mut probes = Vec::new();
     for _ in 0..6 {
         let t = sim.pool.poll_timeout().unwrap();
@@ -1575,6 +1576,7 @@ fn b13_an_unanswered_probe_counts_as_failed() {
     let mut sim = Sim::with(config().connect_timeout(Duration::from_secs(2)));
     let a = sim.server(A);
     sim.ok(Event::ServerDown { server: a });
+    assert_eq!(sim.drain(), vec![Action::ServerMarkedDown { server: a }]);
     let t = sim.pool.poll_timeout().unwrap().at;
     sim.now = t;
     sim.pool.handle_timeout(t);
@@ -1771,6 +1773,7 @@ fn a_connection_that_does_not_open_in_time_fails_its_waiters() {
                 },
                 retry: true
             },
+            Action::ServerMarkedDown { server: a },
         ]
     );
 }
