@@ -56,6 +56,9 @@ pub enum PolicyBug {
     HoldDownIgnoresFailures,
     /// A refused credential is sent again before its hold-down ends.
     RetryRefusedAtOnce,
+    /// A user who finds every server down fails at once, though no server
+    /// was tried within the probe backoff minimum.
+    GiveUpWhenAllDown,
 }
 
 impl Pool {

@@ -88,6 +88,9 @@ pub struct ServerCounters {
     /// Opens not sent because the credential was refused by this server and
     /// is held back.
     pub held_back: u64,
+    /// Probes brought forward for users who found every server down
+    /// (counted in `probes` too).
+    pub brought_forward: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -414,6 +417,12 @@ impl Pool {
                     }
             )
         })
+    }
+
+    /// The current generation's servers, most preferred first (empty after
+    /// shutdown).
+    pub fn current_servers(&self) -> &[ServerId] {
+        self.current_gen().map_or(&[], |g| &g.servers)
     }
 }
 

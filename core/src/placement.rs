@@ -80,8 +80,7 @@ impl Pool {
             }
         };
         let Some(&target) = candidates.first() else {
-            self.fail_user(now, user_id, Error::NoServerAvailable, false);
-            return true;
+            return self.await_probe(now, user_id, gen_id, enqueue);
         };
         let key = |server| MatchKey {
             gen_id,
@@ -270,7 +269,7 @@ impl Pool {
         self.arm_deadline(user_id);
     }
 
-    fn arm_deadline(&mut self, user_id: UserId) {
+    pub(crate) fn arm_deadline(&mut self, user_id: UserId) {
         let deadline = self.users.get(user_id).expect("user exists").deadline;
         self.timers.arm(deadline, Timer::User(user_id));
     }

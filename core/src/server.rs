@@ -40,9 +40,13 @@ pub(crate) enum HealthState {
         probing: Option<InFlight>,
     },
     /// Known down. Probed at `next_probe`; `probing` is the deadline of the
-    /// probe in flight, if any.
+    /// probe in flight, if any. `tried`: when the pool last learnt it was
+    /// down (marked down, or a probe of it failed); a user who finds every
+    /// server down brings a probe forward only once that is a probe
+    /// backoff minimum old ([`Pool::await_probe`]).
     Down {
         since: Instant,
+        tried: Instant,
         backoff: Duration,
         next_probe: Instant,
         probing: Option<Instant>,
@@ -193,6 +197,7 @@ impl Pool {
         };
         self.servers[server.index()].health = HealthState::Down {
             since: now,
+            tried: now,
             backoff,
             next_probe,
             probing: None,
@@ -333,6 +338,7 @@ impl Pool {
                 let next_probe = now + self.jittered(backoff).min(max);
                 self.servers[server.index()].health = HealthState::Down {
                     since,
+                    tried: now,
                     backoff,
                     next_probe,
                     probing: None,
@@ -413,6 +419,94 @@ impl Pool {
         self.timers.arm(deadline, Timer::ProbeOverdue(server));
         self.counters.servers[server.index()].probes += 1;
         self.push(crate::Action::Probe { server });
+    }
+
+    /// Every server of generation `gen_id` is down and `user` names none:
+    /// rather than fail it at once, the pool tries a connect for it within
+    /// its deadline. The user waits (queued, its deadline armed) for a probe
+    /// in flight, or for the probe of the most preferred server not tried
+    /// (marked down, or a probe of it failed) within the probe backoff
+    /// minimum, brought forward now. Only when every server was tried that
+    /// recently and none is being probed does it fail at once with
+    /// [`Error::NoServerAvailable`]: the pool tried for it a moment ago, and
+    /// a storm of reads during an outage sends at most one probe per server
+    /// per backoff minimum. A probe's answer re-places the waiting users
+    /// ([`Pool::service_queue`]): a good one makes the server usable, a
+    /// failed one moves them to the next server or fails them. Returns as
+    /// [`Pool::place`] does.
+    pub(crate) fn await_probe(
+        &mut self,
+        now: Instant,
+        user: crate::UserId,
+        gen_id: GenId,
+        enqueue: bool,
+    ) -> bool {
+        let (min, _) = self.backoff_bounds();
+        let order = self
+            .gens
+            .get(gen_id)
+            .map(|g| g.servers.clone())
+            .unwrap_or_default();
+        let probing = order.iter().any(|s| {
+            matches!(
+                self.servers[s.index()].health,
+                HealthState::Down {
+                    probing: Some(_),
+                    ..
+                }
+            )
+        });
+        #[cfg(feature = "fault-hooks")]
+        let gives_up = self.policy_bug == Some(crate::PolicyBug::GiveUpWhenAllDown);
+        #[cfg(not(feature = "fault-hooks"))]
+        let gives_up = false;
+        if !probing {
+            let untried = order.iter().copied().find(|s| {
+                matches!(
+                    self.servers[s.index()].health,
+                    HealthState::Down {
+                        tried,
+                        probing: None,
+                        ..
+                    } if now >= tried + min
+                )
+            });
+            match untried {
+                Some(server) if !gives_up => self.probe_now(now, server),
+                _ => {
+                    self.fail_user(now, user, Error::NoServerAvailable, false);
+                    return true;
+                }
+            }
+        }
+        if !enqueue {
+            return false;
+        }
+        self.users.get_mut(user).expect("user exists").state = crate::state::UserState::Queued;
+        self.queue.push_back(user);
+        self.arm_deadline(user);
+        true
+    }
+
+    /// Brings the probe of down `server` forward to `now`.
+    fn probe_now(&mut self, now: Instant, server: ServerId) {
+        let deadline = self.probe_deadline(now);
+        if let HealthState::Down {
+            next_probe,
+            probing: probing @ None,
+            ..
+        } = &mut self.servers[server.index()].health
+        {
+            let scheduled = *next_probe;
+            *next_probe = now;
+            *probing = Some(deadline);
+            self.timers.disarm(scheduled, Timer::Probe(server));
+            self.timers.arm(deadline, Timer::ProbeOverdue(server));
+            let counters = &mut self.counters.servers[server.index()];
+            counters.probes += 1;
+            counters.brought_forward += 1;
+            self.push(crate::Action::Probe { server });
+        }
     }
 
     /// A probe or check got no answer by its deadline: it failed.

@@ -1029,6 +1029,7 @@ mod planted {
     planted_test!(VerdictIgnoresAnswers, PolicyBug::VerdictIgnoresAnswers);
     planted_test!(HoldDownIgnoresFailures, PolicyBug::HoldDownIgnoresFailures);
     planted_test!(RetryRefusedAtOnce, PolicyBug::RetryRefusedAtOnce);
+    planted_test!(GiveUpWhenAllDown, PolicyBug::GiveUpWhenAllDown);
 
     prop_state_machine! {
         #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(SEED_VERDICT), ..ProptestConfig::default() })]
@@ -1042,6 +1043,11 @@ mod planted {
         #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(SEED_REFUSED), ..ProptestConfig::default() })]
         fn retry_refused_at_once(sequential 1..120 => RetryRefusedAtOnce);
     }
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(SEED_ALL_DOWN), ..ProptestConfig::default() })]
+        fn give_up_when_all_down(sequential 1..120 => GiveUpWhenAllDown);
+    }
+    const SEED_ALL_DOWN: u64 = 1;
     const SEED_VERDICT: u64 = 1;
     const SEED_HOLD: u64 = 1;
     const SEED_REFUSED: u64 = 1;
@@ -1093,6 +1099,15 @@ mod planted {
         let msg = caught(retry_refused_at_once);
         assert!(
             msg.contains("a refused credential is not retried before its hold-down ends"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_evidence_ledger_catches_a_pool_that_gives_up_when_all_are_down() {
+        let msg = caught(give_up_when_all_down);
+        assert!(
+            msg.contains("a user who finds every server down gets a connect tried"),
             "{msg}"
         );
     }

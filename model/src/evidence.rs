@@ -9,11 +9,15 @@
 //! * a returning server becomes trusted only at or after the end of its
 //!   hold-down, and never after a probe it failed during the hold-down;
 //! * no bind with a credential a server refused is asked for within the
-//!   probe backoff minimum of the refusal.
+//!   probe backoff minimum of the refusal;
+//! * a user is failed with "no server available" only if every server of
+//!   the current generation is down, none is being probed, and each was
+//!   tried (marked down, or a probe of it failed) within the probe backoff
+//!   minimum.
 
 use std::time::Duration;
 
-use ldapmux_core::{Action, CredKey, Health, Instant, Pool, ServerId};
+use ldapmux_core::{Action, CredKey, Error, Health, Instant, Pool, ServerId};
 
 use crate::SERVERS;
 
@@ -39,13 +43,26 @@ pub struct Evidence {
     pub refused_sent_again: bool,
     /// An open with a refused credential was held back.
     pub held_back: bool,
+    /// Per server while it is down: when the pool last learnt so.
+    tried: [Option<Instant>; 4],
+    /// Servers probed, and users failed for want of a server, during the
+    /// current input (empty between inputs).
+    probed: [bool; 4],
+    gave_up: bool,
+    /// A user was failed with "no server available" though a server had
+    /// not been tried for a probe backoff minimum, or was being probed.
+    pub gave_up_untried: bool,
+    /// A probe was brought forward for a user who found every server down.
+    pub brought_forward: bool,
 }
 
 /// Health and the counters the evidence reads, before an input.
 pub struct Before {
     health: [Option<Health>; 4],
+    probing: [bool; 4],
     checks: [u64; 4],
     held_back: u64,
+    brought_forward: u64,
 }
 
 fn ids(pool: &Pool) -> [Option<ServerId>; 4] {
@@ -67,8 +84,10 @@ impl Before {
         };
         Before {
             health: ids.map(|id| id.and_then(|id| pool.health(id))),
+            probing: ids.map(|id| id.is_some_and(|id| pool.probe_in_flight(id))),
             checks: ids.map(|id| count(id, |c| c.checks)),
             held_back: counters.servers.iter().map(|c| c.held_back).sum(),
+            brought_forward: counters.servers.iter().map(|c| c.brought_forward).sum(),
         }
     }
 }
@@ -101,6 +120,18 @@ impl Evidence {
 
     /// An action of the pool at `now`.
     pub fn on_action(&mut self, pool: &Pool, action: &Action, now: Instant) {
+        match *action {
+            Action::Probe { server } => {
+                if let Some(s) = index_of(pool, server) {
+                    self.probed[s] = true;
+                }
+            }
+            Action::Fail {
+                error: Error::NoServerAvailable,
+                ..
+            } => self.gave_up = true,
+            _ => {}
+        }
         if let Action::Open { server, cred, .. } = *action
             && let Some(s) = index_of(pool, server)
             && let Some((refused, at)) = self.refused[s]
@@ -145,6 +176,15 @@ impl Evidence {
         if counters.servers.iter().map(|c| c.held_back).sum::<u64>() > before.held_back {
             self.held_back = true;
         }
+        if counters
+            .servers
+            .iter()
+            .map(|c| c.brought_forward)
+            .sum::<u64>()
+            > before.brought_forward
+        {
+            self.brought_forward = true;
+        }
         for (s, id) in ids.iter().enumerate() {
             let Some(id) = *id else { continue };
             let health = pool.health(id);
@@ -162,11 +202,36 @@ impl Evidence {
                 }
                 _ => self.hold[s] = None,
             }
+            let probing = pool.probe_in_flight(id);
+            match health {
+                Some(Health::Down { .. }) => {
+                    let ended = (before.probing[s] || self.probed[s]) && !probing;
+                    if !matches!(before.health[s], Some(Health::Down { .. })) || ended {
+                        self.tried[s] = Some(now);
+                    }
+                }
+                _ => self.tried[s] = None,
+            }
             let checks = counters.servers.get(id.index()).map_or(0, |c| c.checks);
             if health != Some(Health::Up) {
                 self.check[s] = None;
             } else if checks > before.checks[s] {
                 self.check[s] = Some(false);
+            }
+        }
+        self.probed = [false; 4];
+        if std::mem::take(&mut self.gave_up) {
+            let hold = pool
+                .config()
+                .map_or(Duration::ZERO, |c| c.probe_backoff_min);
+            let owed = pool.current_servers().iter().any(|&id| {
+                let tried = index_of(pool, id).and_then(|s| self.tried[s]);
+                !matches!(pool.health(id), Some(Health::Down { .. }))
+                    || pool.probe_in_flight(id)
+                    || tried.is_none_or(|t| now >= t + hold)
+            });
+            if owed {
+                self.gave_up_untried = true;
             }
         }
     }

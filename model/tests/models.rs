@@ -308,6 +308,8 @@ const VERDICT_RULE: &str =
     "a check that began before the server's last answer does not mark it down";
 const HOLD_RULE: &str = "no fail-back to a server that failed during its hold-down";
 const REFUSAL_RULE: &str = "a refused credential is not retried before its hold-down ends";
+const ALL_DOWN_RULE: &str =
+    "a user who finds every server down gets a connect tried within its deadline";
 
 #[test]
 fn a_verdict_that_ignores_fresher_answers_is_found() {
@@ -336,6 +338,16 @@ fn a_refused_credential_sent_again_at_once_is_found() {
             p.plant_policy_bug(PolicyBug::RetryRefusedAtOnce)
         }),
         REFUSAL_RULE,
+    );
+}
+
+#[test]
+fn a_pool_that_gives_up_when_every_server_is_down_is_found() {
+    breaks(
+        with_policy("evidence", |p| {
+            p.plant_policy_bug(PolicyBug::GiveUpWhenAllDown)
+        }),
+        ALL_DOWN_RULE,
     );
 }
 

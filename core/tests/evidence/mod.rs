@@ -7,12 +7,16 @@
 //! * a returning server becomes trusted only at or after the end of its
 //!   hold-down, and never after a failure reported during it;
 //! * no bind with a credential a server refused is asked for within the
-//!   probe backoff minimum of the refusal.
+//!   probe backoff minimum of the refusal;
+//! * a user is failed with "no server available" only if every server of
+//!   the current generation is down, none is being probed, and each was
+//!   tried (marked down, or a probe of it failed) within the probe backoff
+//!   minimum: otherwise the pool owed it a connect within its deadline.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ldapmux_core::{Action, CredKey, Health, Instant, Pool, ServerId};
+use ldapmux_core::{Action, CredKey, Error, Health, Instant, Pool, ServerId, UserId};
 
 const SLOTS: usize = 8;
 
@@ -28,10 +32,14 @@ pub struct Evidence {
     refused: BTreeMap<(usize, CredKey), Instant>,
     /// Servers probed during the current step.
     probed: Vec<usize>,
+    /// When each server was last learnt to be down.
+    tried: [Option<Instant>; SLOTS],
+    /// Users failed with "no server available" during the current step.
+    gave_up: Vec<UserId>,
 }
 
-/// Health of every server before a step.
-pub struct Before(Vec<(ServerId, Health)>);
+/// Health of every server before a step, and whether it was being probed.
+pub struct Before(Vec<(ServerId, Health, bool)>);
 
 impl Before {
     pub fn of(pool: &Pool) -> Before {
@@ -39,7 +47,7 @@ impl Before {
             pool.status()
                 .servers
                 .iter()
-                .map(|s| (s.id, s.health))
+                .map(|s| (s.id, s.health, pool.probe_in_flight(s.id)))
                 .collect(),
         )
     }
@@ -76,6 +84,11 @@ impl Evidence {
                 }
             }
             Action::Probe { server } => self.probed.push(server.index()),
+            Action::Fail {
+                user,
+                error: Error::NoServerAvailable,
+                ..
+            } => self.gave_up.push(user),
             _ => {}
         }
     }
@@ -107,9 +120,15 @@ impl Evidence {
             self.hold_probe[i] = false;
             self.check[i] = None;
         }
-        for &(id, ref was) in before.0.iter().take(SLOTS) {
+        for &(id, ref was, was_probing) in before.0.iter().take(SLOTS) {
             let i = id.index();
             let now_health = pool.health(id);
+            let down = matches!(now_health, Some(Health::Down { .. }));
+            let probe_ended =
+                (was_probing || self.probed.contains(&i)) && !pool.probe_in_flight(id);
+            if down && (!matches!(was, Health::Down { .. }) || probe_ended) {
+                self.tried[i] = Some(now);
+            }
             if matches!(was, Health::Returning { .. }) && now_health == Some(Health::Up) {
                 let (until, failed) = self.returning[i].expect("hold-down seen");
                 assert!(
@@ -144,5 +163,23 @@ impl Evidence {
             }
         }
         self.probed.clear();
+        let hold = pool
+            .config()
+            .map_or(Duration::ZERO, |c| c.probe_backoff_min);
+        for user in std::mem::take(&mut self.gave_up) {
+            for &id in pool.current_servers() {
+                let tried = self.tried.get(id.index()).copied().flatten();
+                assert!(
+                    matches!(pool.health(id), Some(Health::Down { .. }))
+                        && !pool.probe_in_flight(id)
+                        && tried.is_some_and(|t| now < t + hold),
+                    "a user who finds every server down gets a connect tried within its \
+                     deadline: {user} failed with no server available at {now} though {id} \
+                     ({:?}, probed: {}) was last tried at {tried:?}",
+                    pool.health(id),
+                    pool.probe_in_flight(id)
+                );
+            }
+        }
     }
 }

@@ -157,3 +157,55 @@ async fn a_flapping_preferred_server_gets_no_fail_back_until_it_stays_up_through
     assert_eq!(pool.status().counters.failback_warmups, 1, "one fail-back");
     pool.shutdown().await;
 }
+
+/// The only server is killed; the pool marks it down and its probe backoff
+/// grows (50 ms, 100 ms, … 1.6 s after five failed probes). The server comes
+/// back between two scheduled probes. A read then finds every server down,
+/// but the pool has not tried one for a backoff minimum: it brings the probe
+/// forward and serves the read on the restarted server, instead of failing
+/// it in 0 ms with "no server is available" until the next scheduled probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_server_down_a_read_brings_the_probe_forward() {
+    init_tracing();
+    let mut server = slapd(5);
+    let url = server.url();
+    let min = Duration::from_millis(50);
+    let pool = builder()
+        .server(url.clone())
+        .connect_timeout(Duration::from_secs(1))
+        .probe_backoff(min, Duration::from_secs(30))
+        .build()
+        .unwrap();
+    search_user(&pool, 1).await.unwrap();
+
+    server.kill();
+    // A read finds it dead (its connect is refused): marked down.
+    let err = search_user(&pool, 1).await.unwrap_err();
+    assert!(
+        is_down(&pool, &url),
+        "marked down by the refused connect: {err}"
+    );
+    eventually("five failed probes", Duration::from_secs(10), || {
+        server_status(&pool, &url).counters.probes >= 5
+    })
+    .await;
+    let probes = server_status(&pool, &url).counters.probes;
+    server.restart().unwrap();
+    // Reads within a backoff minimum of a failed try fail at once by design
+    // (core story `a_failed_probe_fails_its_waiters_at_once_…`); let one pass.
+    tokio::time::sleep(2 * min).await;
+    let asked = Instant::now();
+    search_user(&pool, 2)
+        .await
+        .unwrap_or_else(|e| panic!("the read after the restart: {e}"));
+    let took = asked.elapsed();
+    let counters = server_status(&pool, &url).counters;
+    assert_eq!(counters.brought_forward, 1, "one probe brought forward");
+    assert_eq!(
+        counters.probes,
+        probes + 1,
+        "served by the probe it brought forward, not a scheduled one"
+    );
+    assert!(took < Duration::from_secs(1), "served in {took:?}");
+    pool.shutdown().await;
+}
