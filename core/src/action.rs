@@ -69,6 +69,14 @@ pub enum Action {
         /// The server.
         server: ServerId,
     },
+    /// A notice, no I/O to do: the pool has just marked `server` down (a
+    /// down report, a failed connect or liveness check, a failed probe
+    /// during a hold-down). Server discovery (DNS SRV) reacts to it by
+    /// looking for other servers at once.
+    ServerMarkedDown {
+        /// The server.
+        server: ServerId,
+    },
 }
 
 /// Why a connection is closed.
@@ -125,12 +133,11 @@ pub enum TimerReason {
     Idle,
     /// A connection's maximum age.
     MaxAge,
-    /// The next probe of a down server.
+    /// The next probe of a down server, or of a returning one during (and
+    /// at the end of) its fail-back hold-down.
     Probe,
-    /// A probe's answer is overdue.
+    /// A probe's or liveness check's answer is overdue.
     ProbeOverdue,
-    /// A returned server's fail-back hold-down ends.
-    HoldDown,
     /// A slow connect gets a rival to the next server (connect racing).
     ConnectRace,
 }

@@ -48,6 +48,17 @@ pub enum PolicyBug {
     /// A connection that dies of an I/O error leaves its siblings to the
     /// same server taking users.
     KeepSiblings,
+    /// A liveness check's failed verdict marks the server down even though
+    /// the server answered since the check began.
+    VerdictIgnoresAnswers,
+    /// A returning server's failed probe during its hold-down is taken for
+    /// a good one: the pool fails back to a server that failed meanwhile.
+    HoldDownIgnoresFailures,
+    /// A refused credential is sent again before its hold-down ends.
+    RetryRefusedAtOnce,
+    /// A user who finds every server down fails at once, though no server
+    /// was tried within the probe backoff minimum.
+    GiveUpWhenAllDown,
 }
 
 impl Pool {
@@ -129,10 +140,7 @@ impl Pool {
             .filter(|&s| {
                 matches!(
                     self.servers[s.index()].health,
-                    HealthState::Up {
-                        hold_until: Some(_),
-                        ..
-                    }
+                    HealthState::Returning { .. }
                 )
             })
             .collect();

@@ -78,8 +78,19 @@ pub struct ServerCounters {
     pub marked_down: u64,
     /// Times marked up again.
     pub marked_up: u64,
-    /// Probes sent.
+    /// Probes sent (of a down or returning server).
     pub probes: u64,
+    /// Liveness checks started by an operation timeout.
+    pub checks: u64,
+    /// Failed checks that marked nothing down: the server answered since
+    /// the check began.
+    pub stale_verdicts: u64,
+    /// Opens not sent because the credential was refused by this server and
+    /// is held back.
+    pub held_back: u64,
+    /// Probes brought forward for users who found every server down
+    /// (counted in `probes` too).
+    pub brought_forward: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -386,17 +397,39 @@ impl Pool {
     pub fn health(&self, server: ServerId) -> Option<Health> {
         self.servers.get(server.index()).map(|s| health(&s.health))
     }
+
+    /// Whether a probe of `server` is in flight: of a down server, of a
+    /// returning one during its hold-down, or the liveness check of one that
+    /// is up after an operation on it timed out. Its answer is
+    /// [`Event::ProbeResult`](crate::Event::ProbeResult).
+    pub fn probe_in_flight(&self, server: ServerId) -> bool {
+        use crate::server::HealthState;
+        self.servers.get(server.index()).is_some_and(|s| {
+            matches!(
+                s.health,
+                HealthState::Down {
+                    probing: Some(_),
+                    ..
+                } | HealthState::Up { check: Some(_) }
+                    | HealthState::Returning {
+                        probing: Some(_),
+                        ..
+                    }
+            )
+        })
+    }
+
+    /// The current generation's servers, most preferred first (empty after
+    /// shutdown).
+    pub fn current_servers(&self) -> &[ServerId] {
+        self.current_gen().map_or(&[], |g| &g.servers)
+    }
 }
 
 fn health(h: &HealthState) -> Health {
     match *h {
-        HealthState::Up {
-            hold_until: None, ..
-        } => Health::Up,
-        HealthState::Up {
-            hold_until: Some(until),
-            ..
-        } => Health::Returning { until },
+        HealthState::Up { .. } => Health::Up,
+        HealthState::Returning { until, .. } => Health::Returning { until },
         HealthState::Down {
             since,
             next_probe,

@@ -35,6 +35,9 @@ impl Pool {
     ///   down that is not already broken;
     /// * the match index, the queue and the per-server and per-credential
     ///   counts agree with the tables.
+    /// * a server down or returning always has its next probe armed, or a
+    ///   probe in flight with its overdue timer; a liveness check in flight
+    ///   has its overdue timer (no server is left unprobed forever);
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         if self.shut_down {
             ensure!(
@@ -342,7 +345,46 @@ impl Pool {
                 "credential {cred} has connections but no count"
             );
         }
+        if !self.shut_down {
+            self.check_health_timers()?;
+        }
         let _: Option<UserId> = None;
+        Ok(())
+    }
+
+    fn check_health_timers(&self) -> Result<(), InvariantViolation> {
+        use crate::server::HealthState;
+        use crate::timers::Timer;
+        for (i, s) in self.servers.iter().enumerate() {
+            let id = ServerId(i as u16);
+            let armed = match s.health {
+                HealthState::Up { check: None } => true,
+                HealthState::Up { check: Some(c) } => {
+                    self.timers.contains(c.deadline, Timer::ProbeOverdue(id))
+                }
+                HealthState::Down {
+                    probing: Some(d), ..
+                } => self.timers.contains(d, Timer::ProbeOverdue(id)),
+                HealthState::Returning {
+                    probing: Some(p), ..
+                } => self.timers.contains(p.deadline, Timer::ProbeOverdue(id)),
+                HealthState::Down {
+                    next_probe,
+                    probing: None,
+                    ..
+                }
+                | HealthState::Returning {
+                    next_probe,
+                    probing: None,
+                    ..
+                } => self.timers.contains(next_probe, Timer::Probe(id)),
+            };
+            ensure!(
+                armed,
+                "{id} is {:?} without the timer that ends it",
+                s.health
+            );
+        }
         Ok(())
     }
 }

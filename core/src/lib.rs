@@ -113,6 +113,7 @@ mod lifecycle;
 mod placement;
 mod pool;
 mod race;
+mod refusal;
 mod request;
 mod rng;
 mod server;

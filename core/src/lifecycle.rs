@@ -201,13 +201,16 @@ impl Pool {
                     *next_probe = now;
                     self.timers.arm(now, Timer::Probe(id));
                 }
-                HealthState::Up {
-                    hold_until: Some(until),
+                HealthState::Returning {
+                    next_probe,
+                    probing,
                     ..
-                } => self.timers.arm(*until, Timer::HoldDown(id)),
-                HealthState::Up {
-                    hold_until: None, ..
-                } => {}
+                } => {
+                    *probing = None;
+                    *next_probe = now;
+                    self.timers.arm(now, Timer::Probe(id));
+                }
+                HealthState::Up { check } => *check = None,
             }
         }
         let g = self

@@ -80,8 +80,7 @@ impl Pool {
             }
         };
         let Some(&target) = candidates.first() else {
-            self.fail_user(now, user_id, Error::NoServerAvailable, false);
-            return true;
+            return self.await_probe(now, user_id, gen_id, enqueue);
         };
         let key = |server| MatchKey {
             gen_id,
@@ -117,6 +116,18 @@ impl Pool {
                     return true;
                 }
             }
+        }
+        // The best server refused this credential and holds it back: no
+        // bind is sent; the user gets the refusal at once.
+        if self.held_back(now, target, cred) {
+            self.counters.servers[target.index()].held_back += 1;
+            self.fail_user(
+                now,
+                user_id,
+                Error::InvalidCredentials { server: target },
+                false,
+            );
+            return true;
         }
         // Open a new connection to the best server, if its limit allows, or
         // if one of its connections sits idle and can make room while no
@@ -169,6 +180,7 @@ impl Pool {
         let (busy_at, target) = self.spread_of(config);
         if load >= busy_at
             && self.index.connecting(&key).next().is_none()
+            && !self.held_back(now, key.server, key.cred)
             && (self.index.open_count(&key) as u64) < u64::from(target)
             && self.has_conn_room(key.gen_id, key.server)
         {
@@ -257,7 +269,7 @@ impl Pool {
         self.arm_deadline(user_id);
     }
 
-    fn arm_deadline(&mut self, user_id: UserId) {
+    pub(crate) fn arm_deadline(&mut self, user_id: UserId) {
         let deadline = self.users.get(user_id).expect("user exists").deadline;
         self.timers.arm(deadline, Timer::User(user_id));
     }

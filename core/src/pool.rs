@@ -49,6 +49,8 @@ pub struct Pool {
     /// (slot `u32::MAX`, which no table reaches).
     pub(crate) rejected: u32,
     pub(crate) counters: Counters,
+    /// Credentials servers refused, held back (see [`crate::refusal`]).
+    pub(crate) refusals: BTreeMap<(crate::ServerId, crate::CredKey), crate::refusal::Refusal>,
     /// A placement bug planted by a test (feature `fault-hooks` only).
     #[cfg(feature = "fault-hooks")]
     pub(crate) policy_bug: Option<crate::PolicyBug>,
@@ -76,6 +78,7 @@ impl Pool {
             actions: VecDeque::new(),
             rejected: 0,
             counters: Counters::default(),
+            refusals: BTreeMap::new(),
             #[cfg(feature = "fault-hooks")]
             policy_bug: None,
         };
@@ -153,7 +156,12 @@ impl Pool {
             Event::ConnOpenFailed { conn, error } => self.on_conn_open_failed(now, conn, error),
             Event::ConnLost { conn, error } => self.on_conn_lost(now, conn, error),
             Event::Release { user } => {
-                self.connected_conn(user, "Release")?;
+                let conn = self.connected_conn(user, "Release")?;
+                // The operation got its answer: fresher than any check of
+                // the server in flight.
+                if let Some(server) = self.conns.get(conn).map(|c| c.server) {
+                    self.server_answered(server);
+                }
                 self.end_user(now, user);
                 self.counters.releases += 1;
                 Ok(())
@@ -217,7 +225,6 @@ impl Pool {
                 Timer::MaxAge(conn) => self.on_max_age(now, conn),
                 Timer::Probe(server) => self.on_probe_timer(now, server),
                 Timer::ProbeOverdue(server) => self.on_probe_overdue(now, server),
-                Timer::HoldDown(server) => self.on_hold_down_timer(now, server),
                 Timer::Race(conn) => self.on_race_timer(now, conn),
             }
         }
@@ -313,6 +320,8 @@ impl Pool {
         }
         self.counters.opens += 1;
         self.counters.servers[key.server.index()].opens += 1;
+        self.server_answered(key.server);
+        self.credential_accepted(key.server, key.cred);
         if key.purpose != Purpose::Private {
             self.index.remove_connecting(&key, conn_id);
             self.index.insert_open(key, conn_id, 0);
@@ -369,13 +378,18 @@ impl Pool {
         error: ConnError,
         close: Option<CloseReason>,
     ) {
-        let server = self
+        let (server, cred) = self
             .conns
             .get(conn_id)
-            .map(|c| c.server)
+            .map(|c| (c.server, c.cred))
             .expect("caller checked");
         self.counters.open_failures += 1;
         self.counters.servers[server.index()].open_failures += 1;
+        // First, so that nothing this failure sets going (a user placed in
+        // the freed slot, say) sends the refused credential again.
+        if error.kind == ConnErrorKind::InvalidCredentials {
+            self.credential_refused(now, server, cred);
+        }
         // A rival still opening takes the waiters: they fail only if it does.
         let mut waiters = self.take_waiters(conn_id);
         if let Some(rival) = self.rival_of(conn_id) {
@@ -442,6 +456,10 @@ impl Pool {
         // closes it if it was the last (behaviour 6).
         self.break_conn(conn_id, error.clone(), CloseReason::Broken);
         self.drain_siblings(conn_id, server, error.kind);
+        if error.kind == ConnErrorKind::Timeout {
+            // No answer in time: is the server alive?
+            self.check_server(now, server);
+        }
         let retry = self.retry_allowed(user, sent);
         self.fail_user(
             now,
@@ -687,6 +705,7 @@ impl Pool {
             self.index.insert_connecting(key, conn);
         }
         self.timers.arm(deadline, Timer::Connect(conn));
+        self.note_bind_attempt(key.server, key.cred, conn);
         self.push(Action::Open {
             conn,
             server: key.server,

@@ -64,7 +64,10 @@ impl Pool {
         if self.current != Some(key.gen_id) {
             return;
         }
-        let Some(server) = self.rival_server(&key) else {
+        let Some(server) = self
+            .rival_server(&key)
+            .filter(|&s| !self.held_back(now, s, key.cred))
+        else {
             return;
         };
         let rival = self.open_conn(now, MatchKey { server, ..key }, Vec::new());

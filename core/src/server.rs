@@ -23,43 +23,64 @@ pub(crate) struct Server {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum HealthState {
-    /// Usable. `hold_until`: came back up and is not yet trusted for fail-back
-    /// (and ranks after stable servers for new connections) until then.
-    /// `resume_backoff`: while held down, the probe backoff of the down period
-    /// it just left. A server that goes down again before its hold-down ends
-    /// (a flapping server: it accepts probes but not work) resumes that backoff,
-    /// doubled, instead of starting again at the minimum.
-    Up {
-        hold_until: Option<Instant>,
-        resume_backoff: Option<Duration>,
+    /// Usable and trusted. `check`: the liveness check an operation timeout
+    /// on one of its connections started, while it is in flight.
+    Up { check: Option<Check> },
+    /// Came back up and usable (ranked after stable servers for new
+    /// connections), but not trusted for fail-back until it has stayed up
+    /// for the whole hold-down: probed every `probe_backoff_min` and once
+    /// more at `until`; any failure sends it down again, resuming (doubled)
+    /// `resume_backoff`, the backoff of the down period it left. It becomes
+    /// [`HealthState::Up`] on a good probe that began at or after `until`.
+    Returning {
+        until: Instant,
+        resume_backoff: Duration,
+        next_probe: Instant,
+        /// The probe in flight, if any.
+        probing: Option<InFlight>,
     },
     /// Known down. Probed at `next_probe`; `probing` is the deadline of the
-    /// probe in flight, if any.
+    /// probe in flight, if any. `tried`: when the pool last learnt it was
+    /// down (marked down, or a probe of it failed); a user who finds every
+    /// server down brings a probe forward only once that is a probe
+    /// backoff minimum old ([`Pool::await_probe`]).
     Down {
         since: Instant,
+        tried: Instant,
         backoff: Duration,
         next_probe: Instant,
         probing: Option<Instant>,
     },
 }
 
+/// A liveness check of an [`HealthState::Up`] server (an operation on it
+/// timed out): the server is marked down if the check fails, unless the
+/// server answered meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Check {
+    /// When the check's answer is overdue (counts as a failure).
+    pub(crate) deadline: Instant,
+    /// An operation on this server got its answer, or a connection to it
+    /// opened, since the check began: a failed verdict is then older than
+    /// fresher evidence and marks nothing down.
+    pub(crate) answered: bool,
+}
+
+/// A probe in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct InFlight {
+    pub(crate) started: Instant,
+    pub(crate) deadline: Instant,
+}
+
 impl HealthState {
     /// Up and trusted.
-    pub(crate) const STABLE: HealthState = HealthState::Up {
-        hold_until: None,
-        resume_backoff: None,
-    };
+    pub(crate) const STABLE: HealthState = HealthState::Up { check: None };
     pub(crate) fn is_down(&self) -> bool {
         matches!(self, HealthState::Down { .. })
     }
     pub(crate) fn is_stable_up(&self) -> bool {
-        matches!(
-            self,
-            HealthState::Up {
-                hold_until: None,
-                ..
-            }
-        )
+        matches!(self, HealthState::Up { .. })
     }
 }
 
@@ -136,7 +157,7 @@ impl Pool {
         backoff + Duration::from_nanos(self.rng.up_to(half))
     }
 
-    fn backoff_bounds(&self) -> (Duration, Duration) {
+    pub(crate) fn backoff_bounds(&self) -> (Duration, Duration) {
         match self.current_gen() {
             Some(g) => (g.config.probe_backoff_min, g.config.probe_backoff_max),
             None => (Duration::from_secs(1), Duration::from_secs(60)),
@@ -150,14 +171,25 @@ impl Pool {
         }
         let (min, max) = self.backoff_bounds();
         let mut resumed = None;
-        if let HealthState::Up {
-            hold_until: Some(at),
-            resume_backoff,
-        } = self.servers[server.index()].health
-        {
-            self.timers.disarm(at, Timer::HoldDown(server));
-            // Down again before it was trusted: back off further, not afresh.
-            resumed = resume_backoff.map(|previous| (previous * 2).clamp(min, max));
+        match self.servers[server.index()].health {
+            HealthState::Returning {
+                resume_backoff,
+                next_probe,
+                probing,
+                ..
+            } => {
+                self.timers.disarm(next_probe, Timer::Probe(server));
+                if let Some(p) = probing {
+                    self.timers.disarm(p.deadline, Timer::ProbeOverdue(server));
+                }
+                // Down again before it was trusted: back off further, not afresh.
+                resumed = Some((resume_backoff * 2).clamp(min, max));
+            }
+            HealthState::Up { check: Some(check) } => {
+                self.timers
+                    .disarm(check.deadline, Timer::ProbeOverdue(server));
+            }
+            _ => {}
         }
         let (backoff, next_probe) = match resumed {
             Some(backoff) => (backoff, now + self.jittered(backoff).min(max)),
@@ -165,12 +197,14 @@ impl Pool {
         };
         self.servers[server.index()].health = HealthState::Down {
             since: now,
+            tried: now,
             backoff,
             next_probe,
             probing: None,
         };
         self.timers.arm(next_probe, Timer::Probe(server));
         self.counters.servers[server.index()].marked_down += 1;
+        self.push(crate::Action::ServerMarkedDown { server });
 
         let error = ConnError::new(ConnErrorKind::ServerDown, "server reported down");
         let conns: Vec<_> = self
@@ -196,7 +230,8 @@ impl Pool {
         }
     }
 
-    /// Marks `server` up; fail-back follows once it has stayed up for the hold-down.
+    /// Marks `server` up; fail-back follows once it has stayed up for the
+    /// whole hold-down ([`HealthState::Returning`]).
     pub(crate) fn mark_up(&mut self, now: Instant, server: ServerId) {
         let HealthState::Down {
             next_probe,
@@ -220,88 +255,274 @@ impl Pool {
             self.fail_back_to(now, server);
         } else {
             let until = now + hold;
-            self.servers[server.index()].health = HealthState::Up {
-                hold_until: Some(until),
-                resume_backoff: Some(backoff),
+            let next_probe = self.next_hold_probe(now, until);
+            self.servers[server.index()].health = HealthState::Returning {
+                until,
+                resume_backoff: backoff,
+                next_probe,
+                probing: None,
             };
-            self.timers.arm(until, Timer::HoldDown(server));
+            self.timers.arm(next_probe, Timer::Probe(server));
+        }
+    }
+
+    /// When a returning server is probed next: a probe backoff minimum from
+    /// now, and never after the end of its hold-down.
+    fn next_hold_probe(&self, now: Instant, until: Instant) -> Instant {
+        let (min, _) = self.backoff_bounds();
+        (now + min).min(until).max(now)
+    }
+
+    /// The deadline of a probe or check started now.
+    fn probe_deadline(&self, now: Instant) -> Instant {
+        now + self
+            .current_gen()
+            .map_or(Duration::from_secs(5), |g| g.config.connect_timeout)
+    }
+
+    /// An operation on a connection to `server` got no answer in time: if
+    /// the server is up and trusted and no check is in flight, check it (a
+    /// probe). Its failure marks the server down unless the server answered
+    /// meanwhile ([`Check::answered`]).
+    pub(crate) fn check_server(&mut self, now: Instant, server: ServerId) {
+        if self.shut_down
+            || !matches!(
+                self.servers[server.index()].health,
+                HealthState::Up { check: None }
+            )
+        {
+            return;
+        }
+        let deadline = self.probe_deadline(now);
+        self.servers[server.index()].health = HealthState::Up {
+            check: Some(Check {
+                deadline,
+                answered: false,
+            }),
+        };
+        self.timers.arm(deadline, Timer::ProbeOverdue(server));
+        self.counters.servers[server.index()].checks += 1;
+        self.push(crate::Action::Probe { server });
+    }
+
+    /// `server` answered an operation or opened a connection: evidence that
+    /// outranks a check in flight.
+    pub(crate) fn server_answered(&mut self, server: ServerId) {
+        if let HealthState::Up {
+            check: Some(check), ..
+        } = &mut self.servers[server.index()].health
+        {
+            #[cfg(feature = "fault-hooks")]
+            if self.policy_bug == Some(crate::PolicyBug::VerdictIgnoresAnswers) {
+                return;
+            }
+            check.answered = true;
         }
     }
 
     pub(crate) fn on_probe_result(&mut self, now: Instant, server: ServerId, ok: bool) {
-        if ok {
-            self.mark_up(now, server);
-            return;
+        if self.shut_down {
+            return; // nothing is probed or failed back after shutdown
         }
-        let HealthState::Down {
-            since,
-            backoff,
-            probing: Some(deadline),
-            ..
-        } = self.servers[server.index()].health
-        else {
-            return; // not probing: a late or unsolicited answer
-        };
-        self.timers.disarm(deadline, Timer::ProbeOverdue(server));
-        let (_, max) = self.backoff_bounds();
-        let backoff = (backoff * 2).min(max);
-        let next_probe = now + self.jittered(backoff).min(max);
-        self.servers[server.index()].health = HealthState::Down {
-            since,
-            backoff,
-            next_probe,
-            probing: None,
-        };
-        self.timers.arm(next_probe, Timer::Probe(server));
+        match self.servers[server.index()].health {
+            HealthState::Down { .. } if ok => self.mark_up(now, server),
+            HealthState::Down {
+                since,
+                backoff,
+                probing: Some(deadline),
+                ..
+            } => {
+                self.timers.disarm(deadline, Timer::ProbeOverdue(server));
+                let (_, max) = self.backoff_bounds();
+                let backoff = (backoff * 2).min(max);
+                let next_probe = now + self.jittered(backoff).min(max);
+                self.servers[server.index()].health = HealthState::Down {
+                    since,
+                    tried: now,
+                    backoff,
+                    next_probe,
+                    probing: None,
+                };
+                self.timers.arm(next_probe, Timer::Probe(server));
+            }
+            HealthState::Up { check: Some(check) } => {
+                self.timers
+                    .disarm(check.deadline, Timer::ProbeOverdue(server));
+                self.servers[server.index()].health = HealthState::STABLE;
+                if !ok {
+                    if check.answered {
+                        // Older than fresher evidence: the server answered
+                        // since the check began.
+                        self.counters.servers[server.index()].stale_verdicts += 1;
+                    } else {
+                        self.mark_down(now, server);
+                    }
+                }
+            }
+            HealthState::Returning {
+                until,
+                resume_backoff,
+                probing: Some(probe),
+                ..
+            } => {
+                self.timers
+                    .disarm(probe.deadline, Timer::ProbeOverdue(server));
+                #[cfg(feature = "fault-hooks")]
+                let ok = ok || self.policy_bug == Some(crate::PolicyBug::HoldDownIgnoresFailures);
+                if !ok {
+                    // Failed during its hold-down: down again, and the
+                    // hold-down starts afresh when it next answers.
+                    self.mark_down(now, server);
+                } else if probe.started >= until {
+                    // Up for the whole hold-down, and still at its end.
+                    self.servers[server.index()].health = HealthState::STABLE;
+                    self.fail_back_to(now, server);
+                } else {
+                    let next_probe = self.next_hold_probe(now, until);
+                    self.servers[server.index()].health = HealthState::Returning {
+                        until,
+                        resume_backoff,
+                        next_probe,
+                        probing: None,
+                    };
+                    self.timers.arm(next_probe, Timer::Probe(server));
+                }
+            }
+            // Not probing: a late or unsolicited answer.
+            _ => {}
+        }
     }
 
     pub(crate) fn on_probe_timer(&mut self, now: Instant, server: ServerId) {
-        let HealthState::Down {
-            since,
-            backoff,
-            next_probe,
-            probing: None,
-        } = self.servers[server.index()].health
-        else {
-            return;
-        };
-        if next_probe > now {
+        if self.shut_down {
             return;
         }
-        let connect_timeout = self
-            .current_gen()
-            .map_or(Duration::from_secs(5), |g| g.config.connect_timeout);
-        let deadline = now + connect_timeout;
-        self.servers[server.index()].health = HealthState::Down {
-            since,
-            backoff,
-            next_probe,
-            probing: Some(deadline),
-        };
+        let deadline = self.probe_deadline(now);
+        match &mut self.servers[server.index()].health {
+            HealthState::Down {
+                next_probe,
+                probing: probing @ None,
+                ..
+            } if *next_probe <= now => *probing = Some(deadline),
+            HealthState::Returning {
+                next_probe,
+                probing: probing @ None,
+                ..
+            } if *next_probe <= now => {
+                *probing = Some(InFlight {
+                    started: now,
+                    deadline,
+                })
+            }
+            _ => return,
+        }
         self.timers.arm(deadline, Timer::ProbeOverdue(server));
         self.counters.servers[server.index()].probes += 1;
         self.push(crate::Action::Probe { server });
     }
 
-    pub(crate) fn on_probe_overdue(&mut self, now: Instant, server: ServerId) {
+    /// Every server of generation `gen_id` is down and `user` names none:
+    /// rather than fail it at once, the pool tries a connect for it within
+    /// its deadline. The user waits (queued, its deadline armed) for a probe
+    /// in flight, or for the probe of the most preferred server not tried
+    /// (marked down, or a probe of it failed) within the probe backoff
+    /// minimum, brought forward now. Only when every server was tried that
+    /// recently and none is being probed does it fail at once with
+    /// [`Error::NoServerAvailable`]: the pool tried for it a moment ago, and
+    /// a storm of reads during an outage sends at most one probe per server
+    /// per backoff minimum. A probe's answer re-places the waiting users
+    /// ([`Pool::service_queue`]): a good one makes the server usable, a
+    /// failed one moves them to the next server or fails them. Returns as
+    /// [`Pool::place`] does.
+    pub(crate) fn await_probe(
+        &mut self,
+        now: Instant,
+        user: crate::UserId,
+        gen_id: GenId,
+        enqueue: bool,
+    ) -> bool {
+        let (min, _) = self.backoff_bounds();
+        let order = self
+            .gens
+            .get(gen_id)
+            .map(|g| g.servers.clone())
+            .unwrap_or_default();
+        let probing = order.iter().any(|s| {
+            matches!(
+                self.servers[s.index()].health,
+                HealthState::Down {
+                    probing: Some(_),
+                    ..
+                }
+            )
+        });
+        #[cfg(feature = "fault-hooks")]
+        let gives_up = self.policy_bug == Some(crate::PolicyBug::GiveUpWhenAllDown);
+        #[cfg(not(feature = "fault-hooks"))]
+        let gives_up = false;
+        if !probing {
+            let untried = order.iter().copied().find(|s| {
+                matches!(
+                    self.servers[s.index()].health,
+                    HealthState::Down {
+                        tried,
+                        probing: None,
+                        ..
+                    } if now >= tried + min
+                )
+            });
+            match untried {
+                Some(server) if !gives_up => self.probe_now(now, server),
+                _ => {
+                    self.fail_user(now, user, Error::NoServerAvailable, false);
+                    return true;
+                }
+            }
+        }
+        if !enqueue {
+            return false;
+        }
+        self.users.get_mut(user).expect("user exists").state = crate::state::UserState::Queued;
+        self.queue.push_back(user);
+        self.arm_deadline(user);
+        true
+    }
+
+    /// Brings the probe of down `server` forward to `now`.
+    fn probe_now(&mut self, now: Instant, server: ServerId) {
+        let deadline = self.probe_deadline(now);
         if let HealthState::Down {
-            probing: Some(d), ..
-        } = self.servers[server.index()].health
-            && d <= now
+            next_probe,
+            probing: probing @ None,
+            ..
+        } = &mut self.servers[server.index()].health
         {
-            self.on_probe_result(now, server, false);
+            let scheduled = *next_probe;
+            *next_probe = now;
+            *probing = Some(deadline);
+            self.timers.disarm(scheduled, Timer::Probe(server));
+            self.timers.arm(deadline, Timer::ProbeOverdue(server));
+            let counters = &mut self.counters.servers[server.index()];
+            counters.probes += 1;
+            counters.brought_forward += 1;
+            self.push(crate::Action::Probe { server });
         }
     }
 
-    pub(crate) fn on_hold_down_timer(&mut self, now: Instant, server: ServerId) {
-        if let HealthState::Up {
-            hold_until: Some(until),
-            ..
-        } = self.servers[server.index()].health
-            && until <= now
-        {
-            self.servers[server.index()].health = HealthState::STABLE;
-            self.fail_back_to(now, server);
+    /// A probe or check got no answer by its deadline: it failed.
+    pub(crate) fn on_probe_overdue(&mut self, now: Instant, server: ServerId) {
+        let overdue = match self.servers[server.index()].health {
+            HealthState::Down {
+                probing: Some(d), ..
+            } => d <= now,
+            HealthState::Up { check: Some(c) } => c.deadline <= now,
+            HealthState::Returning {
+                probing: Some(p), ..
+            } => p.deadline <= now,
+            _ => false,
+        };
+        if overdue {
+            self.on_probe_result(now, server, false);
         }
     }
 
@@ -338,6 +559,7 @@ impl Pool {
                 self.drain_worse(now, key);
             } else if self.index.connecting(&key).next().is_none()
                 && self.has_conn_room(gen_id, server)
+                && !self.held_back(now, server, cred)
             {
                 self.counters.failback_warmups += 1;
                 self.open_conn(now, key, Vec::new());

@@ -3,7 +3,7 @@
 //! the input they apply.
 
 use crate::invariants::InvariantViolation;
-use crate::{ConnInfo, ConnPhase, Pool, Purpose, UserId, UserPhase};
+use crate::{ConnInfo, ConnPhase, Instant, Pool, Purpose, UserId, UserPhase};
 
 /// Connections alike for sharing: generation, server, credential, purpose
 /// and referral flag.
@@ -20,6 +20,7 @@ fn same_key(a: &ConnInfo, b: &ConnInfo) -> bool {
 ///   ([`Config::spread_users_per_conn`](crate::Config::spread_users_per_conn)
 ///   users, or the cap) leaves that connection's kind with a connection
 ///   opening, or at the spread target, or its server at its connection limit;
+///   (or the credential held back there after a refusal);
 /// * **no spreading past the target**: a shared connection opened while one
 ///   of its kind had room was opened below
 ///   [`Config::spread_conns_per_server`](crate::Config::spread_conns_per_server).
@@ -27,6 +28,7 @@ pub fn check_spread_step(
     before: &[ConnInfo],
     pool: &Pool,
     user: UserId,
+    now: Instant,
 ) -> Result<(), InvariantViolation> {
     let Some(config) = pool.config() else {
         return Ok(());
@@ -51,7 +53,11 @@ pub fn check_spread_step(
         let kind = kind_of(&after, was);
         let opening = kind.iter().any(|c| c.phase == ConnPhase::Connecting);
         let server_conns = after.iter().filter(|c| c.server == was.server).count();
-        if !opening && kind.len() < target && server_conns < config.max_conns_per_server as usize {
+        if !opening
+            && kind.len() < target
+            && server_conns < config.max_conns_per_server as usize
+            && !pool.holds_back(now, was.server, was.cred)
+        {
             return Err(InvariantViolation(format!(
                 "{user} stacked on busy {} ({} users) with {} of {target} connections and no spare",
                 was.id,

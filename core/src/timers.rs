@@ -15,7 +15,6 @@ pub(crate) enum Timer {
     MaxAge(ConnId),
     Probe(ServerId),
     ProbeOverdue(ServerId),
-    HoldDown(ServerId),
     Race(ConnId),
 }
 
@@ -28,7 +27,6 @@ impl Timer {
             Timer::MaxAge(_) => TimerReason::MaxAge,
             Timer::Probe(_) => TimerReason::Probe,
             Timer::ProbeOverdue(_) => TimerReason::ProbeOverdue,
-            Timer::HoldDown(_) => TimerReason::HoldDown,
             Timer::Race(_) => TimerReason::ConnectRace,
         }
     }
@@ -44,6 +42,10 @@ impl Timers {
 
     pub(crate) fn disarm(&mut self, at: Instant, timer: Timer) {
         self.0.remove(&(at, timer));
+    }
+
+    pub(crate) fn contains(&self, at: Instant, timer: Timer) -> bool {
+        self.0.contains(&(at, timer))
     }
 
     pub(crate) fn first(&self) -> Option<(Instant, Timer)> {

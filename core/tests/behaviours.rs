@@ -573,11 +573,11 @@ fn b07_fail_back_opens_the_new_connection_before_draining_the_old_after_hold_dow
     let c5 = Sim::open_of(&open);
     sim.opened(c5);
     sim.release(r2);
-    assert_eq!(sim.advance(Duration::from_secs(9)), vec![]);
+    assert_eq!(sim.advance_probed(Duration::from_secs(9)), vec![]);
 
     // Hold-down over: make before break. One new read connection per
     // credential is opened to A; B's read connections keep serving.
-    let actions = sim.advance(Duration::from_secs(1));
+    let actions = sim.advance_probed(Duration::from_secs(1));
     assert_eq!(actions.len(), 2, "{actions:?}");
     let (mut anon, mut five) = (None, None);
     for a in &actions {
@@ -685,7 +685,7 @@ fn b07_fail_back_warms_up_only_for_credentials_with_open_current_read_connection
 
     sim.ok(Event::ServerUp { server: a });
     sim.drain();
-    let actions = sim.advance(Duration::from_secs(10));
+    let actions = sim.advance_probed(Duration::from_secs(10));
     assert!(
         matches!(
             actions[..],
@@ -752,7 +752,7 @@ fn b07_referral_connections_never_fail_back() {
     assert_eq!(sim.pool.conn(rb).unwrap().server, b);
     sim.ok(Event::ServerUp { server: a });
     sim.drain();
-    sim.advance(Duration::from_secs(10));
+    sim.advance_probed(Duration::from_secs(10));
     assert_eq!(sim.pool.health(a), Some(Health::Up));
     // A second referral user gets a connection to A, now the best server.
     let rf2 = sim.acquire(req(UserKind::Search).referral());
@@ -787,7 +787,7 @@ fn b07_fail_back_opens_no_warm_up_beyond_the_per_server_limit() {
     let w = sim.acquire(Request::new(UserKind::Write, CredKey::ANONYMOUS).server(A));
     let wa = Sim::open_of(&sim.drain());
     assert_eq!(sim.opened(wa), vec![grant(w, wa)]);
-    let actions = sim.advance(Duration::from_secs(10));
+    let actions = sim.advance_probed(Duration::from_secs(10));
     assert_eq!(sim.pool.health(a), Some(Health::Up));
     assert!(
         !actions.iter().any(|x| matches!(x, Action::Open { .. })),
@@ -864,8 +864,8 @@ fn b07_between_two_preferred_servers_only_the_better_one_is_failed_back_to() {
     sim.opened(on_b);
     // A returns: after its hold-down, B's readers fail back to A.
     sim.ok(Event::ServerUp { server: a });
-    assert_eq!(sim.advance(Duration::from_secs(9)), vec![]);
-    let actions = sim.advance(Duration::from_secs(1));
+    assert_eq!(sim.advance_probed(Duration::from_secs(9)), vec![]);
+    let actions = sim.advance_probed(Duration::from_secs(1));
     assert!(
         matches!(actions[..], [Action::Open { server, purpose: Purpose::Read, .. }] if server == a),
         "B's readers fail back to A, the better preferred server: {actions:?}"
@@ -885,7 +885,7 @@ fn b07_between_two_preferred_servers_only_the_better_one_is_failed_back_to() {
     sim.drain();
     sim.ok(Event::ServerUp { server: b });
     sim.drain();
-    let actions = sim.advance(Duration::from_secs(10));
+    let actions = sim.advance_probed(Duration::from_secs(10));
     assert!(
         !actions
             .iter()
@@ -926,6 +926,7 @@ fn b08_server_down_breaks_its_connections_and_sends_waiters_elsewhere() {
     assert_eq!(
         actions,
         vec![
+            Action::ServerMarkedDown { server: a },
             Action::Close {
                 conn: c2,
                 reason: CloseReason::ServerDown
@@ -973,12 +974,11 @@ fn b08_server_down_breaks_its_connections_and_sends_waiters_elsewhere() {
 #[test]
 fn b08_with_every_server_down_requests_fail_fast() {
     let mut sim = Sim::with(config());
-    sim.ok(Event::ServerDown {
-        server: sim.server(A),
-    });
-    sim.ok(Event::ServerDown {
-        server: sim.server(B),
-    });
+    for s in [A, B] {
+        let server = sim.server(s);
+        sim.ok(Event::ServerDown { server });
+        assert_eq!(sim.drain(), vec![Action::ServerMarkedDown { server }]);
+    }
     let u = sim.search();
     assert_eq!(
         sim.drain(),
@@ -1448,6 +1448,7 @@ fn b13_a_down_server_is_probed_with_exponential_backoff_and_jitter() {
     let mut sim = Sim::with(config());
     let a = sim.server(A);
     sim.ok(Event::ServerDown { server: a });
+    assert_eq!(sim.drain(), vec![Action::ServerMarkedDown { server: a }]);
     let mut probes = Vec::new();
     for _ in 0..6 {
         let t = sim.pool.poll_timeout().unwrap();
@@ -1529,7 +1530,7 @@ fn b13_a_server_that_flaps_during_its_hold_down_keeps_backing_off() {
         server: a,
         ok: true,
     });
-    sim.advance(Duration::from_secs(10));
+    sim.advance_probed(Duration::from_secs(10));
     assert_eq!(sim.pool.health(a), Some(Health::Up));
     sim.ok(Event::ServerDown { server: a });
     sim.drain();
@@ -1575,6 +1576,7 @@ fn b13_an_unanswered_probe_counts_as_failed() {
     let mut sim = Sim::with(config().connect_timeout(Duration::from_secs(2)));
     let a = sim.server(A);
     sim.ok(Event::ServerDown { server: a });
+    assert_eq!(sim.drain(), vec![Action::ServerMarkedDown { server: a }]);
     let t = sim.pool.poll_timeout().unwrap().at;
     sim.now = t;
     sim.pool.handle_timeout(t);
@@ -1771,6 +1773,7 @@ fn a_connection_that_does_not_open_in_time_fails_its_waiters() {
                 },
                 retry: true
             },
+            Action::ServerMarkedDown { server: a },
         ]
     );
 }

@@ -23,6 +23,8 @@ use ldapmux_core::{
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 
+mod evidence;
+
 const SERVERS: [&str; 3] = ["ldap://a", "ldap://b", "ldap://c"];
 const CASES: u32 = 4_000;
 static CASES_RUN: AtomicUsize = AtomicUsize::new(0);
@@ -42,6 +44,8 @@ enum Step {
     Lost(u8),
     Release(u8),
     Broken(u8, bool),
+    /// A connected user's operation got no answer in time.
+    TimedOut(u8),
     Cancel(u8),
     GetNext(u8),
     ServerDown(u8),
@@ -93,6 +97,7 @@ impl ReferenceStateMachine for Reference {
             1 => idx.prop_map(Step::Lost),
             5 => idx.prop_map(Step::Release),
             2 => (idx, any::<bool>()).prop_map(|(i, sent)| Step::Broken(i, sent)),
+            1 => idx.prop_map(Step::TimedOut),
             2 => idx.prop_map(Step::Cancel),
             2 => idx.prop_map(Step::GetNext),
             1 => (0..3u8).prop_map(Step::ServerDown),
@@ -169,7 +174,7 @@ fn the_spread_check_bites_on_stacking_and_on_spreading_past_the_target() {
         .unwrap();
     let before: Vec<ConnInfo> = pool.conns().collect();
     let second = pool.handle_acquire(Instant::ZERO, Request::new(UserKind::Search, CredKey(1)));
-    assert!(ldapmux_core::check_spread_step(&before, &pool, second).is_ok());
+    assert!(ldapmux_core::check_spread_step(&before, &pool, second, Instant::ZERO).is_ok());
     // Stacking on the busy connection with no spare opening: red.
     let stacked: Vec<ConnInfo> = pool
         .conns()
@@ -190,7 +195,9 @@ fn the_spread_check_bites_on_stacking_and_on_spreading_past_the_target() {
             },
         )
         .unwrap();
-    let third = no_spare.handle_acquire(Instant::ZERO, Request::new(UserKind::Search, CredKey(1)));
+    // Past the refused credential's hold-down (1 s), so a spare may be sent.
+    let later = Instant::from_nanos(2_000_000_000);
+    let third = no_spare.handle_acquire(later, Request::new(UserKind::Search, CredKey(1)));
     let before_third: Vec<ConnInfo> = stacked
         .iter()
         .map(|c| ConnInfo {
@@ -198,9 +205,10 @@ fn the_spread_check_bites_on_stacking_and_on_spreading_past_the_target() {
             ..c.clone()
         })
         .collect();
-    // The spare failed (a refused bind does not mark the server down): a new
-    // one opens for the third user, so the rule holds...
-    assert!(ldapmux_core::check_spread_step(&before_third, &no_spare, third).is_ok());
+    // The spare failed (a refused bind does not mark the server down): once
+    // its hold-down is over a new one opens for the third user, so the rule
+    // holds...
+    assert!(ldapmux_core::check_spread_step(&before_third, &no_spare, third, later).is_ok());
     // ...and a spare opened beside a second connection with room breaks the
     // target of 2.
     let two_open: Vec<ConnInfo> = before_third
@@ -211,7 +219,7 @@ fn the_spread_check_bites_on_stacking_and_on_spreading_past_the_target() {
             ..c.clone()
         }))
         .collect();
-    assert!(ldapmux_core::check_spread_step(&two_open, &no_spare, third).is_err());
+    assert!(ldapmux_core::check_spread_step(&two_open, &no_spare, third, later).is_err());
     let _ = first;
 }
 
@@ -245,6 +253,8 @@ struct Sut {
     refused: Vec<UserId>,
     /// What the pool's counters must say, tallied from inputs and actions.
     seen: Seen,
+    /// Health evidence, for the rules of issue 16.
+    evidence: evidence::Evidence,
 }
 
 /// A ledger of inputs and actions, to check the pool's counters against.
@@ -273,6 +283,8 @@ struct Seen {
     marked_up: [u64; 8],
     /// Per server: Action::Probe.
     probes: [u64; 8],
+    /// Per server: Action::ServerMarkedDown, one per fall the pool counts.
+    down_notices: [u64; 8],
     /// Connections seen draining, and whether each server was down, after the
     /// last input (health is compared step to step).
     seen_draining: BTreeSet<ldapmux_core::ConnId>,
@@ -291,6 +303,7 @@ impl Seen {
             Action::Close { .. } | Action::Abandon { .. } => self.closes += 1,
             Action::Open { .. } => self.opens_asked += 1,
             Action::Probe { server } => self.probes[server.index()] += 1,
+            Action::ServerMarkedDown { server } => self.down_notices[server.index()] += 1,
             _ => {}
         }
     }
@@ -418,8 +431,13 @@ impl Sut {
 
     /// Drains actions, checking each against the ledger and the reference.
     fn drain(&mut self, expected: &Expected) {
+        let hold = self
+            .pool
+            .config()
+            .map_or(Duration::ZERO, |c| c.probe_backoff_min);
         while let Some(action) = self.pool.poll_action() {
             self.seen.note(&action);
+            self.evidence.on_action(self.now, &action, hold);
             match action {
                 Action::Grant { user, conn } => {
                     assert!(!expected.shut_down, "grant after shutdown: {user}");
@@ -503,12 +521,21 @@ impl StateMachineTest for PoolTest {
                 generations: 1,
                 ..Seen::default()
             },
+            evidence: evidence::Evidence::default(),
         }
     }
 
     fn apply(mut sut: Sut, expected: &Expected, step: Step) -> Sut {
         let now = sut.now;
         let io = |kind| ConnError::new(kind, "proptest");
+        let before = evidence::Before::of(&sut.pool);
+        let verdict = match step {
+            Step::Probe(s, ok) => sut
+                .pool
+                .server_id(SERVERS[usize::from(s)])
+                .map(|id| (id, ok)),
+            _ => None,
+        };
         match step {
             Step::Acquire {
                 kind,
@@ -541,7 +568,7 @@ impl StateMachineTest for PoolTest {
                 let was_shut = sut.pool.is_shut_down();
                 let before: Vec<ConnInfo> = sut.pool.conns().collect();
                 let user = sut.pool.handle_acquire(now, req);
-                if let Err(e) = ldapmux_core::check_spread_step(&before, &sut.pool, user) {
+                if let Err(e) = ldapmux_core::check_spread_step(&before, &sut.pool, user, now) {
                     panic!("{e}");
                 }
                 sut.seen.acquires += 1;
@@ -583,6 +610,9 @@ impl StateMachineTest for PoolTest {
             }
             Step::Opened(i) => {
                 if let Some(c) = Sut::pick(&sut.connecting(), i) {
+                    let info = sut.pool.conn(c).expect("opening");
+                    sut.evidence.answered(info.server);
+                    sut.evidence.accepted(info.server, info.cred);
                     sut.pool
                         .handle(now, Event::ConnOpened { conn: c })
                         .expect("opening connection");
@@ -592,6 +622,8 @@ impl StateMachineTest for PoolTest {
             Step::OpenFailed(i, creds) => {
                 if let Some(c) = Sut::pick(&sut.connecting(), i) {
                     let kind = if creds {
+                        let info = sut.pool.conn(c).expect("opening");
+                        sut.evidence.refused(now, info.server, info.cred);
                         ConnErrorKind::InvalidCredentials
                     } else {
                         ConnErrorKind::Refused
@@ -627,6 +659,15 @@ impl StateMachineTest for PoolTest {
             }
             Step::Release(i) => {
                 if let Some(u) = Sut::pick(&sut.live_users(Some(UserPhase::Connected)), i) {
+                    if let Some(server) = sut
+                        .pool
+                        .user(u)
+                        .and_then(|u| u.conn)
+                        .and_then(|c| sut.pool.conn(c))
+                        .map(|c| c.server)
+                    {
+                        sut.evidence.answered(server);
+                    }
                     sut.pool
                         .handle(now, Event::Release { user: u })
                         .expect("connected user");
@@ -645,6 +686,27 @@ impl StateMachineTest for PoolTest {
                                 user: u,
                                 error: io(ConnErrorKind::Io),
                                 request_sent: sent,
+                            },
+                        )
+                        .expect("connected user");
+                    sut.drain(expected);
+                    assert!(
+                        sut.told[&u].ended,
+                        "ConnBroken must be answered by a Fail for {u}"
+                    );
+                }
+            }
+            Step::TimedOut(i) => {
+                if let Some(u) = Sut::pick(&sut.live_users(Some(UserPhase::Connected)), i) {
+                    sut.told.get_mut(&u).expect("known").sent = true;
+                    sut.seen.lost += 1;
+                    sut.pool
+                        .handle(
+                            now,
+                            Event::ConnBroken {
+                                user: u,
+                                error: io(ConnErrorKind::Timeout),
+                                request_sent: true,
                             },
                         )
                         .expect("connected user");
@@ -790,6 +852,8 @@ impl StateMachineTest for PoolTest {
             .map(|c| c.id)
             .collect();
         sut.seen.seen_draining.extend(draining);
+        sut.evidence
+            .after_step(&before, &sut.pool, sut.now, verdict);
         sut
     }
 
@@ -816,7 +880,10 @@ impl StateMachineTest for PoolTest {
             generations: c.generations,
             marked_down: std::array::from_fn(|i| c.servers.get(i).map_or(0, |s| s.marked_down)),
             marked_up: std::array::from_fn(|i| c.servers.get(i).map_or(0, |s| s.marked_up)),
-            probes: std::array::from_fn(|i| c.servers.get(i).map_or(0, |s| s.probes)),
+            // Every Action::Probe: probes of down or returning servers,
+            // and liveness checks of up ones.
+            probes: std::array::from_fn(|i| c.servers.get(i).map_or(0, |s| s.probes + s.checks)),
+            down_notices: std::array::from_fn(|i| c.servers.get(i).map_or(0, |s| s.marked_down)),
             seen_draining: sut.seen.seen_draining.clone(),
             was_down: sut.seen.was_down,
         };
@@ -945,7 +1012,7 @@ mod planted {
         fn never_spreads(sequential 1..120 => NeverSpreads);
     }
     prop_state_machine! {
-        #![proptest_config(ProptestConfig { cases: 20_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(15), ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 20_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(5), ..ProptestConfig::default() })]
         fn spreads_past_target(sequential 1..120 => SpreadsPastTarget);
     }
 
@@ -957,5 +1024,91 @@ mod planted {
     #[test]
     fn the_spread_step_catches_a_pool_that_spreads_past_its_target() {
         assert!(std::panic::catch_unwind(spreads_past_target).is_err());
+    }
+
+    planted_test!(VerdictIgnoresAnswers, PolicyBug::VerdictIgnoresAnswers);
+    planted_test!(HoldDownIgnoresFailures, PolicyBug::HoldDownIgnoresFailures);
+    planted_test!(RetryRefusedAtOnce, PolicyBug::RetryRefusedAtOnce);
+    planted_test!(GiveUpWhenAllDown, PolicyBug::GiveUpWhenAllDown);
+
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(SEED_VERDICT), ..ProptestConfig::default() })]
+        fn verdict_ignores_answers(sequential 1..120 => VerdictIgnoresAnswers);
+    }
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(SEED_HOLD), ..ProptestConfig::default() })]
+        fn hold_down_ignores_failures(sequential 1..120 => HoldDownIgnoresFailures);
+    }
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(SEED_REFUSED), ..ProptestConfig::default() })]
+        fn retry_refused_at_once(sequential 1..120 => RetryRefusedAtOnce);
+    }
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(SEED_ALL_DOWN), ..ProptestConfig::default() })]
+        fn give_up_when_all_down(sequential 1..120 => GiveUpWhenAllDown);
+    }
+    const SEED_ALL_DOWN: u64 = 1;
+    const SEED_VERDICT: u64 = 1;
+    const SEED_HOLD: u64 = 1;
+    const SEED_REFUSED: u64 = 1;
+
+    thread_local! {
+        static PANICS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// The messages of the panics `run` raised on this thread (proptest
+    /// catches each case's panic; without shrinking, its own final message
+    /// does not repeat the rule that failed).
+    fn caught(run: fn()) -> String {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                PANICS.with(|p| p.borrow_mut().push(info.to_string()));
+                previous(info);
+            }));
+        });
+        PANICS.with(|p| p.borrow_mut().clear());
+        let failed = std::panic::catch_unwind(run).is_err();
+        let msgs = PANICS.with(|p| p.borrow().join("\n"));
+        if failed { msgs } else { String::new() }
+    }
+
+    #[test]
+    fn the_evidence_ledger_catches_a_verdict_that_ignores_answers() {
+        let msg = caught(verdict_ignores_answers);
+        assert!(
+            msg.contains(
+                "a check that began before the server's last answer does not mark it down"
+            ),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_evidence_ledger_catches_a_hold_down_that_ignores_failures() {
+        let msg = caught(hold_down_ignores_failures);
+        assert!(
+            msg.contains("no fail-back to a server that failed during its hold-down"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_evidence_ledger_catches_a_refused_credential_sent_at_once() {
+        let msg = caught(retry_refused_at_once);
+        assert!(
+            msg.contains("a refused credential is not retried before its hold-down ends"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_evidence_ledger_catches_a_pool_that_gives_up_when_all_are_down() {
+        let msg = caught(give_up_when_all_down);
+        assert!(
+            msg.contains("a user who finds every server down gets a connect tried"),
+            "{msg}"
+        );
     }
 }

@@ -23,7 +23,9 @@ use ldapmux_core::{
 };
 use stateright::{Model, Property};
 
+mod evidence;
 mod simulate;
+pub use evidence::Evidence;
 pub use simulate::{SimulationReport, simulate, simulate_with_bug};
 
 /// Addresses of the model's servers, most preferred first.
@@ -58,6 +60,11 @@ pub struct Budget {
     pub open_failures: u8,
     /// Connections that may die (`ConnLost`) or be reported broken.
     pub breaks: u8,
+    /// Operations that may time out (`ConnBroken` with a timeout: the pool
+    /// checks the server).
+    pub timeouts: u8,
+    /// Binds that may be refused (`ConnOpenFailed` with invalid credentials).
+    pub refusals: u8,
     /// Users that may cancel.
     pub cancels: u8,
     /// Server-down notices.
@@ -138,6 +145,13 @@ pub const KEPT: &str = "a new server list keeps a connection to a server still l
 pub const SPARE: &str = "a busy connection gets a spare";
 /// "a rival serves the waiters of a slow connect"
 pub const RIVAL_SERVED: &str = "a rival serves the waiters of a slow connect";
+/// "a late verdict yields to a fresher answer"
+pub const VERDICT_YIELDS: &str = "a late verdict yields to a fresher answer";
+/// "a refused credential is held back"
+pub const HELD_BACK: &str = "a refused credential is held back";
+/// "a read that finds every server down waits for a probe brought forward"
+pub const BROUGHT_FORWARD: &str =
+    "a read that finds every server down waits for a probe brought forward";
 
 /// Where a user stands, as the ledger saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -214,6 +228,8 @@ pub struct Ledger {
     pub race_broken: bool,
     /// A rival that opened first served waiters of the slow connection.
     pub rival_served: bool,
+    /// Liveness checks, hold-downs and refused credentials (issue 16).
+    pub evidence: Evidence,
     /// The planted corruption was applied.
     pub planted: bool,
 }
@@ -246,6 +262,10 @@ pub enum Step {
     UserReleases(usize),
     /// User `i` sees its connection die; `sent`: its request may have left.
     UserSeesBroken(usize, bool),
+    /// User `i`'s operation gets no answer in time.
+    UserTimesOut(usize),
+    /// The server refuses the bind of connection `c`.
+    RuntimeRefusesBind(ConnId),
     /// User `i` cancels.
     UserCancels(usize),
     /// Getent user `i` asks for its next entry.
@@ -302,6 +322,7 @@ impl PoolModel {
             actions.push(a);
         }
         for action in actions {
+            st.ledger.evidence.on_action(&st.pool, &action, st.now);
             match action {
                 Action::Grant { user, conn } => {
                     let times = if self.bug == Some(Bug::DuplicateWake) {
@@ -479,6 +500,7 @@ impl Model for PoolModel {
                 spare_opened: false,
                 race_broken: false,
                 rival_served: false,
+                evidence: Evidence::default(),
                 planted: false,
             },
             left: self.budget.clone(),
@@ -505,6 +527,9 @@ impl Model for PoolModel {
                         out.push(Step::UserSeesBroken(i, false));
                         out.push(Step::UserSeesBroken(i, true));
                     }
+                    if st.left.timeouts > 0 {
+                        out.push(Step::UserTimesOut(i));
+                    }
                     if self.users[i].kind == UserKind::Getent && !rec.got_next {
                         out.push(Step::UserReadsNext(i));
                     }
@@ -522,6 +547,9 @@ impl Model for PoolModel {
                     if st.left.open_failures > 0 {
                         out.push(Step::RuntimeFailsToOpen(c.id));
                     }
+                    if st.left.refusals > 0 {
+                        out.push(Step::RuntimeRefusesBind(c.id));
+                    }
                 }
                 ConnPhase::Open if st.left.breaks > 0 => out.push(Step::RuntimeLoses(c.id)),
                 _ => {}
@@ -532,12 +560,18 @@ impl Model for PoolModel {
             let Some(id) = self.server_id(&st.pool, s) else {
                 continue;
             };
-            match st.pool.health(id) {
-                Some(Health::Down { probing: true, .. }) if st.left.probes > 0 => {
-                    out.push(Step::ProbeAnswers(s, true));
-                    out.push(Step::ProbeAnswers(s, false));
+            // A probe in flight (of a down server, of a returning one in
+            // its hold-down, or the liveness check of one that is up).
+            let answers = st.left.probes > 0 && st.pool.probe_in_flight(id);
+            let health = st.pool.health(id);
+            if answers {
+                out.push(Step::ProbeAnswers(s, true));
+                out.push(Step::ProbeAnswers(s, false));
+            }
+            match health {
+                Some(Health::Down { .. }) if !answers && st.left.ups > 0 => {
+                    out.push(Step::FeedReportsUp(s))
                 }
-                Some(Health::Down { .. }) if st.left.ups > 0 => out.push(Step::FeedReportsUp(s)),
                 Some(Health::Up | Health::Returning { .. }) if st.left.downs > 0 && running => {
                     out.push(Step::FeedReportsDown(s))
                 }
@@ -566,6 +600,8 @@ impl Model for PoolModel {
         let now = st.now;
         let gens_before = st.pool.generations().count();
         let id = |st: &State, i: usize| st.ledger.users[i].id.expect("asked");
+        let before = evidence::Before::of(&st.pool);
+        let mut verdict = None;
         match step {
             Step::UserAsks(i) => {
                 let rec = &st.ledger.users[i];
@@ -579,7 +615,7 @@ impl Model for PoolModel {
                 let before: Vec<ConnInfo> = st.pool.conns().collect();
                 let spreads = st.pool.status().counters.spreads;
                 let user = st.pool.handle_acquire(now, self.request(i, attempt));
-                if ldapmux_core::check_spread_step(&before, &st.pool, user).is_err() {
+                if ldapmux_core::check_spread_step(&before, &st.pool, user, now).is_err() {
                     st.ledger.spread_broken = true;
                 }
                 if st.pool.status().counters.spreads > spreads {
@@ -599,6 +635,12 @@ impl Model for PoolModel {
                 };
             }
             Step::RuntimeOpens(c) => {
+                if let Some(info) = st.pool.conn(c) {
+                    st.ledger.evidence.answered(&st.pool, info.server);
+                    st.ledger
+                        .evidence
+                        .accepted(&st.pool, info.server, info.cred);
+                }
                 let before: Vec<ConnInfo> = st.pool.conns().collect();
                 st.pool.handle(now, Event::ConnOpened { conn: c }).ok()?;
                 match ldapmux_core::check_race_step(&before, &st.pool, c) {
@@ -632,6 +674,15 @@ impl Model for PoolModel {
             }
             Step::UserReleases(i) => {
                 let user = id(&st, i);
+                if let Some(server) = st
+                    .pool
+                    .user(user)
+                    .and_then(|u| u.conn)
+                    .and_then(|c| st.pool.conn(c))
+                    .map(|c| c.server)
+                {
+                    st.ledger.evidence.answered(&st.pool, server);
+                }
                 st.pool.handle(now, Event::Release { user }).ok()?;
                 st.ledger.users[i].seen = Seen::Done;
             }
@@ -646,6 +697,37 @@ impl Model for PoolModel {
                             user,
                             error: err(ConnErrorKind::Io),
                             request_sent: sent,
+                        },
+                    )
+                    .ok()?;
+            }
+            Step::UserTimesOut(i) => {
+                st.left.timeouts -= 1;
+                let user = id(&st, i);
+                st.ledger.users[i].sent = true;
+                st.pool
+                    .handle(
+                        now,
+                        Event::ConnBroken {
+                            user,
+                            error: err(ConnErrorKind::Timeout),
+                            request_sent: true,
+                        },
+                    )
+                    .ok()?;
+            }
+            Step::RuntimeRefusesBind(c) => {
+                st.left.refusals -= 1;
+                let info = st.pool.conn(c)?;
+                st.ledger
+                    .evidence
+                    .refused(&st.pool, info.server, info.cred, now);
+                st.pool
+                    .handle(
+                        now,
+                        Event::ConnOpenFailed {
+                            conn: c,
+                            error: err(ConnErrorKind::InvalidCredentials),
                         },
                     )
                     .ok()?;
@@ -680,6 +762,7 @@ impl Model for PoolModel {
             }
             Step::ProbeAnswers(s, ok) => {
                 st.left.probes -= 1;
+                verdict = Some((s, ok));
                 let server = self.server_id(&st.pool, s)?;
                 st.pool
                     .handle(now, Event::ProbeResult { server, ok })
@@ -755,6 +838,10 @@ impl Model for PoolModel {
         let closed = self.observe(&mut st);
         self.note_failback_drains(last, &mut st, &closed);
         self.after_input(&mut st, gens_before);
+        let now = st.now;
+        st.ledger
+            .evidence
+            .after_input(&before, &st.pool, now, verdict);
         Some(st)
     }
 
@@ -813,6 +900,22 @@ impl Model for PoolModel {
                 "a rival that opens first serves the waiters of the slow connect",
                 |_, st: &State| !st.ledger.race_broken,
             ),
+            Property::always(
+                "a check that began before the server's last answer does not mark it down",
+                |_, st: &State| !st.ledger.evidence.stale_verdict_obeyed,
+            ),
+            Property::always(
+                "no fail-back to a server that failed during its hold-down",
+                |_, st: &State| !st.ledger.evidence.trusted_too_soon,
+            ),
+            Property::always(
+                "a refused credential is not retried before its hold-down ends",
+                |_, st: &State| !st.ledger.evidence.refused_sent_again,
+            ),
+            Property::always(
+                "a user who finds every server down gets a connect tried within its deadline",
+                |_, st: &State| !st.ledger.evidence.gave_up_untried,
+            ),
         ];
         let sometimes = [
             Property::sometimes(DETACHED_FREED, |_, st: &State| st.ledger.detached_freed),
@@ -822,6 +925,13 @@ impl Model for PoolModel {
             Property::sometimes(KEPT, |_, st: &State| st.ledger.kept_across_reload),
             Property::sometimes(SPARE, |_, st: &State| st.ledger.spare_opened),
             Property::sometimes(RIVAL_SERVED, |_, st: &State| st.ledger.rival_served),
+            Property::sometimes(VERDICT_YIELDS, |_, st: &State| {
+                st.ledger.evidence.stale_verdict_ignored
+            }),
+            Property::sometimes(HELD_BACK, |_, st: &State| st.ledger.evidence.held_back),
+            Property::sometimes(BROUGHT_FORWARD, |_, st: &State| {
+                st.ledger.evidence.brought_forward
+            }),
         ];
         always.extend(
             sometimes
@@ -1000,7 +1110,10 @@ pub fn every_waiter_woken_once(st: &State) -> bool {
 fn base(servers: usize) -> ldapmux_core::ConfigBuilder {
     let mut b = Config::builder()
         .connect_race_delay(None)
-        .failback_hold_down(Duration::from_secs(10))
+        // As long as the probe backoff minimum: a returning server is probed
+        // once, at the end of its hold-down (the `evidence` model probes one
+        // during it too).
+        .failback_hold_down(Duration::from_secs(1))
         .probe_backoff(Duration::from_secs(1), Duration::from_secs(4))
         .default_acquire_timeout(Duration::from_secs(30));
     for (i, s) in SERVERS.iter().take(servers).enumerate() {
@@ -1015,25 +1128,39 @@ fn base(servers: usize) -> ldapmux_core::ConfigBuilder {
 
 /// Unique states of each default model, checked by `ldapmux-model check`: a
 /// change means the state space changed; look at why before updating.
-pub const PINNED_STATES: [(&str, usize); 6] = [
-    // 23 861 297 since a connection that dies of an I/O error retires its
-    // siblings to the same server (issue 15): was 21 731 713.
-    ("sharing", 23_861_297),
+pub const PINNED_STATES: [(&str, usize); 8] = [
+    // 23 496 319 since a user who finds every server down brings a probe
+    // forward (issue 16); 22 309 085 when fail-back first needed a good
+    // probe after the hold-down (this model has no probe answer to spend),
+    // 23 861 297 before that, and
+    // 21 731 713 before a connection that dies of an I/O error retired its
+    // siblings to the same server (issue 15).
+    ("sharing", 23_496_319),
     // 1 604 354 since siblings retire (issue 15): was 1 497 168, and
     // 1 409 901 before an idle connection made room at the per-server limit
     // for a user of another credential.
     ("credentials", 1_604_354),
-    // 4 238 256 since siblings retire (issue 15): was 4 225 680, and
+    // 5 123 075 since a user who finds every server down brings a probe
+    // forward, and 4 361 333 since a returning server is probed during its
+    // hold-down and falls back down on a failed probe (issue 16): was
+    // 4 238 256,
+    // 4 225 680 before siblings retired (issue 15), and
     // 4 197 692 before a server falling during its hold-down resumed its
     // probe backoff.
-    ("failover", 4_238_256),
+    ("failover", 5_123_075),
     // 4 317 320 since siblings retire (issue 15): was 4 218 954, and
     // 906 496 before discovery could send a new server list.
     ("lifecycle", 4_317_320),
     // Spread before stack (issue 15): one server, four users.
     ("spread", 549_397),
     // Connect racing (issue 15): two servers, a user that named the first.
-    ("racing", 1_989_595),
+    // 2 098 263 since a user who finds every server down brings a probe
+    // forward (issue 16): was 1 989 595.
+    ("racing", 2_098_263),
+    // Liveness checks and probed hold-downs (issue 16).
+    ("evidence", 2_294_238),
+    // Refused credentials held back (issue 16).
+    ("refusals", 318_422),
 ];
 
 /// The models `check` runs; `deep` widens their bounds.
@@ -1176,6 +1303,44 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
             policy: None,
             reaches: &[RIVAL_SERVED, COALESCED],
         },
+        PoolModel {
+            name: "evidence",
+            config: evidence_config(),
+            users: vec![UserSpec::new(UserKind::Search, 0); 2],
+            budget: Budget {
+                timeouts: 1,
+                retries: 1,
+                downs: 1,
+                ups: 1,
+                probes: 2,
+                ticks: 3 + extra,
+                ..Budget::default()
+            },
+            bug: None,
+            plant: None,
+            policy: None,
+            reaches: &[VERDICT_YIELDS, FAIL_BACK, BROUGHT_FORWARD],
+        },
+        PoolModel {
+            name: "refusals",
+            config: base(2).build().expect("valid"),
+            users: vec![
+                UserSpec::new(UserKind::Auth, 1),
+                UserSpec::new(UserKind::Auth, 1),
+                UserSpec::new(UserKind::Search, 0),
+            ],
+            budget: Budget {
+                refusals: 2,
+                open_failures: 1,
+                retries: 1,
+                ticks: 2 + extra,
+                ..Budget::default()
+            },
+            bug: None,
+            plant: None,
+            policy: None,
+            reaches: &[HELD_BACK],
+        },
     ]
 }
 
@@ -1188,6 +1353,17 @@ fn spread_config() -> Config {
         .max_users_per_conn(3)
         .max_conns_per_server(3)
         .spread(1, 2)
+        .build()
+        .expect("valid")
+}
+
+/// Two servers; a 2 s fail-back hold-down probed every second (one probe
+/// during it, one at its end); a 1 s connect timeout bounds each probe and
+/// liveness check.
+fn evidence_config() -> Config {
+    base(2)
+        .failback_hold_down(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(1))
         .build()
         .expect("valid")
 }

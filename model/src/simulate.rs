@@ -50,6 +50,8 @@ fn population() -> PoolModel {
         budget: Budget {
             open_failures: 40,
             breaks: 40,
+            timeouts: 20,
+            refusals: 20,
             cancels: 20,
             downs: 20,
             ups: 20,

@@ -60,8 +60,10 @@ fn fail_back_happens_after_the_hold_down() {
             Some(Step::UserAsks(0)),
             None,
             Some(Step::FeedReportsUp(0)),
-            // The hold-down ends: a connection to A is opened first...
+            // The hold-down ends with a probe that began at its end; it
+            // answers, and a connection to A is opened first...
             Some(Step::ClockTicks),
+            Some(Step::ProbeAnswers(0, true)),
             None,
             // ... and B's connection, drained, closes when its user leaves.
             Some(Step::UserReleases(0)),
@@ -299,6 +301,53 @@ fn a_pool_that_never_races_never_serves_from_a_rival() {
             p.plant_policy_bug(PolicyBug::NeverRace)
         }))),
         "a rival served waiters though none was ever opened"
+    );
+}
+
+const VERDICT_RULE: &str =
+    "a check that began before the server's last answer does not mark it down";
+const HOLD_RULE: &str = "no fail-back to a server that failed during its hold-down";
+const REFUSAL_RULE: &str = "a refused credential is not retried before its hold-down ends";
+const ALL_DOWN_RULE: &str =
+    "a user who finds every server down gets a connect tried within its deadline";
+
+#[test]
+fn a_verdict_that_ignores_fresher_answers_is_found() {
+    breaks(
+        with_policy("evidence", |p| {
+            p.plant_policy_bug(PolicyBug::VerdictIgnoresAnswers)
+        }),
+        VERDICT_RULE,
+    );
+}
+
+#[test]
+fn a_hold_down_that_ignores_failed_probes_is_found() {
+    breaks(
+        with_policy("evidence", |p| {
+            p.plant_policy_bug(PolicyBug::HoldDownIgnoresFailures)
+        }),
+        HOLD_RULE,
+    );
+}
+
+#[test]
+fn a_refused_credential_sent_again_at_once_is_found() {
+    breaks(
+        with_policy("refusals", |p| {
+            p.plant_policy_bug(PolicyBug::RetryRefusedAtOnce)
+        }),
+        REFUSAL_RULE,
+    );
+}
+
+#[test]
+fn a_pool_that_gives_up_when_every_server_is_down_is_found() {
+    breaks(
+        with_policy("evidence", |p| {
+            p.plant_policy_bug(PolicyBug::GiveUpWhenAllDown)
+        }),
+        ALL_DOWN_RULE,
     );
 }
 

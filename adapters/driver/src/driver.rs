@@ -84,6 +84,7 @@ enum IoCall {
     Close(ConnId, CloseReason),
     Abandon(ConnId),
     Probe(ServerId, String),
+    MarkedDown(ServerId, String),
 }
 
 impl Driver {
@@ -280,6 +281,7 @@ impl Driver {
                 IoCall::Close(conn, reason) => io.close(conn, reason),
                 IoCall::Abandon(conn) => io.abandon(conn),
                 IoCall::Probe(server, addr) => io.probe(server, &addr),
+                IoCall::MarkedDown(server, addr) => io.server_marked_down(server, &addr),
             }
         }
         if effects.timer_changed {
@@ -315,6 +317,10 @@ fn drain(st: &mut State, effects: &mut Effects) -> Vec<Action> {
             Action::Probe { server } => {
                 let addr = st.pool.server_addr(server).unwrap_or_default().to_string();
                 effects.io.push(IoCall::Probe(server, addr));
+            }
+            Action::ServerMarkedDown { server } => {
+                let addr = st.pool.server_addr(server).unwrap_or_default().to_string();
+                effects.io.push(IoCall::MarkedDown(server, addr));
             }
             Action::Grant { user, conn } => match st.slots.get_mut(&user) {
                 Some(slot) => deliver(slot, Outcome::Granted(conn), effects),

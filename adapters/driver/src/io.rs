@@ -41,6 +41,12 @@ pub trait Io: Send + Sync {
     /// `None`). Stale or repeated calls are harmless: the deadline read is
     /// always the latest.
     fn timer_changed(&self);
+    /// A notice: the pool has just marked `server` down. Nothing to do for
+    /// the I/O; discovery (DNS SRV) may look for other servers at once. The
+    /// default ignores it.
+    fn server_marked_down(&self, server: ServerId, addr: &str) {
+        let _ = (server, addr);
+    }
 }
 
 /// The driver's clock, on the scale of the core's [`Instant`].

@@ -85,6 +85,7 @@ mod guard;
 pub mod metrics;
 mod ops;
 mod pool;
+mod retry;
 mod runtime;
 mod secret;
 mod srv;

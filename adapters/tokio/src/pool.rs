@@ -9,9 +9,9 @@ use std::time::Duration;
 use ldap3::exop::Exop;
 use ldap3::{Ldap, Mod, Scope, SearchEntry};
 use ldapmux_core::{
-    ConnError, ConnErrorKind, ConnInfo, Event, MAX_TRIES, Request, ServerId, Status, UserKind,
+    ConnError, ConnErrorKind, ConnInfo, Event, Request, ServerId, Status, UserKind,
 };
-use ldapmux_driver::{Driver, Failure, Lease};
+use ldapmux_driver::{Driver, Lease};
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
@@ -19,6 +19,7 @@ use crate::builder::Settings;
 use crate::connect::{classify, is_conn_dead, request_sent};
 use crate::metrics::{self, AcquireResult, Outcome};
 use crate::ops::{self, Op, Reply, reply};
+use crate::retry::{Next, Tries};
 use crate::runtime::{Shared, TokioIo};
 use crate::url::ServerUrl;
 use crate::{BuildError, ConnGuard, Credential, EntryStream, Error, PoolBuilder};
@@ -142,6 +143,11 @@ impl Pool {
             }),
             opts: Options::default(),
         }
+    }
+
+    /// The pool's notices from now on (a server marked down), for discovery.
+    pub(crate) fn notices(&self) -> tokio::sync::broadcast::Receiver<crate::runtime::Notice> {
+        self.inner.shared.notices()
     }
 
     pub(crate) fn weak_pool(&self) -> WeakPool {
@@ -522,21 +528,20 @@ impl Pool {
         let mcfg = &settings.metrics;
         let timeout = self.opts.timeout.unwrap_or(settings.op_timeout);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut request = self.request(settings, kind)?;
+        let mut tries = Tries::new(self.request(settings, kind)?);
         let span = tracing::debug_span!("ldapmux.op", op = name, kind = ?kind);
         async move {
-            let mut last: Option<ldapmux_core::Error> = None;
             // The operation's one timer, for its waits for a connection and
             // its run, over every try. Registered with tokio only when the
             // task first has to wait, dropped (deregistered) at the end.
             let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
             loop {
-                request.deadline = Some(self.inner.shared.to_core(deadline));
-                tracing::trace!(attempt = request.attempt, "acquire");
+                tries.request_mut().deadline = Some(self.inner.shared.to_core(deadline));
+                tracing::trace!(attempt = tries.request().attempt, "acquire");
                 // Cooperative: an acquire that is answered at once (after
                 // shutdown, say) still spends the task's tokio budget, so a
                 // caller looping on instant errors cannot starve its runtime.
-                let acquire = tokio::task::coop::cooperative(self.inner.driver.acquire(request.clone()));
+                let acquire = tokio::task::coop::cooperative(self.inner.driver.acquire(tries.request().clone()));
                 let asked = std::time::Instant::now();
                 let acquired = until(sleep.as_mut(), acquire).await;
                 let result = match &acquired {
@@ -545,68 +550,55 @@ impl Pool {
                     Ok(Ok(_)) => AcquireResult::Granted,
                 };
                 metrics::record_acquire(mcfg, kind, result, asked.elapsed());
-                let lease = match acquired {
+                // Each way a try can fail ends here, with what the pool said.
+                let failure = match acquired {
                     Err(_) => return Err(Error::Timeout { operation: name, after: timeout }),
-                    Ok(Err(failure)) => match next_try(&request, failure, &mut last) {
-                        Some(next) => {
-                            metrics::record_retry(mcfg, name);
-                            request = next;
-                            continue;
-                        }
-                        None => return Err(Error::Pool(last.take().expect("set by next_try"))),
-                    },
-                    Ok(Ok(lease)) => lease,
-                };
-                let Some((mut ldap, server)) = self.inner.shared.ldap(lease.conn()) else {
-                    // Closed between the grant and now: nothing was sent.
-                    let failure = lease.broken(ConnError::new(ConnErrorKind::Io, "connection closed before use"), false);
-                    match next_try(&request, failure, &mut last) {
-                        Some(next) => {
-                            metrics::record_retry(mcfg, name);
-                            request = next;
-                            continue;
-                        }
-                        None => return Err(Error::Pool(last.take().expect("set by next_try"))),
-                    }
-                };
-                tracing::trace!(conn = %lease.conn(), %server, "granted");
-                match until(sleep.as_mut(), ops::exec(op, &mut ldap)).await {
-                    Ok(Ok(value)) => return Ok((value, lease, ldap, server)),
-                    Ok(Err(e)) if is_conn_dead(&e) => {
-                        let sent = request_sent(&e);
-                        let error = classify(&e);
-                        if self.inner.driver.inspect(ldapmux_core::Pool::is_shut_down) {
-                            tracing::debug!(conn = %lease.conn(), %server, %error, sent, "connection closed by the shutdown under the operation");
-                        } else {
-                            tracing::warn!(conn = %lease.conn(), %server, %error, sent, "connection died under the operation");
-                        }
-                        let failure = lease.broken(error.clone(), sent);
-                        if kind == UserKind::Write && sent {
-                            return Err(self.outcome_unknown(name, server, error.to_string()));
-                        }
-                        match next_try(&request, failure, &mut last) {
-                            Some(next) => {
-                                tracing::debug!(attempt = next.attempt, "retrying on another connection");
-                                metrics::record_retry(mcfg, name);
-                                request = next;
+                    Ok(Err(failure)) => failure,
+                    Ok(Ok(lease)) => match self.inner.shared.ldap(lease.conn()) {
+                        // Closed between the grant and now: nothing was sent.
+                        None => lease.broken(ConnError::new(ConnErrorKind::Io, "connection closed before use"), false),
+                        Some((mut ldap, server)) => {
+                            tracing::trace!(conn = %lease.conn(), %server, "granted");
+                            match until(sleep.as_mut(), ops::exec(op, &mut ldap)).await {
+                                Ok(Ok(value)) => return Ok((value, lease, ldap, server)),
+                                Ok(Err(e)) if is_conn_dead(&e) => {
+                                    let sent = request_sent(&e);
+                                    let error = classify(&e);
+                                    if self.inner.driver.inspect(ldapmux_core::Pool::is_shut_down) {
+                                        tracing::debug!(conn = %lease.conn(), %server, %error, sent, "connection closed by the shutdown under the operation");
+                                    } else {
+                                        tracing::warn!(conn = %lease.conn(), %server, %error, sent, "connection died under the operation");
+                                    }
+                                    let failure = lease.broken(error.clone(), sent);
+                                    if kind == UserKind::Write && sent {
+                                        return Err(self.outcome_unknown(name, server, error.to_string()));
+                                    }
+                                    failure
+                                }
+                                Ok(Err(e)) => {
+                                    lease.release();
+                                    return Err(ops::not_conn_error(e));
+                                }
+                                Err(_) => {
+                                    // The server did not answer in time. Retire this
+                                    // connection (no new users; closed when the others
+                                    // leave); the core checks whether the server is alive.
+                                    self.retire_after_timeout(lease, server, name, timeout);
+                                    if kind == UserKind::Write {
+                                        return Err(self.outcome_unknown(name, server, format!("no answer within {timeout:?}")));
+                                    }
+                                    return Err(Error::Timeout { operation: name, after: timeout });
+                                }
                             }
-                            None => return Err(Error::Pool(last.take().expect("set by next_try"))),
                         }
+                    },
+                };
+                match tries.on_failure(failure) {
+                    Next::Retry(next) => {
+                        tracing::debug!(attempt = next.attempt, "retrying");
+                        metrics::record_retry(mcfg, name);
                     }
-                    Ok(Err(e)) => {
-                        lease.release();
-                        return Err(ops::not_conn_error(e));
-                    }
-                    Err(_) => {
-                        // The server did not answer in time. Retire this
-                        // connection (no new users; closed when the others
-                        // leave) and check whether the server is alive.
-                        self.retire_after_timeout(lease, server, name, timeout);
-                        if kind == UserKind::Write {
-                            return Err(self.outcome_unknown(name, server, format!("no answer within {timeout:?}")));
-                        }
-                        return Err(Error::Timeout { operation: name, after: timeout });
-                    }
+                    Next::GiveUp(error) => return Err(Error::Pool(error)),
                 }
             }
         }
@@ -615,8 +607,8 @@ impl Pool {
     }
 
     /// An operation on `lease` got no answer in time: retire the connection
-    /// (no new users; it closes when its other users leave) and check
-    /// whether its server is alive (reported down if not).
+    /// (no new users; it closes when its other users leave); the core checks
+    /// whether its server is alive.
     pub(crate) fn retire_after_timeout(
         &self,
         lease: Lease,
@@ -629,11 +621,11 @@ impl Pool {
             ConnErrorKind::Timeout,
             format!("{name} got no answer within {timeout:?}"),
         );
+        // The core retires the connection and, unless a check of the server
+        // is already in flight, probes it (a liveness check whose failure
+        // marks it down only if it did not answer meanwhile).
         let _ = lease.broken(error, true);
         tracing::warn!(%conn, %server, "operation timed out; connection retired, server checked");
-        if let Some(addr) = self.server_url(server) {
-            self.inner.shared.suspect(server, addr);
-        }
     }
 
     /// The URL of `server`.
@@ -679,23 +671,4 @@ async fn until<F: std::future::Future>(
         sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
     })
     .await
-}
-
-/// Decides on another try after `failure`: the next request if the pool says
-/// it is worth it and tries remain. Keeps in `last` the most informative
-/// error: "no server available" after a real connect error says less than
-/// that error, so the earlier one is kept.
-fn next_try(
-    request: &Request,
-    failure: Failure,
-    last: &mut Option<ldapmux_core::Error>,
-) -> Option<Request> {
-    let uninformative = matches!(
-        failure.error,
-        ldapmux_core::Error::NoServerAvailable | ldapmux_core::Error::ServerDown { .. }
-    );
-    if !(uninformative && last.is_some()) {
-        *last = Some(failure.error);
-    }
-    (failure.retry && request.attempt < MAX_TRIES).then(|| request.retry())
 }

@@ -3,15 +3,14 @@
 //! [`Io`] is called without the driver's lock, and only spawns or touches
 //! this module's own table, so none of them blocks the caller.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ldap3::Ldap;
 use ldapmux_core::{
-    CloseReason, ConnError, ConnErrorKind, ConnId, CredKey, Event, Health, Instant, Purpose,
-    ServerId,
+    CloseReason, ConnError, ConnErrorKind, ConnId, Health, Instant, Purpose, ServerId,
 };
 use ldapmux_driver::{Clock, Driver, Io, OpenRequest};
 use tokio::sync::Notify;
@@ -22,6 +21,16 @@ use crate::connect::{self, Opened};
 use crate::credential::CredTable;
 use crate::metrics::{self, Closed, ConnLabels, Publisher};
 use crate::url::ServerUrl;
+
+/// Notices kept for a slow listener (beyond, it sees `Lagged`).
+const NOTICES: usize = 64;
+
+/// What the pool tells server discovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// The core marked the server at this address down.
+    MarkedDown(String),
+}
 
 /// A connection as the runtime holds it.
 enum Slot {
@@ -57,43 +66,10 @@ pub(crate) struct Shared {
     /// Sockets whose driving task still runs.
     sockets: AtomicUsize,
     sockets_changed: Notify,
-    /// Servers with a liveness check in flight.
-    suspects: Mutex<HashSet<ServerId>>,
-    /// Credentials a server refused, by server address (lower case) and
-    /// credential key: binds with them are held back (see [`Refusal`]).
-    refused: Mutex<HashMap<(String, CredKey), Refusal>>,
+    /// The pool's notices, for server discovery: a server marked down.
+    notices: tokio::sync::broadcast::Sender<Notice>,
     /// Publishes the gauges and the core's counters.
     pub(crate) metrics: Publisher,
-}
-
-/// A credential a server refused. Until `until` no bind with it is sent to
-/// that server: opens fail at once with the saved error. After that, one
-/// open at a time (`trying`) may bind again; another refusal doubles the
-/// hold (probe backoff min, doubling to max). So wrong credentials cost at
-/// most one bind per backoff period, however many callers use them, and
-/// never a lockout storm. A successful bind forgets the refusal.
-struct Refusal {
-    until: tokio::time::Instant,
-    backoff: Duration,
-    trying: bool,
-    error: ConnError,
-}
-
-/// Clears [`Refusal::trying`] if the open that set it ends without a verdict
-/// (its task aborted, or a failure that says nothing about the credential).
-struct TryingGuard<'a> {
-    shared: &'a Shared,
-    key: Option<(String, CredKey)>,
-}
-
-impl Drop for TryingGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(key) = self.key.take()
-            && let Some(r) = lock(&self.shared.refused).get_mut(&key)
-        {
-            r.trying = false;
-        }
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -113,10 +89,19 @@ impl Shared {
             epoch: std::time::Instant::now(),
             sockets: AtomicUsize::new(0),
             sockets_changed: Notify::new(),
-            suspects: Mutex::new(HashSet::new()),
-            refused: Mutex::new(HashMap::new()),
+            notices: tokio::sync::broadcast::channel(NOTICES).0,
             metrics: Publisher::default(),
         })
+    }
+
+    /// Notices from now on (see [`Notice`]).
+    pub(crate) fn notices(&self) -> tokio::sync::broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Tells listeners, if any.
+    pub(crate) fn notify(&self, notice: Notice) {
+        let _ = self.notices.send(notice);
     }
 
     pub(crate) fn attach(&self, driver: Driver) {
@@ -222,129 +207,27 @@ impl Shared {
             .or_else(|| ServerUrl::parse(addr).ok())
     }
 
-    /// An operation timed out on a connection to `server`: is the server
-    /// alive? A fresh connection must read the root DSE within the connect
-    /// timeout, or the server is reported down (a frozen slapd keeps
-    /// accepting TCP, so only an answer counts).
-    pub(crate) fn suspect(self: &Arc<Self>, server: ServerId, addr: String) {
-        if !lock(&self.suspects).insert(server) {
-            return;
-        }
-        let shared = self.clone();
-        self.handle.spawn(async move {
-            let alive = shared.answers(&addr).await;
-            lock(&shared.suspects).remove(&server);
-            if alive {
-                tracing::info!(%server, addr, "liveness check after a timeout: server answers");
-            } else if let Some(driver) = shared.driver() {
-                tracing::warn!(%server, addr, "liveness check after a timeout failed: server down");
-                let _ = driver.event(Event::ServerDown { server });
-                log_health(&driver, server);
-            }
-        });
-    }
-
-    /// Whether a bind with `key` may be sent now. `Err`: the credential was
-    /// refused and is held back; the saved refusal. `Ok(guard)`: go ahead
-    /// (the guard marks a previously refused credential as being tried).
-    fn may_bind(&self, key: (String, CredKey)) -> Result<TryingGuard<'_>, ConnError> {
-        let mut refused = lock(&self.refused);
-        let Some(r) = refused.get_mut(&key) else {
-            return Ok(TryingGuard {
-                shared: self,
-                key: None,
-            });
-        };
-        let left = r
-            .until
-            .saturating_duration_since(tokio::time::Instant::now());
-        if r.trying || !left.is_zero() {
-            return Err(ConnError::new(
-                ConnErrorKind::InvalidCredentials,
-                format!(
-                    "{} (held back: not sent again for {left:?})",
-                    r.error.message
-                ),
-            ));
-        }
-        r.trying = true;
-        Ok(TryingGuard {
-            shared: self,
-            key: Some(key),
-        })
-    }
-
-    /// Records the outcome of a bind with `key` (see [`Refusal`]).
-    fn note_bind(
-        &self,
-        settings: &Settings,
-        key: (String, CredKey),
-        result: &Result<Opened, ConnError>,
-    ) {
-        let mut refused = lock(&self.refused);
-        match result {
-            Ok(_) => {
-                refused.remove(&key);
-            }
-            Err(error) if error.kind == ConnErrorKind::InvalidCredentials => {
-                let (min, max) = (
-                    settings.core.probe_backoff_min,
-                    settings.core.probe_backoff_max,
-                );
-                let now = tokio::time::Instant::now();
-                let backoff = match refused.get(&key) {
-                    // Refused again soon after the last hold: back off further.
-                    Some(r) if now <= r.until + max => (r.backoff * 2).min(max),
-                    _ => min,
-                };
-                refused.insert(
-                    key,
-                    Refusal {
-                        until: now + backoff,
-                        backoff,
-                        trying: false,
-                        error: error.clone(),
-                    },
-                );
-            }
-            Err(_) => {}
-        }
-    }
-
     async fn open(self: Arc<Self>, req: OpenRequest) {
         let settings = self.settings();
-        let mut held = false;
+        // A credential a server refused is held back by the core (no
+        // `Open` is asked for it during its hold-down): every open is sent.
         let result = match (self.url_of(&settings, &req.addr), self.creds.get(req.cred)) {
             (Some(url), Some(cred)) => {
                 let bind_anonymous = req.purpose != Purpose::Private;
-                let sends_bind = bind_anonymous || matches!(cred, crate::Credential::Simple { .. });
-                let key = (req.addr.to_ascii_lowercase(), req.cred);
-                match sends_bind.then(|| self.may_bind(key.clone())).transpose() {
-                    Err(error) => {
-                        held = true;
-                        Err(error)
-                    }
-                    Ok(_guard) => {
-                        let result = match tokio::time::timeout(
-                            settings.core.connect_timeout,
-                            connect::open(&settings, &url, &cred, bind_anonymous),
-                        )
-                        .await
-                        {
-                            Ok(r) => r,
-                            Err(_) => Err(ConnError::new(
-                                ConnErrorKind::Timeout,
-                                format!(
-                                    "connect + bind took longer than {:?}",
-                                    settings.core.connect_timeout
-                                ),
-                            )),
-                        };
-                        if sends_bind {
-                            self.note_bind(&settings, key, &result);
-                        }
-                        result
-                    }
+                match tokio::time::timeout(
+                    settings.core.connect_timeout,
+                    connect::open(&settings, &url, &cred, bind_anonymous),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(ConnError::new(
+                        ConnErrorKind::Timeout,
+                        format!(
+                            "connect + bind took longer than {:?}",
+                            settings.core.connect_timeout
+                        ),
+                    )),
                 }
             }
             (None, _) => Err(ConnError::new(
@@ -357,10 +240,8 @@ impl Shared {
             )),
         };
         let mcfg = &settings.metrics;
-        match &result {
-            Ok(_) => {}
-            Err(_) if held => {}
-            Err(error) => metrics::record_connect_failure(mcfg, &req.addr, error.kind),
+        if let Err(error) = &result {
+            metrics::record_connect_failure(mcfg, &req.addr, error.kind);
         }
         let Some(driver) = self.driver() else { return };
         match result {
@@ -402,11 +283,7 @@ impl Shared {
             }
             Err(error) => {
                 lock(&self.conns).remove(&req.conn);
-                if held {
-                    tracing::debug!(conn = %req.conn, server = %req.server, addr = req.addr, %error, "connection not opened: its credential was refused");
-                } else {
-                    tracing::warn!(conn = %req.conn, server = %req.server, addr = req.addr, %error, "connection failed to open");
-                }
+                tracing::warn!(conn = %req.conn, server = %req.server, addr = req.addr, %error, "connection failed to open");
                 let was_down = is_down(&driver, req.server);
                 let _ = driver.conn_open_failed(req.conn, error);
                 if !was_down {
@@ -442,8 +319,10 @@ impl Shared {
     }
 
     /// Whether `addr` answers: a fresh connection reads the root DSE within
-    /// the connect timeout (the probe of a down server, and the liveness
-    /// check of a suspect one).
+    /// the connect timeout. The core asks for it ([`Io::probe`]) for a down
+    /// server, for a returning one during its hold-down, and to check one
+    /// that is up after an operation on it timed out (a frozen slapd keeps
+    /// accepting TCP, so only an answer counts); the core weighs the verdict.
     async fn answers(&self, addr: &str) -> bool {
         let settings = self.settings();
         let Some(url) = self.url_of(&settings, addr) else {
@@ -572,6 +451,11 @@ impl Io for TokioIo {
         if let Some(Slot::Open { labels, .. }) = lock(&self.0.conns).remove(&conn) {
             metrics::record_closed(&self.0.settings().metrics, &labels, Closed::Forked);
         }
+    }
+
+    fn server_marked_down(&self, server: ServerId, addr: &str) {
+        tracing::debug!(%server, addr, "server marked down: notice to discovery");
+        self.0.notify(Notice::MarkedDown(addr.to_owned()));
     }
 
     fn probe(&self, server: ServerId, addr: &str) {

@@ -16,7 +16,6 @@
 //! * `run`: the task that ties them to a pool it holds weakly; it ends when
 //!   the pool shuts down or is dropped (and is aborted then).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,12 +29,9 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::pool::WeakPool;
+use crate::runtime::Notice;
 use crate::url::ServerUrl;
 use crate::{BuildError, Pool, PoolBuilder};
-
-/// How often the discovery task looks at the pool's server health (cheap:
-/// one [`Pool::status`] snapshot), to notice a server marked down.
-const HEALTH_POLL: Duration = Duration::from_millis(200);
 
 /// Which SRV records name the servers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -257,7 +253,7 @@ impl PoolBuilder {
             rng,
             schedule,
             current: answer,
-            marked_down: marked_down_counts(&pool.status(), &ordered.urls),
+            notices: pool.notices(),
             urls: ordered.urls,
             status: status.clone(),
         };
@@ -736,20 +732,6 @@ async fn lookup(
     })
 }
 
-/// How many times each of `urls` has been marked down so far.
-fn marked_down_counts(status: &ldapmux_core::Status, urls: &[String]) -> HashMap<String, u64> {
-    urls.iter()
-        .map(|url| {
-            let count = status
-                .servers
-                .iter()
-                .find(|s| s.addr.eq_ignore_ascii_case(url))
-                .map_or(0, |s| s.counters.marked_down);
-            (url.clone(), count)
-        })
-        .collect()
-}
-
 /// The state of a running discovery task.
 struct Running {
     pool: WeakPool,
@@ -761,28 +743,38 @@ struct Running {
     schedule: Schedule,
     current: Answer,
     urls: Vec<String>,
-    /// Times each listed server had been marked down, as last seen.
-    marked_down: HashMap<String, u64>,
+    /// The pool's notices: a listed server marked down brings the next
+    /// lookup forward (no polling).
+    notices: tokio::sync::broadcast::Receiver<Notice>,
     status: Arc<Mutex<SrvStatus>>,
 }
 
 impl Running {
     async fn run(mut self) {
+        use tokio::sync::broadcast::error::RecvError;
         loop {
-            let wake = self.schedule.next().min(Instant::now() + HEALTH_POLL);
-            tokio::time::sleep_until(wake).await;
+            let failed = tokio::select! {
+                _ = tokio::time::sleep_until(self.schedule.next()) => false,
+                notice = self.notices.recv() => match notice {
+                    Ok(Notice::MarkedDown(addr)) => self.urls.iter().any(|u| u.eq_ignore_ascii_case(&addr)),
+                    // Notices were missed: one of them may have been ours.
+                    Err(RecvError::Lagged(_)) => true,
+                    // The pool is gone.
+                    Err(RecvError::Closed) => return,
+                },
+            };
             // Hold the pool only while looking at it: a lookup must not
             // keep a dropped pool alive.
             let Some(pool) = self.pool.upgrade() else {
                 return;
             };
-            let status = pool.status();
+            let shut_down = pool.status().shut_down;
             drop(pool);
-            if status.shut_down {
+            if shut_down {
                 return;
             }
             let now = Instant::now();
-            if self.a_listed_server_went_down(&status) && self.schedule.server_failed(now) {
+            if failed && self.schedule.server_failed(now) {
                 tracing::info!(name = %self.name, "a listed server was marked down: DNS SRV lookup brought forward");
                 self.status.lock().expect("srv status").failure_lookups += 1;
             }
@@ -795,28 +787,6 @@ impl Running {
                 .saturating_duration_since(Instant::now());
             self.status.lock().expect("srv status").next_lookup_in = Some(next_in);
         }
-    }
-
-    /// Whether a listed server's marked-down counter grew since last seen
-    /// (a server never seen counts from 0).
-    fn a_listed_server_went_down(&mut self, status: &ldapmux_core::Status) -> bool {
-        let mut went_down = false;
-        for url in &self.urls {
-            let Some(s) = status
-                .servers
-                .iter()
-                .find(|s| s.addr.eq_ignore_ascii_case(url))
-            else {
-                continue;
-            };
-            let count = s.counters.marked_down;
-            let seen = self.marked_down.entry(url.clone()).or_insert(0);
-            if count > *seen {
-                went_down = true;
-            }
-            *seen = count;
-        }
-        went_down
     }
 
     async fn lookup_and_apply(&mut self, now: Instant) {
@@ -862,9 +832,6 @@ impl Running {
                 tracing::info!(name = %self.name, from = ?self.urls, to = ?ordered.urls, "DNS SRV answer changed: servers reloaded");
                 self.current = answer;
                 self.urls = ordered.urls.clone();
-                // Counters as of the reload: a server added now and marked
-                // down before the next look at the pool still counts.
-                self.marked_down = marked_down_counts(&pool.status(), &self.urls);
                 let mut status = self.status.lock().expect("srv status");
                 status.changes += 1;
                 status.servers = ordered.urls;
@@ -942,7 +909,7 @@ mod tests {
             rec(0, 10, 389, "c"),
         ];
         let n = 20_000;
-        let mut first = HashMap::new();
+        let mut first = std::collections::HashMap::new();
         for seed in 0..n {
             let order = rfc2782_order(&records, &mut SplitMix64::new(seed));
             assert_eq!(order.len(), 3);
@@ -971,7 +938,7 @@ mod tests {
     #[test]
     fn all_zero_weights_shuffle_uniformly() {
         let records = [rec(0, 0, 1, "a"), rec(0, 0, 2, "b"), rec(0, 0, 3, "c")];
-        let mut first = HashMap::new();
+        let mut first = std::collections::HashMap::new();
         for seed in 0..9_000 {
             let order = rfc2782_order(&records, &mut SplitMix64::new(seed));
             *first.entry(order[0].target.clone()).or_insert(0u32) += 1;

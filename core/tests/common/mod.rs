@@ -111,6 +111,37 @@ impl Sim {
         panic!("timers did not settle");
     }
 
+    /// Like [`Sim::advance`], with every server that is probed answering at
+    /// once, as a healthy server does during its fail-back hold-down (which
+    /// probes it every `probe_backoff_min` and once more at its end).
+    /// Returns the actions other than those probes.
+    pub fn advance_probed(&mut self, d: Duration) -> Vec<Action> {
+        let target = self.now + d;
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            let due = self.pool.poll_timeout().filter(|t| t.at <= target);
+            self.now = due.map_or(target, |t| self.now.max(t.at));
+            self.pool.handle_timeout(self.now);
+            self.checked();
+            let mut actions = self.drain();
+            while let Some(i) = actions
+                .iter()
+                .position(|a| matches!(a, Action::Probe { .. }))
+            {
+                let Action::Probe { server } = actions.remove(i) else {
+                    unreachable!()
+                };
+                self.ok(Event::ProbeResult { server, ok: true });
+                actions.extend(self.drain());
+            }
+            out.extend(actions);
+            if due.is_none() {
+                return out;
+            }
+        }
+        panic!("timers did not settle");
+    }
+
     pub fn opened(&mut self, conn: ConnId) -> Vec<Action> {
         self.ok(Event::ConnOpened { conn });
         self.drain()
