@@ -71,6 +71,7 @@ mod acquire;
 mod driver;
 mod io;
 mod lease;
+pub mod shell;
 mod sync;
 
 pub use acquire::Acquire;

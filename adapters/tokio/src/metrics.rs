@@ -43,6 +43,10 @@
 //! | [`FAILOVERS_TOTAL`] | counter | `server` |
 //! | [`FAILBACKS_TOTAL`] | counter | `server` |
 //! | [`PROBES_TOTAL`] | counter | `server` |
+//! | [`LIVENESS_CHECKS_TOTAL`] | counter | `server` |
+//! | [`STALE_VERDICTS_TOTAL`] | counter | `server` |
+//! | [`HELD_BACK_TOTAL`] | counter | `server` |
+//! | [`PROBES_BROUGHT_FORWARD_TOTAL`] | counter | `server` |
 //! | [`CONNECTIONS`] | gauge | `server`, `credential`, `purpose`, `state` |
 //! | [`USERS`] | gauge | `server` |
 //! | [`WAITERS`] | gauge | |
@@ -103,8 +107,20 @@ pub const FAILOVERS_TOTAL: &str = "ldapmux_failovers_total";
 /// (counter, from the core). Read connections move back to it after the
 /// fail-back hold-down when it is preferred over the servers in use.
 pub const FAILBACKS_TOTAL: &str = "ldapmux_failbacks_total";
-/// Probes sent to a down server (counter, from the core).
+/// Probes sent to a down or returning server (counter, from the core).
 pub const PROBES_TOTAL: &str = "ldapmux_probes_total";
+/// Liveness checks of an up server, each started by an operation that got
+/// no answer in time (counter, from the core).
+pub const LIVENESS_CHECKS_TOTAL: &str = "ldapmux_liveness_checks_total";
+/// Failed liveness checks that marked nothing down because the server
+/// answered after the check began (counter, from the core).
+pub const STALE_VERDICTS_TOTAL: &str = "ldapmux_stale_verdicts_total";
+/// Opens not sent because the server refused their credential moments ago
+/// (counter, from the core): the callers got `InvalidCredentials` at once.
+pub const HELD_BACK_TOTAL: &str = "ldapmux_refused_binds_held_back_total";
+/// Probes brought forward for operations that found every server down
+/// (counter, from the core; also counted in [`PROBES_TOTAL`]).
+pub const PROBES_BROUGHT_FORWARD_TOTAL: &str = "ldapmux_probes_brought_forward_total";
 /// Live connections (gauge). `state`: `connecting`, `open`, `draining`
 /// (no new users; closes when the last leaves), `broken` (died; closes when
 /// the last user leaves). `purpose`: `read`, `write`, `private`.
@@ -608,7 +624,31 @@ pub(crate) fn describe() {
         Unit::Count,
         "Times a server was marked up again"
     );
-    describe_counter!(PROBES_TOTAL, Unit::Count, "Probes of down servers");
+    describe_counter!(
+        PROBES_TOTAL,
+        Unit::Count,
+        "Probes of down or returning servers"
+    );
+    describe_counter!(
+        LIVENESS_CHECKS_TOTAL,
+        Unit::Count,
+        "Liveness checks after an operation timed out"
+    );
+    describe_counter!(
+        STALE_VERDICTS_TOTAL,
+        Unit::Count,
+        "Failed checks overruled by a fresher answer"
+    );
+    describe_counter!(
+        HELD_BACK_TOTAL,
+        Unit::Count,
+        "Opens held back after a refused bind"
+    );
+    describe_counter!(
+        PROBES_BROUGHT_FORWARD_TOTAL,
+        Unit::Count,
+        "Probes brought forward with every server down"
+    );
     describe_gauge!(CONNECTIONS, Unit::Count, "Live LDAP connections");
     describe_gauge!(USERS, Unit::Count, "Operations on connections to a server");
     describe_gauge!(WAITERS, Unit::Count, "Operations waiting for a connection");
@@ -742,6 +782,10 @@ impl Values {
                 (FAILOVERS_TOTAL, s.counters.marked_down),
                 (FAILBACKS_TOTAL, s.counters.marked_up),
                 (PROBES_TOTAL, s.counters.probes),
+                (LIVENESS_CHECKS_TOTAL, s.counters.checks),
+                (STALE_VERDICTS_TOTAL, s.counters.stale_verdicts),
+                (HELD_BACK_TOTAL, s.counters.held_back),
+                (PROBES_BROUGHT_FORWARD_TOTAL, s.counters.brought_forward),
             ] {
                 v.counters
                     .push(((name, cfg.labels([("server", label.clone())])), value));
@@ -1017,6 +1061,32 @@ mod tests {
             configured: vec!["ldap://a:389".into(), "ldap://b:389".into()],
             sockets: 0,
         }
+    }
+
+    #[test]
+    fn each_core_counter_of_a_server_is_exported_under_its_own_name() {
+        let cfg = MetricsConfig::default();
+        let mut snap = snapshot(vec![]);
+        let status = snap.status.as_mut().expect("status");
+        let c = &mut status.servers[0].counters;
+        (c.marked_down, c.marked_up, c.probes) = (1, 2, 3);
+        (c.checks, c.stale_verdicts, c.held_back, c.brought_forward) = (4, 5, 6, 7);
+        let addr = status.servers[0].addr.clone();
+        let values = Values::of(&cfg, &snap, |_| None);
+        let of = |name: &str| {
+            values
+                .counters
+                .iter()
+                .find(|((n, labels), _)| *n == name && labels.iter().any(|l| l.value() == addr))
+                .map(|(_, v)| *v)
+        };
+        assert_eq!(of(FAILOVERS_TOTAL), Some(1));
+        assert_eq!(of(FAILBACKS_TOTAL), Some(2));
+        assert_eq!(of(PROBES_TOTAL), Some(3));
+        assert_eq!(of(LIVENESS_CHECKS_TOTAL), Some(4));
+        assert_eq!(of(STALE_VERDICTS_TOTAL), Some(5));
+        assert_eq!(of(HELD_BACK_TOTAL), Some(6));
+        assert_eq!(of(PROBES_BROUGHT_FORWARD_TOTAL), Some(7));
     }
 
     #[test]

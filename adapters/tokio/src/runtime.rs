@@ -3,15 +3,15 @@
 //! [`Io`] is called without the driver's lock, and only spawns or touches
 //! this module's own table, so none of them blocks the caller.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ldap3::Ldap;
 use ldapmux_core::{
     CloseReason, ConnError, ConnErrorKind, ConnId, Health, Instant, Purpose, ServerId,
 };
+use ldapmux_driver::shell::{Cell, ConnTable, Slot, TimerGate};
 use ldapmux_driver::{Clock, Driver, Io, OpenRequest};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -32,35 +32,31 @@ pub(crate) enum Notice {
     MarkedDown(String),
 }
 
-/// A connection as the runtime holds it.
-enum Slot {
-    /// Being opened by a task.
-    Opening(AbortHandle),
-    /// Open and bound; users clone `ldap`.
-    Open {
-        ldap: Ldap,
-        server: ServerId,
-        drive: AbortHandle,
-        labels: ConnLabels,
-    },
+/// An open, bound connection as the runtime holds it; users clone `ldap`.
+struct OpenConn {
+    ldap: Ldap,
+    server: ServerId,
+    drive: AbortHandle,
+    labels: ConnLabels,
 }
 
 /// State shared by the pool handle, the [`Io`] given to the driver, and the
-/// tasks they spawn.
+/// tasks they spawn. Its locks are the driver crate's
+/// ([`ldapmux_driver::shell`]), which loom checks; this module holds none of
+/// its own.
 pub(crate) struct Shared {
     pub(crate) handle: tokio::runtime::Handle,
     /// Set right after the driver is made; taken when the pool is dropped,
     /// which breaks the driver → io → driver cycle.
-    driver: Mutex<Option<Driver>>,
-    conns: Mutex<HashMap<ConnId, Slot>>,
-    settings: RwLock<Arc<Settings>>,
+    driver: Cell<Option<Driver>>,
+    conns: ConnTable<AbortHandle, OpenConn>,
+    settings: Cell<Arc<Settings>>,
     pub(crate) creds: CredTable,
-    /// Woken when the pool's next deadline moved earlier than the one the
-    /// timer task sleeps until.
+    /// Woken (a kept permit) when the pool's next deadline moved earlier
+    /// than the one the timer task sleeps until ([`TimerGate`]).
     timer: Notify,
-    /// The deadline the timer task sleeps until (`None`: no deadline). Lock
-    /// order: this, then the driver's lock (through `next_timeout`).
-    sleeping_until: Mutex<Option<Instant>>,
+    /// The deadline the timer task sleeps until.
+    gate: TimerGate,
     /// The instant the core's clock counts from.
     epoch: std::time::Instant,
     /// Sockets whose driving task still runs.
@@ -72,20 +68,16 @@ pub(crate) struct Shared {
     pub(crate) metrics: Publisher,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Shared {
     pub(crate) fn new(settings: Arc<Settings>, handle: tokio::runtime::Handle) -> Arc<Shared> {
         Arc::new(Shared {
             handle,
-            driver: Mutex::new(None),
-            conns: Mutex::new(HashMap::new()),
-            settings: RwLock::new(settings),
+            driver: Cell::new(None),
+            conns: ConnTable::default(),
+            settings: Cell::new(settings),
             creds: CredTable::default(),
             timer: Notify::new(),
-            sleeping_until: Mutex::new(None),
+            gate: TimerGate::default(),
             epoch: std::time::Instant::now(),
             sockets: AtomicUsize::new(0),
             sockets_changed: Notify::new(),
@@ -105,26 +97,23 @@ impl Shared {
     }
 
     pub(crate) fn attach(&self, driver: Driver) {
-        *lock(&self.driver) = Some(driver);
+        self.driver.replace(Some(driver));
     }
 
     pub(crate) fn detach(&self) -> Option<Driver> {
-        lock(&self.driver).take()
+        self.driver.replace(None)
     }
 
     fn driver(&self) -> Option<Driver> {
-        lock(&self.driver).clone()
+        self.driver.get()
     }
 
     pub(crate) fn settings(&self) -> Arc<Settings> {
-        self.settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.settings.get()
     }
 
     pub(crate) fn set_settings(&self, settings: Arc<Settings>) {
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
+        self.settings.replace(settings);
     }
 
     /// Publishes the gauges and the core's counters now (no-op once the
@@ -173,10 +162,7 @@ impl Shared {
 
     /// The handle to run an operation on `conn`, and its server.
     pub(crate) fn ldap(&self, conn: ConnId) -> Option<(Ldap, ServerId)> {
-        match lock(&self.conns).get(&conn)? {
-            Slot::Open { ldap, server, .. } => Some((ldap.clone(), *server)),
-            Slot::Opening(_) => None,
-        }
+        self.conns.with_open(conn, |c| (c.ldap.clone(), c.server))
     }
 
     /// Open sockets (0 once everything is closed).
@@ -254,25 +240,20 @@ impl Shared {
                     req.purpose,
                 );
                 metrics::record_opened(mcfg, &labels);
-                {
-                    let mut conns = lock(&self.conns);
-                    if !matches!(conns.get(&req.conn), Some(Slot::Opening(_))) {
-                        // Closed while opening: this socket is no one's.
-                        drop(conns);
-                        metrics::record_closed(mcfg, &labels, Closed::Unwanted);
-                        close_socket(ldap, drive.abort_handle());
-                        return;
-                    }
+                let open = OpenConn {
+                    ldap,
+                    server: req.server,
+                    drive: drive.abort_handle(),
+                    labels,
+                };
+                let counted = || {
                     self.sockets.fetch_add(1, Ordering::SeqCst);
-                    conns.insert(
-                        req.conn,
-                        Slot::Open {
-                            ldap,
-                            server: req.server,
-                            drive: drive.abort_handle(),
-                            labels,
-                        },
-                    );
+                };
+                if let Err(open) = self.conns.opened(req.conn, open, counted) {
+                    // Closed while opening: this socket is no one's.
+                    metrics::record_closed(mcfg, &open.labels, Closed::Unwanted);
+                    close_socket(open.ldap, open.drive);
+                    return;
                 }
                 let shared = self.clone();
                 let conn = req.conn;
@@ -282,7 +263,7 @@ impl Shared {
                 let _ = driver.conn_opened(req.conn);
             }
             Err(error) => {
-                lock(&self.conns).remove(&req.conn);
+                self.conns.failed(req.conn);
                 tracing::warn!(conn = %req.conn, server = %req.server, addr = req.addr, %error, "connection failed to open");
                 let was_down = is_down(&driver, req.server);
                 let _ = driver.conn_open_failed(req.conn, error);
@@ -303,7 +284,7 @@ impl Shared {
         let outcome = drive.await;
         self.sockets.fetch_sub(1, Ordering::SeqCst);
         self.sockets_changed.notify_waiters();
-        let Some(Slot::Open { labels, .. }) = lock(&self.conns).remove(&conn) else {
+        let Some(Slot::Open(OpenConn { labels, .. })) = self.conns.take(conn) else {
             return;
         };
         metrics::record_closed(&self.settings().metrics, &labels, Closed::Lost);
@@ -353,11 +334,7 @@ impl Shared {
         loop {
             let notified = self.timer.notified();
             let Some(driver) = self.driver() else { return };
-            let next = {
-                let mut sleeping = lock(&self.sleeping_until);
-                *sleeping = driver.next_timeout();
-                *sleeping
-            };
+            let next = self.gate.plan(&driver);
             drop(driver);
             match next {
                 Some(at) => {
@@ -416,23 +393,21 @@ pub(crate) struct TokioIo(pub(crate) Arc<Shared>);
 impl Io for TokioIo {
     fn open(&self, request: OpenRequest) {
         let shared = self.0.clone();
-        let mut conns = lock(&self.0.conns);
-        // Spawned under the table's lock so the slot exists before the task
-        // can look for it.
-        let task = self.0.handle.spawn(shared.open(request.clone()));
-        conns.insert(request.conn, Slot::Opening(task.abort_handle()));
+        let conn = request.conn;
+        self.0.conns.opening(conn, || {
+            self.0.handle.spawn(shared.open(request)).abort_handle()
+        });
     }
 
     fn close(&self, conn: ConnId, reason: CloseReason) {
-        let slot = lock(&self.0.conns).remove(&conn);
-        match slot {
+        match self.0.conns.take(conn) {
             Some(Slot::Opening(task)) => task.abort(),
-            Some(Slot::Open {
+            Some(Slot::Open(OpenConn {
                 ldap,
                 drive,
                 server,
                 labels,
-            }) => {
+            })) => {
                 metrics::record_closed(&self.0.settings().metrics, &labels, Closed::Core(reason));
                 if reason == CloseReason::FailBack {
                     tracing::info!(%conn, %server, "fail-back: drained connection to a less preferred server closed");
@@ -448,7 +423,7 @@ impl Io for TokioIo {
 
     fn abandon(&self, conn: ConnId) {
         // Forget it without an unbind: after fork the socket is the parent's.
-        if let Some(Slot::Open { labels, .. }) = lock(&self.0.conns).remove(&conn) {
+        if let Some(Slot::Open(OpenConn { labels, .. })) = self.0.conns.take(conn) {
             metrics::record_closed(&self.0.settings().metrics, &labels, Closed::Forked);
         }
     }
@@ -475,15 +450,7 @@ impl Io for TokioIo {
         let Some(driver) = self.0.driver() else {
             return;
         };
-        let sleeping = lock(&self.0.sleeping_until);
-        let next = driver.next_timeout();
-        let earlier = match (next, *sleeping) {
-            (Some(next), Some(until)) => next < until,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        drop(sleeping);
-        if earlier {
+        if self.0.gate.must_wake(&driver) {
             self.0.timer.notify_one();
         }
     }
