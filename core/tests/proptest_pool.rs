@@ -794,6 +794,7 @@ impl StateMachineTest for PoolTest {
             Step::Shutdown => sut.pool.handle(now, Event::Shutdown).expect("shutdown"),
             Step::Forked => {
                 sut.seen.generations += u64::from(!sut.pool.is_shut_down());
+                sut.evidence.forked();
                 sut.pool.handle(now, Event::Forked).expect("fork")
             }
             Step::NoMultiplex => sut
@@ -923,6 +924,11 @@ impl StateMachineTest for PoolTest {
                     .conn(c)
                     .is_some_and(|c| c.phase == ConnPhase::Connecting)
                 {
+                    // The ledger hears of the answer as in `Step::Opened`: a
+                    // credential a sibling open was refused is accepted now.
+                    let info = sut.pool.conn(c).expect("opening");
+                    sut.evidence.answered(info.server);
+                    sut.evidence.accepted(info.server, info.cred);
                     sut.pool
                         .handle(sut.now, Event::ConnOpened { conn: c })
                         .expect("opening");

@@ -61,6 +61,13 @@ impl Evidence {
         }
     }
 
+    /// The process forked: probes and checks in flight belonged to the
+    /// parent, and their answers reach no one in the child.
+    pub fn forked(&mut self) {
+        self.hold_probe = [false; SLOTS];
+        self.check = [None; SLOTS];
+    }
+
     pub fn refused(&mut self, now: Instant, server: ServerId, cred: CredKey) {
         self.refused.insert((server.index(), cred), now);
     }
