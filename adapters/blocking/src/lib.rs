@@ -148,12 +148,20 @@ impl Pool {
     }
 
     /// Adds (see [`ldapmux::Pool::add`]: never retried once sent).
-    pub fn add(&self, dn: &str, attrs: Vec<(String, HashSet<String>)>) -> Result<(), Error> {
+    pub fn add<S: AsRef<[u8]> + Eq + std::hash::Hash + Send>(
+        &self,
+        dn: &str,
+        attrs: Vec<(S, HashSet<S>)>,
+    ) -> Result<(), Error> {
         self.run(async |p| p.add(dn, attrs).await)
     }
 
     /// Modifies.
-    pub fn modify(&self, dn: &str, mods: Vec<Mod<String>>) -> Result<(), Error> {
+    pub fn modify<S: AsRef<[u8]> + Eq + std::hash::Hash + Send>(
+        &self,
+        dn: &str,
+        mods: Vec<Mod<S>>,
+    ) -> Result<(), Error> {
         self.run(async |p| p.modify(dn, mods).await)
     }
 

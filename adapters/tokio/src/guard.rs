@@ -105,17 +105,23 @@ impl ConnGuard {
         Ok(reply!(self.call(&op).await?, Bool))
     }
 
-    /// Adds (write lease only).
-    pub async fn add(
+    /// Adds (write lease only; see [`Pool::add`](crate::Pool::add)).
+    pub async fn add<S: AsRef<[u8]> + Eq + std::hash::Hash>(
         &mut self,
         dn: &str,
-        attrs: Vec<(String, HashSet<String>)>,
+        attrs: Vec<(S, HashSet<S>)>,
     ) -> Result<(), Error> {
+        let attrs = crate::ops::owned_attrs(attrs);
         self.call(&Op::Add { dn, attrs }).await.map(drop)
     }
 
-    /// Modifies (write lease only).
-    pub async fn modify(&mut self, dn: &str, mods: Vec<Mod<String>>) -> Result<(), Error> {
+    /// Modifies (write lease only; see [`Pool::modify`](crate::Pool::modify)).
+    pub async fn modify<S: AsRef<[u8]> + Eq + std::hash::Hash>(
+        &mut self,
+        dn: &str,
+        mods: Vec<Mod<S>>,
+    ) -> Result<(), Error> {
+        let mods = crate::ops::owned_mods(mods);
         self.call(&Op::Modify { dn, mods }).await.map(drop)
     }
 

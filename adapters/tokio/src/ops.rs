@@ -53,11 +53,11 @@ pub(crate) enum Op<'a> {
     },
     Add {
         dn: &'a str,
-        attrs: Vec<(String, HashSet<String>)>,
+        attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)>,
     },
     Modify {
         dn: &'a str,
-        mods: Vec<Mod<String>>,
+        mods: Vec<Mod<Vec<u8>>>,
     },
     Delete {
         dn: &'a str,
@@ -248,3 +248,31 @@ macro_rules! reply {
     };
 }
 pub(crate) use reply;
+
+/// An entry's attributes as [`Op::Add`] keeps them, from any string-like
+/// type ldap3 takes (`&str`, `String`, `Vec<u8>`, …).
+pub(crate) fn owned_attrs<S: AsRef<[u8]> + Eq + std::hash::Hash>(
+    attrs: Vec<(S, HashSet<S>)>,
+) -> Vec<(Vec<u8>, HashSet<Vec<u8>>)> {
+    let bytes = |s: S| s.as_ref().to_vec();
+    attrs
+        .into_iter()
+        .map(|(name, values)| (bytes(name), values.into_iter().map(bytes).collect()))
+        .collect()
+}
+
+/// Modifications as [`Op::Modify`] keeps them, from any string-like type.
+pub(crate) fn owned_mods<S: AsRef<[u8]> + Eq + std::hash::Hash>(
+    mods: Vec<Mod<S>>,
+) -> Vec<Mod<Vec<u8>>> {
+    let bytes = |s: S| s.as_ref().to_vec();
+    let set = |v: HashSet<S>| v.into_iter().map(bytes).collect();
+    mods.into_iter()
+        .map(|m| match m {
+            Mod::Add(a, v) => Mod::Add(bytes(a), set(v)),
+            Mod::Delete(a, v) => Mod::Delete(bytes(a), set(v)),
+            Mod::Replace(a, v) => Mod::Replace(bytes(a), set(v)),
+            Mod::Increment(a, v) => Mod::Increment(bytes(a), bytes(v)),
+        })
+        .collect()
+}

@@ -2,12 +2,10 @@
 //! connection, runs on it, and reports how it went; reads are retried on
 //! another connection when the core says a retry is worth it.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ldap3::exop::Exop;
-use ldap3::{Ldap, Mod, Scope, SearchEntry};
+use ldap3::Ldap;
 use ldapmux_core::{
     ConnError, ConnErrorKind, ConnInfo, Event, Request, ServerId, Status, UserKind,
 };
@@ -18,11 +16,13 @@ use tracing::Instrument;
 use crate::builder::Settings;
 use crate::connect::{classify, is_conn_dead, request_sent};
 use crate::metrics::{self, AcquireResult, Outcome};
-use crate::ops::{self, Op, Reply, reply};
+use crate::ops::{self, Op, Reply};
 use crate::retry::{Next, Tries};
 use crate::runtime::{Shared, TokioIo};
 use crate::url::ServerUrl;
-use crate::{BuildError, ConnGuard, Credential, EntryStream, Error, PoolBuilder};
+use crate::{BuildError, Credential, Error, PoolBuilder};
+
+mod operations;
 
 /// A pool of shared LDAP connections. Cheap to clone: clones share the
 /// pool. [`Pool::with_server`], [`Pool::with_credential`] and
@@ -93,7 +93,7 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// Which connections a [`ConnGuard`] leases.
+/// Which connections a [`ConnGuard`](crate::ConnGuard) leases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaseKind {
     /// A shared read connection (searches, compares, WhoAmI).
@@ -175,6 +175,13 @@ impl Pool {
     /// A handle whose operations use only `url` (behaviour 2). The URL need
     /// not be configured (a referral target, say); it is checked when an
     /// operation runs.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let b = pool.with_server("ldap://127.0.0.1:3892");
+    /// let root = b.search("", ldapmux::Scope::Base, "(objectClass=*)", &["namingContexts"]).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_server(&self, url: impl Into<String>) -> Pool {
         let mut p = self.clone();
         p.opts.server = Some(url.into());
@@ -183,6 +190,14 @@ impl Pool {
 
     /// A handle whose operations run on connections bound with `credential`
     /// (never on one bound with another credential).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux::Credential;
+    /// let admin = pool.with_credential(Credential::simple("cn=admin,dc=example,dc=com", "admin-pw"));
+    /// admin.delete("uid=bob,ou=people,dc=example,dc=com").await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_credential(&self, credential: Credential) -> Pool {
         let mut p = self.clone();
         p.opts.credential = Some(credential);
@@ -190,154 +205,50 @@ impl Pool {
     }
 
     /// A handle whose operations are bounded by `timeout` (retries included).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let quick = pool.with_timeout(std::time::Duration::from_millis(300));
+    /// let me = quick.whoami().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_timeout(&self, timeout: Duration) -> Pool {
         let mut p = self.clone();
         p.opts.timeout = Some(timeout);
         p
     }
+}
 
-    // ------------------------------------------------------------------
-    // Operations
-    // ------------------------------------------------------------------
-
-    /// Searches and returns every entry. A result other than success
-    /// (noSuchObject, sizeLimitExceeded, …) is [`Error::Ldap`].
-    pub async fn search(
-        &self,
-        base: &str,
-        scope: Scope,
-        filter: &str,
-        attrs: &[&str],
-    ) -> Result<Vec<SearchEntry>, Error> {
-        let op = Op::Search {
-            base,
-            scope,
-            filter,
-            attrs,
-        };
-        Ok(reply!(self.run(&op).await?, Entries))
-    }
-
-    /// Searches and streams the entries, keeping one connection for the
-    /// whole enumeration (behaviour 10). The first entry is read before this
-    /// returns, within the operation timeout: until then a dead connection
-    /// is retried like any read (behaviour 9). If the connection dies later,
-    /// the next item is the error and the stream ends.
-    pub async fn streaming_search(
-        &self,
-        base: &str,
-        scope: Scope,
-        filter: &str,
-        attrs: &[&str],
-    ) -> Result<EntryStream, Error> {
-        let op = Op::StartSearch {
-            base,
-            scope,
-            filter,
-            attrs,
-        };
-        let (reply, lease, _, server) = self.acquire_and_run(&op).await?;
-        Ok(EntryStream::new(
-            self.clone(),
-            reply!(reply, Stream),
-            lease,
-            server,
-        ))
-    }
-
-    /// Compares an attribute value: `Ok(true)` if equal.
-    pub async fn compare(
-        &self,
-        dn: &str,
-        attr: &str,
-        value: impl AsRef<[u8]>,
-    ) -> Result<bool, Error> {
-        let op = Op::Compare {
-            dn,
-            attr,
-            value: value.as_ref(),
-        };
-        Ok(reply!(self.run(&op).await?, Bool))
-    }
-
-    /// Adds an entry. Never retried once sent: if the connection dies after
-    /// the request may have reached the server, [`Error::OutcomeUnknown`].
-    pub async fn add(&self, dn: &str, attrs: Vec<(String, HashSet<String>)>) -> Result<(), Error> {
-        self.run(&Op::Add { dn, attrs }).await.map(drop)
-    }
-
-    /// Modifies an entry (see [`Pool::add`] for the retry rule).
-    pub async fn modify(&self, dn: &str, mods: Vec<Mod<String>>) -> Result<(), Error> {
-        self.run(&Op::Modify { dn, mods }).await.map(drop)
-    }
-
-    /// Deletes an entry (see [`Pool::add`] for the retry rule).
-    pub async fn delete(&self, dn: &str) -> Result<(), Error> {
-        self.run(&Op::Delete { dn }).await.map(drop)
-    }
-
-    /// Renames or moves an entry (see [`Pool::add`] for the retry rule).
-    pub async fn modify_dn(
-        &self,
-        dn: &str,
-        rdn: &str,
-        delete_old: bool,
-        new_superior: Option<&str>,
-    ) -> Result<(), Error> {
-        let op = Op::ModifyDn {
-            dn,
-            rdn,
-            delete_old,
-            new_superior,
-        };
-        self.run(&op).await.map(drop)
-    }
-
-    /// Runs an extended operation on a read connection and returns the
-    /// server's response. Not StartTLS (refused: use [`PoolBuilder::starttls`]).
-    pub async fn extended(&self, exop: impl Into<Exop>) -> Result<Exop, Error> {
-        Ok(reply!(self.run(&Op::Extended(exop.into())).await?, Exop))
-    }
-
-    /// "Who am I?" (RFC 4532) on a read connection: the identity the pooled
-    /// connection is bound as (`dn:…`, or empty for anonymous).
-    pub async fn whoami(&self) -> Result<String, Error> {
-        Ok(reply!(self.run(&Op::WhoAmI).await?, Identity))
-    }
-
-    /// Checks a password with a simple bind as `dn` on a private connection
-    /// that is never shared and is closed afterwards (behaviour 1).
-    /// `Ok(true)`: accepted; `Ok(false)`: invalidCredentials. An empty
-    /// password is refused without asking the server (an empty simple bind
-    /// is unauthenticated and would "succeed").
-    pub async fn authenticate(&self, dn: &str, password: &crate::Password) -> Result<bool, Error> {
-        let op = Op::Bind { dn, password };
-        Ok(reply!(self.run(&op).await?, Bool))
-    }
-
-    /// Leases one connection for several operations ([`ConnGuard`]). The
-    /// lease ends when the guard is dropped.
-    pub async fn lease(&self, kind: LeaseKind) -> Result<ConnGuard, Error> {
-        let user_kind = match kind {
-            LeaseKind::Read => UserKind::Search,
-            LeaseKind::Write => UserKind::Write,
-        };
-        let (_, lease, ldap, server) = self.acquire_and_run(&Op::Lease(user_kind)).await?;
-        Ok(ConnGuard::new(self.clone(), lease, ldap, server, kind))
-    }
-
+impl Pool {
     // ------------------------------------------------------------------
     // The pool itself
     // ------------------------------------------------------------------
 
     /// A snapshot of the pool: servers with health, connections per server,
     /// credential and generation, users, waiters, counters.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = pool.status();
+    /// for server in &status.servers {
+    ///     println!("{} {:?}: {} connections", server.addr, server.health, server.conns);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn status(&self) -> Status {
         self.inner.driver.status()
     }
 
     /// Every live connection: server, credential key, purpose, generation,
     /// phase, users and waiters (for live views; walks every connection).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// for c in pool.connections() {
+    ///     println!("{} on {:?}: {:?}, {} users", c.id, pool.server_url(c.server), c.phase, c.users);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn connections(&self) -> Vec<ConnInfo> {
         self.inner.driver.inspect(|p| p.conns().collect())
     }
@@ -376,6 +287,12 @@ impl Pool {
     /// A pool built with [`PoolBuilder::build_discovered`] takes a builder
     /// with the same DNS SRV settings and no servers: it applies to the
     /// servers of the current answer and to every later one.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// pool.reload(ldapmux::Pool::builder().server("ldap://127.0.0.1:3893"))?;
+    /// # Ok(()) }
+    /// ```
     pub fn reload(&self, builder: PoolBuilder) -> Result<(), BuildError> {
         self.reload_from(builder, false)
     }
@@ -386,6 +303,14 @@ impl Pool {
     /// open and opening connections to servers still listed move to the new
     /// generation, with their users, instead of draining. Connections to
     /// servers no longer listed drain as in any reload.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// pool.reload_keeping_servers(
+    ///     ldapmux::Pool::builder().server("ldap://127.0.0.1:3891").server("ldap://127.0.0.1:3893"),
+    /// )?;
+    /// # Ok(()) }
+    /// ```
     pub fn reload_keeping_servers(&self, builder: PoolBuilder) -> Result<(), BuildError> {
         self.reload_from(builder, true)
     }
@@ -441,6 +366,12 @@ impl Pool {
     /// unbound and closed, later operations fail at once. Returns when every
     /// socket is closed or after the connect timeout; returns how many
     /// sockets were still open then (0 normally).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let still_open = pool.shutdown().await; // every operation after this fails with "shut down"
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(&self) -> usize {
         tracing::info!("pool shutting down");
         if let Some(d) = self.inner.discovery.get() {
@@ -628,8 +559,19 @@ impl Pool {
         tracing::warn!(%conn, %server, "operation timed out; connection retired, server checked");
     }
 
-    /// The URL of `server`.
-    pub(crate) fn server_url(&self, server: ServerId) -> Option<String> {
+    /// The URL of a server the pool knows, such as the `server` of a
+    /// [`ConnInfo`] from [`Pool::connections`] or a
+    /// [`ServerStatus`](crate::core::ServerStatus) id.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// for c in pool.connections() {
+    ///     let url = pool.server_url(c.server).unwrap_or_default();
+    ///     println!("{} -> {url}", c.id);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn server_url(&self, server: ServerId) -> Option<String> {
         self.inner
             .driver
             .inspect(|p| p.server_addr(server).map(str::to_owned))

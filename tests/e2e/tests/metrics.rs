@@ -348,12 +348,9 @@ async fn operation_and_connection_counts_match_slapds_monitor() {
         pool.add(&b, person("metrics-b")).await.unwrap();
         let exists = pool.add(&a, person("metrics-a")).await.unwrap_err();
         assert_eq!(exists.rc(), Some(68));
-        pool.modify(
-            &a,
-            vec![Mod::Replace("sn".into(), HashSet::from(["x".into()]))],
-        )
-        .await
-        .unwrap();
+        pool.modify(&a, vec![Mod::Replace("sn", HashSet::from(["x"]))])
+            .await
+            .unwrap();
         pool.modify_dn(&b, "cn=metrics-c", true, None)
             .await
             .unwrap();

@@ -57,7 +57,7 @@ async fn set_password(server: &Slapd, i: usize, password: &str) {
         .modify(
             &Slapd::user_dn(i),
             vec![Mod::Replace(
-                "userPassword".into(),
+                "userPassword".to_owned(),
                 HashSet::from([password.to_owned()]),
             )],
         )
@@ -147,7 +147,7 @@ async fn passwords_never_appear_in_debug_display_errors_or_trace_logs() {
     let root = pool.with_credential(Credential::simple(server.root_dn(), server.root_pw()));
     root.modify(
         &Slapd::user_dn(3),
-        vec![Mod::Replace("mail".into(), HashSet::from(["x@y".into()]))],
+        vec![Mod::Replace("mail", HashSet::from(["x@y"]))],
     )
     .await
     .unwrap();

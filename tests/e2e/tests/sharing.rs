@@ -334,9 +334,9 @@ async fn b05_an_idle_write_connection_closes_after_the_idle_timeout() {
     pool.add(
         &dn,
         vec![
-            ("objectClass".into(), HashSet::from(["person".into()])),
-            ("cn".into(), HashSet::from(["idle".into()])),
-            ("sn".into(), HashSet::from(["idle".into()])),
+            ("objectClass", HashSet::from(["person"])),
+            ("cn", HashSet::from(["idle"])),
+            ("sn", HashSet::from(["idle"])),
         ],
     )
     .await

@@ -648,7 +648,10 @@ async fn write_one(run: &Run, h: &Handles, rng: &mut Rng, task: usize, n: u64) {
         run.record_write(task, n, WriteKind::Add, r);
     } else {
         let dn = Slapd::user_dn(rng.index(USERS));
-        let mods = vec![Mod::Add("description".into(), HashSet::from([id.clone()]))];
+        let mods = vec![Mod::Add(
+            "description".to_owned(),
+            HashSet::from([id.clone()]),
+        )];
         let r = run.call("modify", true, h.admin.modify(&dn, mods)).await;
         if matches!(r, Some(Ok(()))) {
             run.ok("modify");

@@ -13,12 +13,12 @@ use common::*;
 use ldapmux::{ConfigFile, ConfigWatch, Pool, ReloadError, WatchOptions, WatchReport};
 use ldapmux_harness::Slapd;
 
-/// A fresh directory for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ldapmux-e2e-watch-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory for one test, removed when the guard drops.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("ldapmux-e2e-watch-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Writes `text` to `path` as configuration managers do: a temporary file
@@ -35,13 +35,15 @@ fn toml_for(servers: &[&Slapd], extra: &str) -> String {
 }
 
 /// A pool built from a TOML file listing `servers` (in a fresh directory
-/// named after `name`), watched every `interval`. Returns the file too.
+/// named after `name`), watched every `interval`. Returns the directory's
+/// guard (keep it until the end of the test) and the file too.
 fn watched_pool(
     name: &str,
     servers: &[&Slapd],
     interval: Duration,
-) -> (PathBuf, Pool, ConfigWatch) {
-    let path = temp_dir(name).join("pool.toml");
+) -> (tempfile::TempDir, PathBuf, Pool, ConfigWatch) {
+    let dir = temp_dir(name);
+    let path = dir.path().join("pool.toml");
     std::fs::write(&path, toml_for(servers, "")).unwrap();
     let pool = ConfigFile::read_toml(&path)
         .unwrap()
@@ -57,7 +59,7 @@ fn watched_pool(
             },
         )
         .unwrap();
-    (path, pool, watch)
+    (dir, path, pool, watch)
 }
 
 /// The poll interval of the tests that watch the file.
@@ -95,7 +97,7 @@ async fn report_until(
 async fn a_changed_file_reloads_the_pool_under_load_with_zero_failures() {
     init_tracing();
     let (a, b) = (slapd(100), slapd(100));
-    let (path, pool, watch) = watched_pool("change", &[&a], POLL);
+    let (_dir, path, pool, watch) = watched_pool("change", &[&a], POLL);
     let load = Load::start(&pool, 16, 100);
     load.wait_ok(300, Duration::from_secs(20)).await;
     let old = pool.status().current.unwrap();
@@ -130,7 +132,7 @@ async fn a_changed_file_reloads_the_pool_under_load_with_zero_failures() {
 async fn an_invalid_file_is_refused_and_the_old_configuration_keeps_serving() {
     init_tracing();
     let (a, b) = (slapd(100), slapd(100));
-    let (path, pool, watch) = watched_pool("invalid", &[&a], POLL);
+    let (_dir, path, pool, watch) = watched_pool("invalid", &[&a], POLL);
     let load = Load::start(&pool, 8, 100);
     load.wait_ok(100, Duration::from_secs(20)).await;
     let generation = pool.status().current.unwrap();
@@ -173,7 +175,7 @@ async fn reload_now_rereads_at_once_and_returns_the_files_error() {
     init_tracing();
     let (a, b) = (slapd(10), slapd(10));
     // A poll interval far beyond the test: only reload_now can reload.
-    let (path, pool, watch) = watched_pool("now", &[&a], Duration::from_secs(3600));
+    let (_dir, path, pool, watch) = watched_pool("now", &[&a], Duration::from_secs(3600));
     search_user(&pool, 1).await.unwrap();
     let before = pool.status().current.unwrap();
     std::fs::write(&path, toml_for(&[&b], "")).unwrap();
@@ -201,7 +203,7 @@ async fn reload_now_rereads_at_once_and_returns_the_files_error() {
 async fn the_watch_stops_with_the_pool() {
     init_tracing();
     let a = slapd(10);
-    let (_, pool, watch) = watched_pool("stop", &[&a], POLL);
+    let (_dir, _, pool, watch) = watched_pool("stop", &[&a], POLL);
     search_user(&pool, 1).await.unwrap();
     pool.shutdown().await;
     report_until(&watch, "the stop after shutdown", |r| !r.running).await;
@@ -210,7 +212,7 @@ async fn the_watch_stops_with_the_pool() {
         Err(ReloadError::PoolGone)
     ));
 
-    let (_, pool, watch) = watched_pool("stop-drop", &[&a], POLL);
+    let (_dir, _, pool, watch) = watched_pool("stop-drop", &[&a], POLL);
     search_user(&pool, 1).await.unwrap();
     drop(pool);
     report_until(&watch, "the stop after drop", |r| !r.running).await;

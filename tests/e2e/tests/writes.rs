@@ -23,12 +23,9 @@ async fn writes_round_trip_and_ordinary_results_never_mark_the_server_down() {
         .unwrap();
     let dn = format!("cn=alice,{}", Slapd::scratch_base());
     pool.add(&dn, person("alice")).await.unwrap();
-    pool.modify(
-        &dn,
-        vec![Mod::Replace("sn".into(), HashSet::from(["Liddell".into()]))],
-    )
-    .await
-    .unwrap();
+    pool.modify(&dn, vec![Mod::Replace("sn", HashSet::from(["Liddell"]))])
+        .await
+        .unwrap();
     assert!(pool.compare(&dn, "sn", "Liddell").await.unwrap());
     assert!(!pool.compare(&dn, "sn", "Smith").await.unwrap());
     pool.modify_dn(&dn, "cn=alice2", true, None).await.unwrap();

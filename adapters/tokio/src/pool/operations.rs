@@ -1,0 +1,248 @@
+//! The pool's LDAP operations: each asks for a connection of its kind,
+//! runs once or retries as [`crate::retry`] decides, and gives the
+//! connection back.
+
+use std::collections::HashSet;
+use std::hash::Hash;
+
+use ldap3::exop::Exop;
+use ldap3::{Mod, Scope, SearchEntry};
+
+use super::{LeaseKind, Pool};
+use ldapmux_core::UserKind;
+
+use crate::ops::{Op, reply};
+use crate::{ConnGuard, EntryStream, Error};
+
+impl Pool {
+    /// Searches and returns every entry. A result other than success
+    /// (noSuchObject, sizeLimitExceeded, …) is [`Error::Ldap`].
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux::Scope;
+    /// let found = pool.search("ou=people,dc=example,dc=com", Scope::OneLevel, "(uid=alice)", &["cn", "mail"]).await?;
+    /// for entry in &found {
+    ///     println!("{} {:?}", entry.dn, entry.attrs.get("mail"));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, Error> {
+        let op = Op::Search {
+            base,
+            scope,
+            filter,
+            attrs,
+        };
+        Ok(reply!(self.run(&op).await?, Entries))
+    }
+
+    /// Searches and streams the entries, keeping one connection for the
+    /// whole enumeration (behaviour 10). The first entry is read before this
+    /// returns, within the operation timeout: until then a dead connection
+    /// is retried like any read (behaviour 9). If the connection dies later,
+    /// the next item is the error and the stream ends.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux::Scope;
+    /// let mut stream = pool.streaming_search("ou=people,dc=example,dc=com", Scope::Subtree, "(objectClass=posixAccount)", &["uid"]).await?;
+    /// while let Some(entry) = stream.next_entry().await {
+    ///     println!("{}", entry?.dn);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn streaming_search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<EntryStream, Error> {
+        let op = Op::StartSearch {
+            base,
+            scope,
+            filter,
+            attrs,
+        };
+        let (reply, lease, _, server) = self.acquire_and_run(&op).await?;
+        Ok(EntryStream::new(
+            self.clone(),
+            reply!(reply, Stream),
+            lease,
+            server,
+        ))
+    }
+
+    /// Compares an attribute value: `Ok(true)` if equal.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let is_admin = pool.compare("cn=admins,ou=groups,dc=example,dc=com", "memberUid", "alice").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn compare(
+        &self,
+        dn: &str,
+        attr: &str,
+        value: impl AsRef<[u8]>,
+    ) -> Result<bool, Error> {
+        let op = Op::Compare {
+            dn,
+            attr,
+            value: value.as_ref(),
+        };
+        Ok(reply!(self.run(&op).await?, Bool))
+    }
+
+    /// Adds an entry. Never retried once sent: if the connection dies after
+    /// the request may have reached the server, [`Error::OutcomeUnknown`].
+    /// Names and values are any string-like type, as in ldap3.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), ldapmux::Error> {
+    /// use std::collections::HashSet;
+    /// pool.add(
+    ///     "uid=carol,ou=people,dc=example,dc=com",
+    ///     vec![
+    ///         ("objectClass", HashSet::from(["inetOrgPerson"])),
+    ///         ("cn", HashSet::from(["Carol"])),
+    ///         ("sn", HashSet::from(["Example"])),
+    ///     ],
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add<S: AsRef<[u8]> + Eq + Hash>(
+        &self,
+        dn: &str,
+        attrs: Vec<(S, HashSet<S>)>,
+    ) -> Result<(), Error> {
+        let attrs = crate::ops::owned_attrs(attrs);
+        self.run(&Op::Add { dn, attrs }).await.map(drop)
+    }
+
+    /// Modifies an entry (see [`Pool::add`] for the retry rule).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), ldapmux::Error> {
+    /// use std::collections::HashSet;
+    /// use ldapmux::Mod;
+    /// let dn = "uid=carol,ou=people,dc=example,dc=com";
+    /// pool.modify(dn, vec![Mod::Replace("mail", HashSet::from(["carol@example.com"]))])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn modify<S: AsRef<[u8]> + Eq + Hash>(
+        &self,
+        dn: &str,
+        mods: Vec<Mod<S>>,
+    ) -> Result<(), Error> {
+        let mods = crate::ops::owned_mods(mods);
+        self.run(&Op::Modify { dn, mods }).await.map(drop)
+    }
+
+    /// Deletes an entry (see [`Pool::add`] for the retry rule).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// pool.delete("uid=carol,ou=people,dc=example,dc=com").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete(&self, dn: &str) -> Result<(), Error> {
+        self.run(&Op::Delete { dn }).await.map(drop)
+    }
+
+    /// Renames or moves an entry (see [`Pool::add`] for the retry rule).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// pool.modify_dn("uid=carol,ou=people,dc=example,dc=com", "uid=caroline", true, None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn modify_dn(
+        &self,
+        dn: &str,
+        rdn: &str,
+        delete_old: bool,
+        new_superior: Option<&str>,
+    ) -> Result<(), Error> {
+        let op = Op::ModifyDn {
+            dn,
+            rdn,
+            delete_old,
+            new_superior,
+        };
+        self.run(&op).await.map(drop)
+    }
+
+    /// Runs an extended operation on a read connection and returns the
+    /// server's response. Not StartTLS (refused: use [`PoolBuilder::starttls`](crate::PoolBuilder::starttls)).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux::ldap3::exop::WhoAmI;
+    /// let answer = pool.extended(WhoAmI).await?;
+    /// println!("{:?}", answer.val);
+    /// # Ok(()) }
+    /// ```
+    pub async fn extended(&self, exop: impl Into<Exop>) -> Result<Exop, Error> {
+        Ok(reply!(self.run(&Op::Extended(exop.into())).await?, Exop))
+    }
+
+    /// "Who am I?" (RFC 4532) on a read connection: the identity the pooled
+    /// connection is bound as (`dn:…`, or empty for anonymous).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let me = pool.whoami().await?; // "" when bound anonymously
+    /// # Ok(()) }
+    /// ```
+    pub async fn whoami(&self) -> Result<String, Error> {
+        Ok(reply!(self.run(&Op::WhoAmI).await?, Identity))
+    }
+
+    /// Checks a password with a simple bind as `dn` on a private connection
+    /// that is never shared and is closed afterwards (behaviour 1).
+    /// `Ok(true)`: accepted; `Ok(false)`: invalidCredentials. An empty
+    /// password is refused without asking the server (an empty simple bind
+    /// is unauthenticated and would "succeed").
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux::Password;
+    /// let ok = pool.authenticate("uid=alice,ou=people,dc=example,dc=com", &Password::new("alices-pw")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn authenticate(&self, dn: &str, password: &crate::Password) -> Result<bool, Error> {
+        let op = Op::Bind { dn, password };
+        Ok(reply!(self.run(&op).await?, Bool))
+    }
+
+    /// Leases one connection for several operations ([`ConnGuard`](crate::ConnGuard)). The
+    /// lease ends when the guard is dropped.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux::{LeaseKind, Scope};
+    /// let mut conn = pool.lease(LeaseKind::Read).await?;
+    /// let a = conn.search("dc=example,dc=com", Scope::Base, "(objectClass=*)", &["1.1"]).await?;
+    /// let b = conn.whoami().await?; // the same connection, on the same server
+    /// println!("{} served both", conn.server_url());
+    /// # Ok(()) }
+    /// ```
+    pub async fn lease(&self, kind: LeaseKind) -> Result<ConnGuard, Error> {
+        let user_kind = match kind {
+            LeaseKind::Read => UserKind::Search,
+            LeaseKind::Write => UserKind::Write,
+        };
+        let (_, lease, ldap, server) = self.acquire_and_run(&Op::Lease(user_kind)).await?;
+        Ok(ConnGuard::new(self.clone(), lease, ldap, server, kind))
+    }
+}
