@@ -101,8 +101,10 @@
 
 mod action;
 mod config;
+mod conn_life;
 mod error;
 mod event;
+mod events;
 #[cfg(feature = "fault-hooks")]
 mod faults;
 mod id;

@@ -5,7 +5,8 @@
 use ldapmux_core::UserKind;
 use stateright::{Expectation, Model};
 
-use crate::{Budget, Bug, PoolModel, Step, UserSpec, base};
+use crate::catalog::base;
+use crate::{Budget, Bug, PoolModel, Step, UserSpec};
 
 /// What a simulation did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -70,9 +70,15 @@ async fn failover_pair_reads_from_the_backup_while_the_preferred_is_down_and_com
         "back on the preferred server after its hold-down",
         Duration::from_secs(20),
         || {
-            pool.connections()
-                .iter()
-                .any(|c| pool.server_url(c.server).as_deref() == Some(&a.url()))
+            // An open connection to the preferred server, and the backup's
+            // drained away (make-before-break: the first can exist while
+            // the backup still serves).
+            let on = |c: &ldapmux::ConnInfo, s: &Slapd| {
+                c.phase == ldapmux::ConnPhase::Open
+                    && pool.server_url(c.server).as_deref() == Some(s.url().as_str())
+            };
+            let conns = pool.connections();
+            conns.iter().any(|c| on(c, &a)) && !conns.iter().any(|c| on(c, &b))
         },
     )
     .await;
