@@ -427,6 +427,13 @@ impl FaultProxy {
         }
     }
 
+    /// Sets the mode of connections accepted from now on, leaving the live
+    /// ones as they are (e.g. a hung connection stays hung while new ones are
+    /// forwarded).
+    pub fn set_new_conns_mode(&self, mode: ProxyMode) {
+        *lock(&self.shared.global) = mode;
+    }
+
     /// The mode set by [`FaultProxy::set_mode`] (`CutAfterRequest` turns back into
     /// `Forward` once used).
     pub fn mode(&self) -> ProxyMode {
@@ -582,8 +589,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut reset: watc
                     continue;
                 };
                 let now = Instant::now();
-                shared.accepted.fetch_add(1, Ordering::SeqCst);
-                lock(&shared.accept_times).push(now);
                 shared.live.fetch_add(1, Ordering::SeqCst);
                 let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
                 let initial = match *lock(&shared.global) {
@@ -599,6 +604,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut reset: watc
                     accepted_at: now,
                     stats: stats.clone(),
                 });
+                // Counted once its mode is fixed and it is in the table: a test
+                // that sees it accepted and then changes modes affects it as a
+                // live connection, never as one still being accepted.
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
+                lock(&shared.accept_times).push(now);
                 // Made before spawning so `live` goes down and the entry goes away
                 // even if the task never runs.
                 let guard = LiveGuard { shared: shared.clone(), id };
