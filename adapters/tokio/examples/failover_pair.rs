@@ -18,13 +18,23 @@ pub async fn read_once(
     pool: &Pool,
     base: &str,
 ) -> Result<(String, Vec<(String, Health)>), ldapmux::Error> {
-    // A lease keeps one connection and says which server it is on.
-    let mut guard = pool.lease(ldapmux::LeaseKind::Read).await?;
-    let served_by = guard.server_url();
-    guard
-        .search(base, Scope::Base, "(objectClass=*)", &["1.1"])
-        .await?;
-    drop(guard);
+    // A lease keeps one connection and says which server it is on. Unlike
+    // the pool's own operations, a lease is not retried: if its connection
+    // died (say the server was just killed), take a new one, which the
+    // pool places on a live connection or server.
+    let mut tries = 0;
+    let served_by = loop {
+        tries += 1;
+        let mut guard = pool.lease(ldapmux::LeaseKind::Read).await?;
+        match guard
+            .search(base, Scope::Base, "(objectClass=*)", &["1.1"])
+            .await
+        {
+            Ok(_) => break guard.server_url(),
+            Err(ldapmux::Error::LeaseDead(_)) if tries < 3 => continue,
+            Err(e) => return Err(e),
+        }
+    };
     let servers = pool
         .status()
         .servers
