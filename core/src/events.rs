@@ -172,12 +172,16 @@ impl Pool {
         error: ConnError,
         sent: bool,
     ) {
-        let server = self
+        let (server, first) = self
             .conns
             .get(conn_id)
-            .map(|c| c.server)
+            .map(|c| (c.server, !matches!(c.state, ConnState::Broken { .. })))
             .expect("user's conn exists");
-        self.counters.lost += 1;
+        // Counted once per connection, by the first user to find it dead
+        // (its other users report it too).
+        if first {
+            self.counters.lost += 1;
+        }
         // Mark the connection before the user leaves, so the user's leaving
         // closes it if it was the last (behaviour 6).
         self.break_conn(conn_id, error.clone(), CloseReason::Broken);

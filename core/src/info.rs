@@ -35,7 +35,8 @@ pub struct Counters {
     pub opens: u64,
     /// Connections that failed to open.
     pub open_failures: u64,
-    /// Connections found dead.
+    /// Connections found dead (each once, however many of its users
+    /// reported it).
     pub lost: u64,
     /// Connections closed (all reasons).
     pub closes: u64,

@@ -121,6 +121,7 @@ mod rng;
 mod server;
 mod slab;
 mod state;
+mod status_display;
 mod step_checks;
 mod time;
 mod timers;

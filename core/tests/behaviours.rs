@@ -1826,3 +1826,24 @@ fn error_blame_is_split_by_who_is_at_fault() {
     assert_eq!(Error::ShutDown.blame(), Blame::Lifecycle);
     assert_eq!(Error::Forked.blame(), Blame::Lifecycle);
 }
+
+// ---------------------------------------------------------------- counters
+
+#[test]
+fn a_dead_connection_is_counted_once_however_many_of_its_users_report_it() {
+    let mut sim = Sim::with(config());
+    let u1 = sim.search();
+    let c = Sim::open_of(&sim.drain());
+    sim.opened(c);
+    let u2 = sim.search();
+    assert_eq!(sim.drain(), vec![grant(u2, c)], "both share it");
+    for user in [u1, u2] {
+        sim.ok(Event::ConnBroken {
+            user,
+            error: reset(),
+            request_sent: true,
+        });
+        sim.drain();
+    }
+    assert_eq!(sim.pool.status().counters.lost, 1);
+}

@@ -68,3 +68,52 @@ fn an_event_in_the_wrong_state_names_the_state_it_found() {
         })
     );
 }
+
+#[test]
+fn a_status_prints_one_line_per_server_then_the_generations_and_counters() {
+    use ldapmux_core::{Action, Request, UserKind};
+    let config = Config::builder()
+        .preferred_server("ldap://a")
+        .server("ldap://b")
+        .max_users_per_conn(8)
+        .build()
+        .unwrap();
+    let mut pool = Pool::new(config, 1, Instant::ZERO).unwrap();
+    let b = pool.server_id("ldap://b").unwrap();
+    pool.handle(Instant::ZERO, Event::ServerDown { server: b })
+        .unwrap();
+    pool.handle_acquire(
+        Instant::ZERO,
+        Request::new(UserKind::Search, CredKey::ANONYMOUS),
+    );
+    let conn = std::iter::from_fn(|| pool.poll_action())
+        .find_map(|a| match a {
+            Action::Open { conn, .. } => Some(conn),
+            _ => None,
+        })
+        .unwrap();
+    pool.handle(Instant::ZERO, Event::ConnOpened { conn })
+        .unwrap();
+    let status = pool.status();
+    let next_probe = match status.servers[1].health {
+        ldapmux_core::Health::Down { next_probe, .. } => next_probe,
+        h => panic!("{h:?}"),
+    };
+    let g = status.current.unwrap();
+    assert_eq!(
+        status.to_string(),
+        format!(
+            "pool {g}: 1 users (0 queued) on 1 connections, up to 8 users per connection\n\
+             \x20 s0 ldap://a: up; 1 connections, 1 users; 1 opened, 0 failed to open, marked down 0 times\n\
+             \x20 s1 ldap://b: down since t+0.000s, next probe at {next_probe}; 0 connections, 0 users; 0 opened, 0 failed to open, marked down 1 times\n\
+             \x20 generations: {g} (current: 1 users, 1 connections)\n\
+             \x20 counters: 1 acquires, 1 grants, 0 failed, 0 retries offered, 0 timed out, 0 connections found dead"
+        )
+    );
+    pool.handle(Instant::ZERO, Event::Shutdown).unwrap();
+    assert!(
+        pool.status()
+            .to_string()
+            .starts_with("pool (shut down): 0 users")
+    );
+}

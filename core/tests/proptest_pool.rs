@@ -429,6 +429,16 @@ impl Sut {
             .collect()
     }
 
+    /// Whether connected user `u` is the first to find its connection dead
+    /// (a dead connection counts once in `lost`, however many report it).
+    fn first_to_find_dead(&self, u: UserId) -> bool {
+        self.pool
+            .user(u)
+            .and_then(|u| u.conn)
+            .and_then(|c| self.pool.conn(c))
+            .is_some_and(|c| !matches!(c.phase, ConnPhase::Broken(_)))
+    }
+
     /// Drains actions, checking each against the ledger and the reference.
     fn drain(&mut self, expected: &Expected) {
         let hold = self
@@ -678,7 +688,7 @@ impl StateMachineTest for PoolTest {
             Step::Broken(i, sent) => {
                 if let Some(u) = Sut::pick(&sut.live_users(Some(UserPhase::Connected)), i) {
                     sut.told.get_mut(&u).expect("known").sent = sent;
-                    sut.seen.lost += 1;
+                    sut.seen.lost += u64::from(sut.first_to_find_dead(u));
                     sut.pool
                         .handle(
                             now,
@@ -699,7 +709,7 @@ impl StateMachineTest for PoolTest {
             Step::TimedOut(i) => {
                 if let Some(u) = Sut::pick(&sut.live_users(Some(UserPhase::Connected)), i) {
                     sut.told.get_mut(&u).expect("known").sent = true;
-                    sut.seen.lost += 1;
+                    sut.seen.lost += u64::from(sut.first_to_find_dead(u));
                     sut.pool
                         .handle(
                             now,
