@@ -123,6 +123,7 @@ pub enum Health {
 
 /// One server in a [`Status`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerStatus {
     /// Its id.
     pub id: ServerId,
@@ -140,6 +141,7 @@ pub struct ServerStatus {
 
 /// One credential in a [`Status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CredStatus {
     /// The credential key.
     pub cred: CredKey,
@@ -160,6 +162,7 @@ pub enum GenPhase {
 
 /// One generation.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GenInfo {
     /// Its id.
     pub id: GenId,
@@ -186,6 +189,7 @@ pub enum UserPhase {
 
 /// One user.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UserInfo {
     /// Its id.
     pub id: UserId,
@@ -222,6 +226,7 @@ pub enum ConnPhase {
 
 /// One connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnInfo {
     /// Its id.
     pub id: ConnId,
@@ -251,6 +256,7 @@ pub struct ConnInfo {
 /// A snapshot of the pool, cheap enough to take often (it walks servers,
 /// generations and credentials, not users or connections).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Status {
     /// The current generation, `None` once shut down.
     pub current: Option<GenId>,

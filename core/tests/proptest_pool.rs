@@ -200,9 +200,10 @@ fn the_spread_check_bites_on_stacking_and_on_spreading_past_the_target() {
     let third = no_spare.handle_acquire(later, Request::new(UserKind::Search, CredKey(1)));
     let before_third: Vec<ConnInfo> = stacked
         .iter()
-        .map(|c| ConnInfo {
-            users: 2,
-            ..c.clone()
+        .map(|c| {
+            let mut c = c.clone();
+            c.users = 2;
+            c
         })
         .collect();
     // The spare failed (a refused bind does not mark the server down): once
@@ -214,9 +215,10 @@ fn the_spread_check_bites_on_stacking_and_on_spreading_past_the_target() {
     let two_open: Vec<ConnInfo> = before_third
         .iter()
         .cloned()
-        .chain(before_third.iter().map(|c| ConnInfo {
-            id: spare,
-            ..c.clone()
+        .chain(before_third.iter().map(|c| {
+            let mut c = c.clone();
+            c.id = spare;
+            c
         }))
         .collect();
     assert!(ldapmux_core::check_spread_step(&two_open, &no_spare, third, later).is_err());
@@ -237,11 +239,9 @@ fn the_private_check_bites_on_a_shared_or_read_connection() {
     assert!(alone_if_private(Some(UserKind::Auth), false, &shared).is_err());
     assert!(alone_if_private(Some(UserKind::Search), true, &shared).is_err());
     assert!(alone_if_private(Some(UserKind::Search), false, &shared).is_ok());
-    let private = ConnInfo {
-        purpose: Purpose::Private,
-        users: 1,
-        ..shared
-    };
+    let mut private = shared.clone();
+    private.purpose = Purpose::Private;
+    private.users = 1;
     assert!(alone_if_private(Some(UserKind::Auth), false, &private).is_ok());
 }
 

@@ -10,6 +10,7 @@ use crate::Password;
 
 /// What a pooled connection is bound with.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub enum Credential {
     /// No bind (the connection stays anonymous).
     #[default]

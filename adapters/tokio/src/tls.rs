@@ -15,6 +15,7 @@ use crate::BuildError;
 
 /// How server certificates are checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TlsOptions {
     /// Trust the operating system's root certificates (default: yes).
     pub system_roots: bool,
