@@ -147,13 +147,18 @@ impl Pool {
             self.set_waiting(user_id, conn);
             return true;
         }
-        if !enqueue {
-            return false;
+        if enqueue {
+            self.enqueue(user_id);
         }
-        self.users.get_mut(user_id).expect("user exists").state = UserState::Queued;
-        self.queue.push_back(user_id);
-        self.arm_deadline(user_id);
-        true
+        enqueue
+    }
+
+    /// Queues unplaced `user` with its deadline armed; the queue places it
+    /// again after every input ([`Pool::service_queue`]).
+    pub(crate) fn enqueue(&mut self, user: UserId) {
+        self.users.get_mut(user).expect("user exists").state = UserState::Queued;
+        self.queue.push_back(user);
+        self.arm_deadline(user);
     }
 
     /// Attaches `user` to open shared connection `conn` (the least loaded of

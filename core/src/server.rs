@@ -479,33 +479,25 @@ impl Pool {
                 }
             }
         }
-        if !enqueue {
-            return false;
+        if enqueue {
+            self.enqueue(user);
         }
-        self.users.get_mut(user).expect("user exists").state = crate::state::UserState::Queued;
-        self.queue.push_back(user);
-        self.arm_deadline(user);
-        true
+        enqueue
     }
 
-    /// Brings the probe of down `server` forward to `now`.
+    /// Brings the probe of down `server` forward to `now`: its scheduled
+    /// timer is replaced, and the probe starts as the timer would start it.
     fn probe_now(&mut self, now: Instant, server: ServerId) {
-        let deadline = self.probe_deadline(now);
         if let HealthState::Down {
             next_probe,
-            probing: probing @ None,
+            probing: None,
             ..
         } = &mut self.servers[server.index()].health
         {
-            let scheduled = *next_probe;
-            *next_probe = now;
-            *probing = Some(deadline);
+            let scheduled = std::mem::replace(next_probe, now);
             self.timers.disarm(scheduled, Timer::Probe(server));
-            self.timers.arm(deadline, Timer::ProbeOverdue(server));
-            let counters = &mut self.counters.servers[server.index()];
-            counters.probes += 1;
-            counters.brought_forward += 1;
-            self.push(crate::Action::Probe { server });
+            self.counters.servers[server.index()].brought_forward += 1;
+            self.on_probe_timer(now, server);
         }
     }
 
