@@ -152,6 +152,13 @@ impl Config {
                 });
             }
         }
+        self.validate_settings()
+    }
+
+    /// [`validate`](Self::validate) without the server list: every limit
+    /// and duration. For an adapter that checks a configuration before its
+    /// servers are known (found in DNS, or given by a later file).
+    pub fn validate_settings(&self) -> Result<(), ConfigError> {
         if self.max_users_per_conn == 0 {
             return Err(ConfigError::ZeroLimit {
                 field: "max_users_per_conn",

@@ -183,3 +183,22 @@ fn a_pool_is_never_built_from_a_bad_configuration() {
     });
     assert!(Pool::new(config, 1, Instant::ZERO).is_err());
 }
+
+#[test]
+fn the_settings_alone_are_checked_before_any_server_is_known() {
+    // An adapter that finds its servers in DNS checks the rest first: no
+    // placeholder server needed, and a bad limit is still found.
+    let mut c = Config::default();
+    assert_eq!(c.validate_settings(), Ok(()));
+    assert_eq!(c.validate(), Err(ConfigError::NoServers));
+    c.max_conns_per_server = 0;
+    assert_eq!(
+        c.validate_settings(),
+        Err(ConfigError::ZeroLimit {
+            field: "max_conns_per_server"
+        })
+    );
+    c.max_conns_per_server = 1;
+    c.probe_backoff_max = Duration::ZERO;
+    assert_eq!(c.validate_settings(), Err(ConfigError::BackoffRange));
+}

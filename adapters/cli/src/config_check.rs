@@ -175,7 +175,7 @@ bind_dn = "cn=reader,dc=example,dc=com"
 bind_password_file = "pw"
 tls_ca_file = "ca.pem"
 starttls = true
-connect_timeout_ms = 1500
+connect_timeout = "1500ms"
 max_conns_per_server = 4
 "#,
         );

@@ -1,6 +1,6 @@
 //! The timeouts, caps and TLS settings a [`PoolBuilder`] holds, as an
 //! operator reads them: what the pool will run with, defaults included
-//! (from [`PoolBuilder::pool_settings`]).
+//! (from [`PoolBuilder::config`]).
 
 use std::time::Duration;
 
@@ -41,22 +41,22 @@ pub struct Settings {
 impl Settings {
     /// The settings `builder` holds.
     pub fn of(builder: &PoolBuilder) -> Settings {
-        let p = builder.pool_settings();
+        let p = builder.config();
         let d = |d: Duration| format!("{d:?}");
         Settings {
-            connect_timeout: d(p.core.connect_timeout),
+            connect_timeout: d(p.connect_timeout),
             op_timeout: d(p.op_timeout),
-            max_users_per_conn: p.core.max_users_per_conn.to_string(),
-            max_conns_per_server: p.core.max_conns_per_server.to_string(),
-            failback_hold_down: d(p.core.failback_hold_down),
-            probe_backoff_min: d(p.core.probe_backoff_min),
-            probe_backoff_max: d(p.core.probe_backoff_max),
-            read_idle_timeout: p.core.read_idle_timeout.map_or("never".to_owned(), d),
-            write_idle_timeout: d(p.core.write_idle_timeout),
+            max_users_per_conn: p.max_users_per_conn.to_string(),
+            max_conns_per_server: p.max_conns_per_server.to_string(),
+            failback_hold_down: d(p.failback_hold_down),
+            probe_backoff_min: d(p.probe_backoff_min),
+            probe_backoff_max: d(p.probe_backoff_max),
+            read_idle_timeout: p.read_idle_timeout.map_or("never".to_owned(), d),
+            write_idle_timeout: d(p.write_idle_timeout),
             starttls: p.starttls,
-            tls_verify: p.tls.verify,
-            system_roots: p.tls.system_roots,
-            ca_file: p.tls.ca_file.map(|f| f.display().to_string()),
+            tls_verify: p.tls_verify,
+            system_roots: p.tls_system_roots,
+            ca_file: p.tls_ca_file.as_ref().map(|f| f.display().to_string()),
         }
     }
 

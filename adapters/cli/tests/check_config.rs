@@ -29,7 +29,7 @@ fn a_good_toml_lists_servers_in_pool_order_probes_each_and_hides_the_password() 
         "pool.toml",
         &format!(
             "uri = [\"{b}\", \"{a}\"]\npreferred = [\"{a}\"]\nbind_dn = \"{ROOT_DN}\"\n\
-             bind_password_file = \"bind.pw\"\nmax_conns_per_server = 3\nop_timeout_ms = 4000\n",
+             bind_password_file = \"bind.pw\"\nmax_conns_per_server = 3\nop_timeout = \"4s\"\n",
             a = a.url(),
             b = b.url()
         ),
@@ -145,7 +145,7 @@ fn one_server_down_exits_1_and_names_the_error_the_other_still_passes() {
     let toml = dir.write(
         "pool.toml",
         &format!(
-            "uri = [\"{}\", \"{b_url}\"]\nconnect_timeout_ms = 2000\n",
+            "uri = [\"{}\", \"{b_url}\"]\nconnect_timeout = \"2s\"\n",
             a.url()
         ),
     );
@@ -245,7 +245,7 @@ fn a_dns_srv_configuration_shows_the_answer_in_priority_order_and_probes_it() {
     let toml = dir.write(
         "pool.toml",
         &format!(
-            "dns_srv = \"example.test\"\ndns_server = \"{}\"\nop_timeout_ms = 4000\n",
+            "dns_srv = \"example.test\"\ndns_server = \"{}\"\nop_timeout = \"4s\"\n",
             dns.addr
         ),
     );

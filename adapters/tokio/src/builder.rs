@@ -5,63 +5,31 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ldapmux_core::{Config, ServerConfig, Sharing};
+use ldapmux_core::{Config, Sharing};
 
 use crate::credential::CredTable;
 use crate::metrics::MetricsConfig;
 use crate::tls::{self, TlsOptions};
-use crate::url::{Scheme, ServerUrl};
-use crate::{BuildError, Credential, Pool};
+use crate::url::ServerUrl;
+use crate::{BuildError, Credential, Password, Pool, PoolConfig};
 
 /// Builds a [`Pool`]. Servers are tried in the order given: preferred ones
 /// first (in the order they were added), then the others.
 ///
-/// | setting | default |
-/// | --- | --- |
-/// | credential | anonymous |
-/// | connect timeout (TCP + TLS + bind) | 5 s |
-/// | operation timeout (whole call, retries included) | 30 s |
-/// | users per connection | 64 (slapd drops an anonymous connection with > 100 requests in flight) |
-/// | connections per server | 16 |
-/// | idle close: read / write connections | 300 s / 60 s |
-/// | maximum connection age | none |
-/// | fail-back hold-down | 30 s |
-/// | probe backoff | 1 s doubling to 60 s, with jitter |
-/// | TLS | system roots, verification on; StartTLS off |
-/// | metrics | no `pool` label; credentials labelled `anonymous` / `cred-N`; gauges published every 1 s |
-#[derive(Clone, Debug)]
+/// Every setter writes one field of the [`PoolConfig`] the builder holds
+/// ([`PoolBuilder::config`]); [`PoolBuilder::from_config`] starts from one
+/// (a TOML file is that type as written). The defaults and each key are in
+/// [`PoolConfig`]'s table; the credential is anonymous unless given.
+#[derive(Clone, Debug, Default)]
 #[must_use = "a builder does nothing until build() is called"]
 pub struct PoolBuilder {
-    servers: Vec<(UrlText, bool)>,
-    credential: Credential,
-    op_timeout: Duration,
-    core: Config,
-    tls: TlsOptions,
-    starttls: bool,
-    multiplex: bool,
-    seed: Option<u64>,
+    config: PoolConfig,
+    /// The password of `config.bind_dn`, when given with
+    /// [`PoolBuilder::credential`] or read from a configuration file.
+    password: Option<Password>,
     runtime: Option<tokio::runtime::Handle>,
     /// DNS SRV discovery ([`PoolBuilder::dns_srv`], in `srv.rs`).
     pub(crate) srv: Option<crate::srv::SrvConfig>,
-    metrics: MetricsConfig,
-}
-
-impl Default for PoolBuilder {
-    fn default() -> Self {
-        PoolBuilder {
-            servers: Vec::new(),
-            credential: Credential::Anonymous,
-            op_timeout: Duration::from_secs(30),
-            core: Config::default(),
-            tls: TlsOptions::default(),
-            starttls: false,
-            multiplex: true,
-            seed: None,
-            runtime: None,
-            srv: None,
-            metrics: MetricsConfig::default(),
-        }
-    }
 }
 
 impl PoolBuilder {
@@ -72,57 +40,67 @@ impl PoolBuilder {
     /// Adds a server at the end of the preferred list: preferred servers are
     /// used first, in order, and connections fail back to them.
     pub fn preferred_server(mut self, url: impl Into<String>) -> Self {
-        self.servers.push((UrlText(url.into()), true));
+        self.config.preferred.push(url.into());
         self
     }
     /// Adds a server that is used when no preferred one is up.
     pub fn server(mut self, url: impl Into<String>) -> Self {
-        self.servers.push((UrlText(url.into()), false));
+        self.config.uri.push(url.into());
         self
     }
     /// The credential pooled connections are bound with (default anonymous).
     pub fn credential(mut self, credential: Credential) -> Self {
-        self.credential = credential;
+        match credential {
+            Credential::Simple { dn, password } => {
+                self.config.bind_dn = Some(dn);
+                self.password = Some(password);
+            }
+            _ => {
+                self.config.bind_dn = None;
+                self.password = None;
+            }
+        }
+        self.config.bind_password_file = None;
         self
     }
     /// Bound on TCP connect + TLS + bind (default 5 s). Also the time a
     /// hung server gets to answer a liveness check.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.core.connect_timeout = d;
+        self.config.connect_timeout = d;
         self
     }
     /// Bound on a whole operation, waiting for a connection and retries
     /// included (default 30 s). Override per call with [`Pool::with_timeout`].
     pub fn operation_timeout(mut self, d: Duration) -> Self {
-        self.op_timeout = d;
+        self.config.op_timeout = d;
         self
     }
     /// Idle read connections are closed after `d` (`None`: never). Default 300 s.
     pub fn read_idle_timeout(mut self, d: Option<Duration>) -> Self {
-        self.core.read_idle_timeout = d;
+        self.config.read_idle_timeout = d;
         self
     }
     /// Idle write connections are closed after `d`. Default 60 s.
     pub fn write_idle_timeout(mut self, d: Duration) -> Self {
-        self.core.write_idle_timeout = d;
+        self.config.write_idle_timeout = d;
         self
     }
     /// Connections older than `d` take no new users and close when the last
     /// leaves (`None`: no limit, the default).
     pub fn max_connection_age(mut self, d: Option<Duration>) -> Self {
-        self.core.max_conn_age = d;
+        self.config.max_conn_age = d;
         self
     }
     /// Users sharing one connection (default 64).
     pub fn max_users_per_connection(mut self, n: u32) -> Self {
-        self.core.max_users_per_conn = n;
+        self.config.max_users_per_conn = n;
         self
     }
     /// Connections per server, all kinds together (default
     /// [`ldapmux_core::DEFAULT_MAX_CONNS_PER_SERVER`], 32); users beyond
     /// wait in FIFO order until their timeout.
     pub fn max_connections_per_server(mut self, n: u32) -> Self {
-        self.core.max_conns_per_server = n;
+        self.config.max_conns_per_server = n;
         self
     }
     /// Spread before stack: a connection with `n` users is busy, and the
@@ -132,7 +110,7 @@ impl PoolBuilder {
     /// [`ldapmux_core::DEFAULT_SPREAD_USERS_PER_CONN`], chosen by the
     /// benchmark (`docs/results/benchmarks.md`).
     pub fn spread_users_per_connection(mut self, n: u32) -> Self {
-        self.core.spread_users_per_conn = n;
+        self.config.spread_users_per_conn = n;
         self
     }
     /// How many connections of one kind (credential, read or write) spreading
@@ -140,7 +118,7 @@ impl PoolBuilder {
     /// [`PoolBuilder::max_users_per_connection`]; 1 turns spreading off.
     /// Default [`ldapmux_core::DEFAULT_SPREAD_CONNS_PER_SERVER`].
     pub fn spread_connections_per_server(mut self, n: u32) -> Self {
-        self.core.spread_conns_per_server = n;
+        self.config.spread_conns_per_server = n;
         self
     }
     /// Connect racing: a connection that has not opened after `d` while
@@ -149,60 +127,60 @@ impl PoolBuilder {
     /// costs `d`, not the connect timeout. `None` turns it off. Default
     /// [`ldapmux_core::DEFAULT_CONNECT_RACE_DELAY`].
     pub fn connect_race_delay(mut self, d: Option<Duration>) -> Self {
-        self.core.connect_race_delay = d;
+        self.config.connect_race_delay = d;
         self
     }
     /// How long a server that came back must stay up before connections fail
     /// back to it (default 30 s).
     pub fn failback_hold_down(mut self, d: Duration) -> Self {
-        self.core.failback_hold_down = d;
+        self.config.failback_hold_down = d;
         self
     }
     /// Delay before the first probe of a down server and the longest delay
     /// between probes (default 1 s and 60 s; doubling with jitter).
     pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.core.probe_backoff_min = min;
-        self.core.probe_backoff_max = max;
+        self.config.probe_backoff_min = min;
+        self.config.probe_backoff_max = max;
         self
     }
     /// Only operations that ask for it share connections
     /// ([`Sharing::OnRequest`]); default: every read and write shares.
     pub fn sharing(mut self, sharing: Sharing) -> Self {
-        self.core.sharing = sharing;
+        self.config.sharing = sharing;
         self
     }
     /// `false` gives every operation its own connection (behaviour 14: for
     /// servers or proxies that cannot multiplex). Default `true`.
     pub fn multiplexing(mut self, on: bool) -> Self {
-        self.multiplex = on;
+        self.config.multiplexing = on;
         self
     }
     /// Upgrade `ldap://` connections with StartTLS; a server that refuses
     /// fails the connect, never falls back to plain text. Default off.
     pub fn starttls(mut self, on: bool) -> Self {
-        self.starttls = on;
+        self.config.starttls = on;
         self
     }
     /// Trust the certificates in this PEM file, in addition to the system roots.
     pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.tls.ca_file = Some(path.into());
+        self.config.tls_ca_file = Some(path.into());
         self
     }
     /// Trust the operating system's roots (default `true`).
     pub fn tls_system_roots(mut self, on: bool) -> Self {
-        self.tls.system_roots = on;
+        self.config.tls_system_roots = on;
         self
     }
     /// **Dangerous.** `false` accepts any server certificate and host name.
     /// Verification is on unless this is called with `false`.
     pub fn danger_tls_verify(mut self, verify: bool) -> Self {
-        self.tls.verify = verify;
+        self.config.tls_verify = verify;
         self
     }
     /// Seed of the probe-backoff jitter (default: from the process id and
     /// time), for reproducible runs.
     pub fn jitter_seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.config.jitter_seed = Some(seed);
         self
     }
     /// The tokio runtime that runs the pool's connections and timers
@@ -216,7 +194,7 @@ impl PoolBuilder {
     /// (see [`crate::metrics`]), so that two pools in one process are told
     /// apart. Default: no `pool` label.
     pub fn metrics_name(mut self, name: impl Into<String>) -> Self {
-        self.metrics.name = Some(name.into().into());
+        self.config.metrics_name = Some(name.into());
         self
     }
     /// Labels the connections bound with the bind DN `dn` with
@@ -227,52 +205,60 @@ impl PoolBuilder {
         dn: impl Into<String>,
         label: impl Into<String>,
     ) -> Self {
-        self.metrics
-            .cred_labels
-            .push((dn.into(), label.into().into()));
+        self.config
+            .metrics_credential_labels
+            .insert(dn.into(), label.into());
         self
     }
     /// `true` labels connections with their bind DN in metrics (the
     /// `credential` label). Default `false`: bind DNs can name people and
     /// accounts, so they are labels only when asked for. Never a password.
     pub fn metrics_bind_dn_labels(mut self, on: bool) -> Self {
-        self.metrics.bind_dn_labels = on;
+        self.config.metrics_bind_dn_labels = on;
         self
     }
     /// How often a task of the pool publishes its gauges (connections,
     /// waiters, server health) and the core's counters; `None`: only on
     /// [`Pool::publish_metrics`], reload and shutdown. Default 1 s.
     pub fn metrics_interval(mut self, every: Option<Duration>) -> Self {
-        self.metrics.interval = every;
+        self.config.metrics_interval = every;
         self
     }
 
-    /// The probe backoff bounds currently set (for configuration files that
-    /// give only one of them).
-    pub(crate) fn probe_backoff_bounds(&self) -> (Duration, Duration) {
-        (self.core.probe_backoff_min, self.core.probe_backoff_max)
+    /// A builder holding `config` (anonymous unless `config` names a bind
+    /// DN and its `bind_password_file`).
+    pub fn from_config(config: PoolConfig) -> Self {
+        PoolBuilder::default().with_config(config)
     }
 
-    /// What this builder holds, defaults included, for tools that show an
-    /// operator what a pool will run with (`ldapmux check --config`). Never
-    /// a password: the credential appears as its bind DN.
-    pub fn pool_settings(&self) -> PoolSettings {
-        PoolSettings {
-            servers: self
-                .servers
-                .iter()
-                .map(|(u, preferred)| (crate::url::redacted(&u.0), *preferred))
-                .collect(),
-            bind_dn: match &self.credential {
-                Credential::Simple { dn, .. } => Some(dn.clone()),
-                Credential::Anonymous => None,
-            },
-            core: self.core.clone(),
-            op_timeout: self.op_timeout,
-            tls: self.tls.clone(),
-            starttls: self.starttls,
-            multiplex: self.multiplex,
+    /// The configuration this builder holds, defaults included: what a
+    /// pool built from it runs with (`ldapmux check --config` shows it).
+    /// Never a password: the credential appears as its bind DN.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// This builder with `config` in place of its own (runtime, password
+    /// and discovery kept).
+    pub(crate) fn with_config(mut self, config: PoolConfig) -> Self {
+        self.config = config;
+        if let Some(domain) = self.config.dns_srv.clone() {
+            self = self.dns_srv(domain);
+            if let Some(service) = self.config.dns_srv_service {
+                self = self.dns_srv_service(service);
+            }
+            if let Some(addr) = self.config.dns_server {
+                self = self.dns_server(addr);
+            }
         }
+        self
+    }
+
+    /// This builder with the password of its bind DN (from a file already
+    /// read by [`ConfigFile`](crate::ConfigFile)).
+    pub(crate) fn with_password(mut self, password: Option<Password>) -> Self {
+        self.password = password;
+        self
     }
 
     /// Checks everything and starts the pool. No connection is opened until
@@ -293,14 +279,14 @@ impl PoolBuilder {
             Some(h) => h,
             None => tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?,
         };
-        let seed = self.seed.unwrap_or_else(default_seed);
+        let seed = self.seed_or_default();
         let settings = self.settings()?;
         Ok(Pool::start(settings, runtime, seed))
     }
 
     /// Whether servers were listed by hand.
     pub(crate) fn has_servers(&self) -> bool {
-        !self.servers.is_empty()
+        !self.config.uri.is_empty() || !self.config.preferred.is_empty()
     }
 
     /// The runtime given with [`PoolBuilder::runtime`], if any.
@@ -310,109 +296,101 @@ impl PoolBuilder {
 
     /// The jitter seed, or one from the process id and time.
     pub(crate) fn seed_or_default(&self) -> u64 {
-        self.seed.unwrap_or_else(default_seed)
+        self.config.jitter_seed.unwrap_or_else(default_seed)
+    }
+
+    /// The credential: the bind DN with its password (given, or read from
+    /// `bind_password_file`), or anonymous.
+    pub(crate) fn credential_checked(&self) -> Result<Credential, BuildError> {
+        let c = &self.config;
+        let password = match (&self.password, &c.bind_password_file) {
+            (Some(pw), _) => Some(pw.clone()),
+            (None, Some(file)) => {
+                Some(crate::secret::read_password_file(file).map_err(|reason| {
+                    BuildError::InvalidField {
+                        field: "bind_password_file",
+                        reason: format!("{}: {reason}", file.display()),
+                    }
+                })?)
+            }
+            (None, None) => None,
+        };
+        match (&c.bind_dn, password) {
+            (None, None) => Ok(Credential::Anonymous),
+            (Some(dn), Some(password)) => {
+                if password.is_empty() {
+                    return Err(BuildError::InvalidField {
+                        field: "credential",
+                        reason: format!(
+                            "empty password for {dn}: an empty simple bind is unauthenticated"
+                        ),
+                    });
+                }
+                Ok(Credential::Simple {
+                    dn: dn.clone(),
+                    password,
+                })
+            }
+            (Some(_), None) => Err(BuildError::InvalidField {
+                field: "bind_dn",
+                reason: "a bind DN needs a password: set bind_password_file (or PoolBuilder::credential)".into(),
+            }),
+            (None, Some(_)) => Err(BuildError::InvalidField {
+                field: "bind_password_file",
+                reason: "a password without a bind DN: set bind_dn".into(),
+            }),
+        }
     }
 
     /// Validates into the settings one generation runs with.
     pub(crate) fn settings(&self) -> Result<Arc<Settings>, BuildError> {
-        let mut core = self.core.clone();
-        core.servers.clear();
-        let mut urls = Vec::with_capacity(self.servers.len());
-        let mut next_preference = 0u16;
-        for (text, preferred) in &self.servers {
-            let url = ServerUrl::parse(&text.0)?;
-            let preference = preferred.then(|| {
-                next_preference = next_preference.saturating_add(1);
-                next_preference - 1
-            });
-            core.servers.push(ServerConfig {
-                addr: url.as_str().to_owned(),
-                preference,
-            });
-            urls.push(url);
-        }
-        core.validate()?;
-        if self.metrics.interval == Some(Duration::ZERO) {
+        // A credential given in code is named as such.
+        if let Some(dn) = &self.config.bind_dn
+            && self.password.is_some()
+            && dn.trim().is_empty()
+        {
             return Err(BuildError::InvalidField {
-                field: "metrics_interval",
-                reason: "must be positive (None: publish only on demand)".into(),
+                field: "credential",
+                reason: "empty bind DN (use Credential::Anonymous)".into(),
             });
         }
-        if self.op_timeout.is_zero() {
-            return Err(BuildError::InvalidField {
-                field: "operation_timeout",
-                reason: "must be positive".into(),
-            });
-        }
-        if let Credential::Simple { dn, password } = &self.credential {
-            if dn.trim().is_empty() {
-                return Err(BuildError::InvalidField {
-                    field: "credential",
-                    reason: "empty bind DN (use Credential::Anonymous)".into(),
-                });
-            }
-            if password.is_empty() {
-                return Err(BuildError::InvalidField {
-                    field: "credential",
-                    reason: format!(
-                        "empty password for {dn}: an empty simple bind is unauthenticated"
-                    ),
-                });
-            }
-        }
-        let uses_tls = self.starttls || urls.iter().any(|u| u.scheme() == Scheme::Ldaps);
-        if uses_tls && self.tls.verify && !self.tls.system_roots && self.tls.ca_file.is_none() {
-            return Err(BuildError::Tls(
-                "TLS is used but no certificate is trusted: enable system roots or give a CA file"
-                    .into(),
-            ));
-        }
-        let tls = tls::client_config(&self.tls)?;
+        // A generation runs with listed servers: for a discovered pool,
+        // discovery lists the answer's; the DNS keys are discovery's own
+        // (judged when it is built).
+        let mut c = self.config.clone();
+        (c.dns_srv, c.dns_srv_service, c.dns_server) = (None, None, None);
+        let checked = c.checked()?;
+        let credential = self.credential_checked()?;
+        let c = &self.config;
+        let tls_options = TlsOptions {
+            system_roots: c.tls_system_roots,
+            ca_file: c.tls_ca_file.clone(),
+            verify: c.tls_verify,
+        };
+        let tls = tls::client_config(&tls_options)?;
+        let metrics = MetricsConfig {
+            name: c.metrics_name.clone().map(Into::into),
+            bind_dn_labels: c.metrics_bind_dn_labels,
+            cred_labels: c
+                .metrics_credential_labels
+                .iter()
+                .map(|(dn, label)| (dn.clone(), label.clone().into()))
+                .collect(),
+            interval: c.metrics_interval,
+            keys: Default::default(),
+        };
         Ok(Arc::new(Settings {
-            core,
-            urls,
-            credential: self.credential.clone(),
-            op_timeout: self.op_timeout,
+            core: checked.core,
+            urls: checked.urls,
+            credential,
+            op_timeout: c.op_timeout,
             tls,
-            tls_options: self.tls.clone(),
-            starttls: self.starttls,
-            multiplex: self.multiplex,
-            metrics: self.metrics.clone(),
+            tls_options,
+            starttls: c.starttls,
+            multiplex: c.multiplexing,
+            metrics,
         }))
     }
-}
-
-/// A server URL as given, which may carry a password (refused by `build()`):
-/// its `Debug` hides one.
-#[derive(Clone)]
-struct UrlText(String);
-
-impl std::fmt::Debug for UrlText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&crate::url::redacted(&self.0), f)
-    }
-}
-
-/// What a [`PoolBuilder`] holds, from [`PoolBuilder::pool_settings`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PoolSettings {
-    /// The servers as given (any password in a URL redacted), each with
-    /// whether it is preferred, in the order they were added.
-    pub servers: Vec<(String, bool)>,
-    /// The bind DN of the pool's credential, `None` for anonymous.
-    pub bind_dn: Option<String>,
-    /// The core's settings: caps, timeouts, hold-down, backoff, idle
-    /// timeouts (its `servers` is empty: see `servers` above).
-    pub core: Config,
-    /// The operation timeout (retries included).
-    pub op_timeout: Duration,
-    /// How certificates are checked.
-    pub tls: TlsOptions,
-    /// StartTLS on `ldap://` URLs.
-    pub starttls: bool,
-    /// Several operations per connection.
-    pub multiplex: bool,
 }
 
 fn default_seed() -> u64 {
@@ -492,7 +470,8 @@ mod tests {
             .settings()
             .err()
             .unwrap();
-        assert!(err.to_string().contains("operation_timeout"), "{err}");
+        // Named by its configuration key (`op_timeout` in TOML).
+        assert!(err.to_string().contains("op_timeout"), "{err}");
 
         let err = PoolBuilder::new()
             .server("ldap://a")
@@ -543,10 +522,11 @@ mod tests {
             .collect();
         assert_eq!(
             prefs,
+            // Server ids follow the order they are tried in.
             [
-                ("ldap://c", None),
                 ("ldap://a", Some(0)),
-                ("ldap://b", Some(1))
+                ("ldap://b", Some(1)),
+                ("ldap://c", None)
             ]
         );
     }

@@ -61,6 +61,26 @@ impl fmt::Display for Password {
     }
 }
 
+/// Reads a password file: its content minus one trailing newline (LF or
+/// CRLF), non-empty, UTF-8. The error is a reason without anything read
+/// from the file.
+pub(crate) fn read_password_file(file: &std::path::Path) -> Result<Password, String> {
+    let bytes = zeroize::Zeroizing::new(std::fs::read(file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "not found".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    })?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| "not UTF-8".to_owned())?;
+    let text = match text.strip_suffix('\n') {
+        Some(t) => t.strip_suffix('\r').unwrap_or(t),
+        None => text,
+    };
+    if text.is_empty() {
+        return Err("empty".into());
+    }
+    Ok(Password::new(text.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

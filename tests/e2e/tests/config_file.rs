@@ -57,9 +57,9 @@ async fn a_pool_from_ldap_conf_and_toml_binds_as_the_files_dn() {
         "ldap_conf = \"ldap.conf\"\n\
          bind_password_file = \"root.pw\"\n\
          max_conns_per_server = 4\n\
-         probe_backoff_min_ms = 100\n\
-         probe_backoff_max_ms = 400\n\
-         failback_hold_down_ms = 500\n",
+         probe_backoff_min = \"100ms\"\n\
+         probe_backoff_max = \"400ms\"\n\
+         failback_hold_down = \"500ms\"\n",
     );
 
     let cfg = ConfigFile::read_toml(&toml).expect("the TOML file");

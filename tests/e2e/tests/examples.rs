@@ -106,7 +106,7 @@ async fn config_file_reload_applies_a_change_and_refuses_a_broken_file() {
         .unwrap();
     assert_eq!(found, 1, "the base entry");
     write(format!(
-        "uri = [\"{}\"]\nbase = \"{PEOPLE_BASE}\"\nop_timeout_ms = 7000\n",
+        "uri = [\"{}\"]\nbase = \"{PEOPLE_BASE}\"\nop_timeout = \"7s\"\n",
         server.url()
     ));
     let report = config_file_reload::reload_now(&watch).await;

@@ -103,7 +103,7 @@ async fn a_changed_file_reloads_the_pool_under_load_with_zero_failures() {
     let old = pool.status().current.unwrap();
     assert!(a.monitor_current_connections().await.unwrap() >= 1);
 
-    replace(&path, &toml_for(&[&b], "op_timeout_ms = 9000\n"));
+    replace(&path, &toml_for(&[&b], "op_timeout = \"9s\"\n"));
     let r = report_until(&watch, "the reload", |r| r.reloads == 1).await;
     assert_eq!((r.refused, r.last_error), (0, None));
     assert_ne!(pool.status().current.unwrap(), old, "a new generation");

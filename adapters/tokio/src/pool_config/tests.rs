@@ -1,0 +1,118 @@
+//! `PoolConfig` as a value: its defaults are the core's, it survives a trip
+//! through TOML unchanged, and `check` judges every value in one place.
+
+// Written as a user outside the crate must (the type is #[non_exhaustive]).
+#![allow(clippy::field_reassign_with_default)]
+
+use std::time::Duration;
+
+use super::*;
+use crate::BuildError;
+
+#[test]
+fn the_defaults_are_the_cores_and_the_documented_ones() {
+    let c = PoolConfig::default();
+    let core = Config::default();
+    assert_eq!(c.core_settings(), core);
+    assert_eq!(c.connect_timeout, Duration::from_secs(5));
+    assert_eq!(c.op_timeout, Duration::from_secs(30));
+    assert_eq!(c.read_idle_timeout, Some(Duration::from_secs(300)));
+    assert!(c.tls_verify && c.tls_system_roots && !c.starttls && c.multiplexing);
+    assert_eq!(c.bind_dn, None, "anonymous unless a bind DN is given");
+}
+
+#[test]
+fn every_value_survives_a_round_trip_through_toml() {
+    let mut c = PoolConfig::default();
+    c.preferred = vec!["ldap://a:389".into()];
+    c.uri = vec!["ldaps://b".into()];
+    c.read_idle_timeout = None;
+    c.connect_race_delay = None;
+    c.max_conn_age = Some(Duration::from_millis(2500));
+    c.sharing = Sharing::OnRequest;
+    c.dns_srv_service = Some(SrvService::Ldaps);
+    c.metrics_credential_labels
+        .insert("cn=svc,dc=x".into(), "svc".into());
+    c.jitter_seed = Some(7);
+    let text = toml::to_string(&c).unwrap();
+    let back: PoolConfig = toml::from_str(&text).unwrap();
+    assert_eq!(back, c, "{text}");
+    assert!(text.contains("read_idle_timeout = \"off\""), "{text}");
+    assert!(text.contains("max_conn_age = \"2s 500ms\""), "{text}");
+}
+
+#[test]
+fn unknown_keys_and_bad_durations_are_refused_by_name() {
+    let e = toml::from_str::<PoolConfig>("op_timeout_ms = 5\n").unwrap_err();
+    assert!(e.message().contains("unknown field `op_timeout_ms`"), "{e}");
+    let e = toml::from_str::<PoolConfig>("op_timeout = \"soon\"\n").unwrap_err();
+    assert!(e.message().contains("\"5s\""), "{e}");
+}
+
+#[test]
+fn check_names_the_field_of_each_bad_value() {
+    let field = |edit: &dyn Fn(&mut PoolConfig)| {
+        let mut c = PoolConfig::default();
+        edit(&mut c);
+        c.check().err().and_then(|e| e.field())
+    };
+    assert_eq!(field(&|_| {}), None, "no server is not judged by check");
+    assert_eq!(
+        field(&|c| c.op_timeout = Duration::ZERO),
+        Some("op_timeout")
+    );
+    assert_eq!(
+        field(&|c| c.max_users_per_conn = 0),
+        Some("max_users_per_conn")
+    );
+    assert_eq!(
+        field(&|c| c.probe_backoff_max = Duration::from_millis(1)),
+        Some("probe_backoff_max")
+    );
+    assert_eq!(field(&|c| c.uri = vec!["ftp://x".into()]), Some("uri"));
+    assert_eq!(
+        field(&|c| c.uri = vec!["ldap://a".into(), "LDAP://A".into()]),
+        Some("uri")
+    );
+    assert_eq!(
+        field(&|c| c.dns_server = Some("127.0.0.1:53".parse().unwrap())),
+        Some("dns_server")
+    );
+    assert_eq!(
+        field(&|c| {
+            c.dns_srv = Some("example.test".into());
+            c.uri = vec!["ldap://a".into()];
+        }),
+        Some("dns_srv")
+    );
+    assert_eq!(
+        field(&|c| c.metrics_interval = Some(Duration::ZERO)),
+        Some("metrics_interval")
+    );
+    assert_eq!(field(&|c| c.bind_dn = Some(" ".into())), Some("bind_dn"));
+    assert_eq!(
+        field(&|c| {
+            c.uri = vec!["ldaps://a".into()];
+            c.tls_system_roots = false;
+        }),
+        Some("tls_system_roots")
+    );
+    // And a configuration that passes check is one checked() accepts
+    // once it has a server.
+    let mut c = PoolConfig::default();
+    c.uri = vec!["ldap://a".into()];
+    assert!(c.checked().is_ok());
+    assert!(matches!(
+        PoolConfig::default().checked().err(),
+        Some(BuildError::Core(ldapmux_core::ConfigError::NoServers))
+    ));
+}
+
+#[test]
+fn a_password_in_a_url_never_shows_in_debug() {
+    let mut c = PoolConfig::default();
+    c.uri = vec!["ldap://user:hunter2-secret@a".into()];
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+    assert!(shown.contains("op_timeout"), "{shown}");
+}
