@@ -54,6 +54,9 @@ use crate::SrvService;
 /// | `dns_srv` | none | the servers from the SRV records of this domain (excludes `uri`, `preferred`) |
 /// | `dns_srv_service` | `"ldap"` | `"ldap"` or `"ldaps"` records (only with `dns_srv`) |
 /// | `dns_server` | the system's | the name server to ask, `"ip:port"` (only with `dns_srv`) |
+/// | `dns_refresh_min`, `dns_refresh_max` | `"30s"`, `"1h"` | the answer's TTL, clamped to these, says when to look up again |
+/// | `dns_failure_refresh` | `"5s"` | soonest lookup after a server is marked down; first retry of a failed lookup |
+/// | `dns_timeout` | `"5s"` | bound on one lookup |
 /// | `metrics_name` | none | a `pool` label on every metric |
 /// | `metrics_bind_dn_labels` | `false` | label connections with their bind DN |
 /// | `metrics_credential_labels` | none | a table of bind DN → label |
@@ -146,6 +149,21 @@ pub struct PoolConfig {
     pub dns_srv_service: Option<SrvService>,
     /// The name server to ask (only with `dns_srv`; `None`: the system's).
     pub dns_server: Option<SocketAddr>,
+    /// The answer is looked up again when its TTL runs out, but no sooner
+    /// than this (only with `dns_srv`).
+    #[serde(with = "serde_forms::duration")]
+    pub dns_refresh_min: Duration,
+    /// … and no later than this.
+    #[serde(with = "serde_forms::duration")]
+    pub dns_refresh_max: Duration,
+    /// After a listed server is marked down the answer is looked up again,
+    /// never sooner than this after the previous lookup; a failed lookup is
+    /// retried after it, doubling up to `dns_refresh_max`.
+    #[serde(with = "serde_forms::duration")]
+    pub dns_failure_refresh: Duration,
+    /// Bound on one lookup, retries included.
+    #[serde(with = "serde_forms::duration")]
+    pub dns_timeout: Duration,
     /// A `pool` label on every metric.
     pub metrics_name: Option<String>,
     /// Label connections with their bind DN.
@@ -189,6 +207,10 @@ impl Default for PoolConfig {
             dns_srv: None,
             dns_srv_service: None,
             dns_server: None,
+            dns_refresh_min: Duration::from_secs(30),
+            dns_refresh_max: Duration::from_secs(3600),
+            dns_failure_refresh: Duration::from_secs(5),
+            dns_timeout: Duration::from_secs(5),
             metrics_name: None,
             metrics_bind_dn_labels: false,
             metrics_credential_labels: BTreeMap::new(),

@@ -285,7 +285,7 @@ impl ConfigFile {
     }
 
     /// Records `value` for `key`, overriding an earlier source.
-    fn give(&mut self, key: &'static str, value: toml::Value, origin: Origin) {
+    fn give(&mut self, key: &str, value: toml::Value, origin: Origin) {
         self.given.insert(key.to_owned(), value);
         self.origins.insert(key.to_owned(), origin);
     }
@@ -397,51 +397,11 @@ impl ConfigFile {
                 self.given.remove("uri");
                 self.given.remove("preferred");
             }
-            let key: &'static str = KNOWN_KEYS
-                .iter()
-                .find(|k| **k == name)
-                .expect("a key PoolConfig accepts is listed");
-            self.give(key, value, at);
+            self.give(name, value, at);
         }
         Ok(())
     }
 }
-
-/// The keys of a [`PoolConfig`], as the TOML file writes them.
-const KNOWN_KEYS: &[&str] = &[
-    "uri",
-    "preferred",
-    "base",
-    "bind_dn",
-    "bind_password_file",
-    "tls_ca_file",
-    "tls_system_roots",
-    "tls_verify",
-    "starttls",
-    "multiplexing",
-    "sharing",
-    "connect_timeout",
-    "op_timeout",
-    "read_idle_timeout",
-    "write_idle_timeout",
-    "max_conn_age",
-    "max_users_per_conn",
-    "max_conns_per_server",
-    "spread_users_per_conn",
-    "spread_conns_per_server",
-    "connect_race_delay",
-    "failback_hold_down",
-    "probe_backoff_min",
-    "probe_backoff_max",
-    "jitter_seed",
-    "dns_srv",
-    "dns_srv_service",
-    "dns_server",
-    "metrics_name",
-    "metrics_bind_dn_labels",
-    "metrics_credential_labels",
-    "metrics_interval",
-];
 
 impl PoolBuilder {
     /// A builder from an OpenLDAP `ldap.conf` ([`ConfigFile::read_ldap_conf`]).

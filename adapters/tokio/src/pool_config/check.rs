@@ -137,6 +137,18 @@ impl PoolConfig {
         if self.dns_server.is_some_and(|a| a.port() == 0) {
             return Err(invalid("dns_server", "port 0"));
         }
+        if self.dns_refresh_min.is_zero() {
+            return Err(invalid("dns_refresh_min", "must be positive"));
+        }
+        if self.dns_refresh_min > self.dns_refresh_max {
+            return Err(invalid("dns_refresh_max", "below dns_refresh_min"));
+        }
+        if self.dns_failure_refresh.is_zero() {
+            return Err(invalid("dns_failure_refresh", "must be positive"));
+        }
+        if self.dns_timeout.is_zero() {
+            return Err(invalid("dns_timeout", "must be positive"));
+        }
         Ok(())
     }
 }
