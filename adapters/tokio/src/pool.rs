@@ -460,7 +460,9 @@ impl Pool {
         let timeout = self.opts.timeout.unwrap_or(settings.op_timeout);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut tries = Tries::new(self.request(settings, kind)?);
-        let span = tracing::debug_span!("ldapmux.op", op = name, kind = ?kind);
+        // `server`: which server ran the operation (its URL), recorded at
+        // each grant, so a subscriber sees where every operation went.
+        let span = tracing::debug_span!("ldapmux.op", op = name, kind = ?kind, server = tracing::field::Empty);
         async move {
             // The operation's one timer, for its waits for a connection and
             // its run, over every try. Registered with tokio only when the
@@ -489,6 +491,13 @@ impl Pool {
                         // Closed between the grant and now: nothing was sent.
                         None => lease.broken(ConnError::new(ConnErrorKind::Io, "connection closed before use"), false),
                         Some((mut ldap, server)) => {
+                            // Only when a subscriber listens (the lookup takes the lock).
+                            let span = tracing::Span::current();
+                            if !span.is_disabled()
+                                && let Some(url) = self.server_url(server)
+                            {
+                                span.record("server", url.as_str());
+                            }
                             tracing::trace!(conn = %lease.conn(), %server, "granted");
                             match until(sleep.as_mut(), ops::exec(op, &mut ldap)).await {
                                 Ok(Ok(value)) => return Ok((value, lease, ldap, server)),

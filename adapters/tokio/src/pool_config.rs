@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::SrvService;
 
-
 /// Every setting of a pool, with the defaults a demanding user would pick.
 ///
 /// Durations are written the human way (`"5s"`, `"250ms"`, `"1m 30s"`);
