@@ -43,9 +43,26 @@ struct Inner {
     timer: AbortHandle,
     /// The task publishing the metrics, if `metrics_interval` is set.
     metrics: Option<AbortHandle>,
-    /// DNS SRV discovery, if built with it (`srv.rs`); its task is aborted
-    /// when this is dropped.
-    discovery: std::sync::OnceLock<crate::srv::Discovery>,
+    /// Where the servers come from, if not from the builder (DNS SRV
+    /// discovery); its task is aborted when this is dropped.
+    discovery: std::sync::OnceLock<Box<dyn ServerSource>>,
+}
+
+/// A source of the pool's servers that runs beside it: DNS SRV discovery
+/// (`crate::srv`). The pool holds it (dropped with the pool), stops it at
+/// shutdown and sends a reload by hand through it. Defined here so that the
+/// pool does not depend on the source: the source depends on the pool.
+pub(crate) trait ServerSource: std::any::Any + Send + Sync {
+    /// A reload by hand ([`Pool::reload`]) of a pool whose servers come
+    /// from this source.
+    fn reload(
+        &self,
+        pool: &Pool,
+        builder: PoolBuilder,
+        keep_listed: bool,
+    ) -> Result<(), BuildError>;
+    /// Stops following (the pool shuts down).
+    fn stop(&self);
 }
 
 /// A handle that does not keep the pool alive, for background tasks (DNS
@@ -154,13 +171,15 @@ impl Pool {
         WeakPool(Arc::downgrade(&self.inner))
     }
 
-    /// Attaches the DNS SRV discovery task (once, right after the start).
-    pub(crate) fn set_discovery(&self, discovery: crate::srv::Discovery) {
-        let _ = self.inner.discovery.set(discovery);
+    /// Attaches the source of the servers (once, right after the start).
+    pub(crate) fn set_discovery(&self, source: impl ServerSource) {
+        let _ = self.inner.discovery.set(Box::new(source));
     }
 
-    pub(crate) fn discovery(&self) -> Option<&crate::srv::Discovery> {
-        self.inner.discovery.get()
+    /// The source of the servers, if it is a `T`.
+    pub(crate) fn discovery<T: ServerSource>(&self) -> Option<&T> {
+        let source: &dyn ServerSource = &**self.inner.discovery.get()?;
+        (source as &dyn std::any::Any).downcast_ref()
     }
 
     /// The runtime the pool's tasks run on.
@@ -317,8 +336,8 @@ impl Pool {
 
     /// A reload by hand: through the discovery of a pool that follows DNS.
     fn reload_from(&self, builder: PoolBuilder, keep_listed: bool) -> Result<(), BuildError> {
-        match self.discovery() {
-            Some(discovery) => discovery.reload(self, builder, keep_listed),
+        match self.inner.discovery.get() {
+            Some(source) => source.reload(self, builder, keep_listed),
             None if builder.srv.is_some() => Err(BuildError::InvalidField {
                 field: "dns_srv",
                 reason: "this pool has fixed servers: a pool that follows DNS SRV \
