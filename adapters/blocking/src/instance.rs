@@ -13,7 +13,7 @@ pub(crate) struct Instance {
 impl Instance {
     /// Starts a runtime with one I/O thread and the pool on it; a builder
     /// that follows DNS SRV is looked up first
-    /// ([`PoolBuilder::build_discovered`]).
+    /// ([`ldapmux::SrvPoolBuilder::build`]).
     pub(crate) fn build(builder: &PoolBuilder) -> Result<Instance, BuildError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -25,10 +25,9 @@ impl Instance {
                 reason: e.to_string(),
             })?;
         let builder = builder.clone().runtime(runtime.handle().clone());
-        let pool = if builder.uses_dns_srv() {
-            runtime.block_on(builder.build_discovered())?
-        } else {
-            builder.build()?
+        let pool = match builder.into_dns_srv() {
+            Ok(srv) => runtime.block_on(srv.build())?,
+            Err(listed) => listed.build()?,
         };
         Ok(Instance {
             pid: std::process::id(),

@@ -105,8 +105,8 @@ impl Drop for Shared {
 impl Pool {
     /// Checks the configuration and starts the pool (no connection opens
     /// until an operation needs one). A builder that follows DNS SRV
-    /// ([`PoolBuilder::dns_srv`]) is looked up first, as
-    /// [`PoolBuilder::build_discovered`] does. Must not be called inside an
+    /// (a `dns_srv` domain, [`PoolBuilder::uses_dns_srv`]) is looked up first, as
+    /// [`ldapmux::SrvPoolBuilder::build`] does. Must not be called inside an
     /// async runtime.
     ///
     /// ```no_run
@@ -410,7 +410,7 @@ impl Pool {
     }
 
     /// What DNS SRV discovery is doing, if the pool was built from a
-    /// builder with [`PoolBuilder::dns_srv`] (see
+    /// builder whose configuration names a `dns_srv` domain (see
     /// [`ldapmux::Pool::dns_srv_status`]).
     ///
     /// ```no_run

@@ -86,10 +86,9 @@ pub fn plan(source: &ConfigSource, cfg: &ConfigFile) -> Vec<String> {
 /// Builds the pool `builder` describes, looking its servers up in DNS
 /// first when it follows DNS SRV.
 pub async fn build_pool(builder: PoolBuilder) -> Result<Pool, BuildError> {
-    if builder.uses_dns_srv() {
-        builder.build_discovered().await
-    } else {
-        builder.build()
+    match builder.into_dns_srv() {
+        Ok(srv) => srv.build().await,
+        Err(listed) => listed.build(),
     }
 }
 

@@ -28,8 +28,6 @@ pub struct PoolBuilder {
     /// [`PoolBuilder::credential`] or read from a configuration file.
     password: Option<Password>,
     runtime: Option<tokio::runtime::Handle>,
-    /// DNS SRV discovery ([`PoolBuilder::dns_srv`], in `srv.rs`).
-    pub(crate) srv: Option<crate::srv::SrvConfig>,
 }
 
 impl PoolBuilder {
@@ -242,16 +240,12 @@ impl PoolBuilder {
     /// and discovery kept).
     pub(crate) fn with_config(mut self, config: PoolConfig) -> Self {
         self.config = config;
-        if let Some(domain) = self.config.dns_srv.clone() {
-            self = self.dns_srv(domain);
-            if let Some(service) = self.config.dns_srv_service {
-                self = self.dns_srv_service(service);
-            }
-            if let Some(addr) = self.config.dns_server {
-                self = self.dns_server(addr);
-            }
-        }
         self
+    }
+
+    /// The configuration, for the DNS SRV builder's setters.
+    pub(crate) fn config_mut(&mut self) -> &mut PoolConfig {
+        &mut self.config
     }
 
     /// This builder with the password of its bind DN (from a file already
@@ -264,10 +258,14 @@ impl PoolBuilder {
     /// Checks everything and starts the pool. No connection is opened until
     /// the first operation needs one.
     pub fn build(self) -> Result<Pool, BuildError> {
-        if self.srv.is_some() {
+        if self.config.dns_srv.is_some() {
+            // Only a configuration read as data gets here: the builder's
+            // own `dns_srv` gives an SrvPoolBuilder.
             return Err(BuildError::InvalidField {
                 field: "dns_srv",
-                reason: "the servers come from a DNS lookup: use build_discovered().await".into(),
+                reason: "the servers come from a DNS lookup: build with \
+                         SrvPoolBuilder::build().await (PoolBuilder::into_dns_srv)"
+                    .into(),
             });
         }
         self.build_static()

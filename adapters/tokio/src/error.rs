@@ -60,7 +60,7 @@ pub enum BuildError {
     /// `build()` was called outside a tokio runtime and no runtime handle was given.
     #[error("no tokio runtime: call build() inside a runtime or pass PoolBuilder::runtime(handle)")]
     NoRuntime,
-    /// [`PoolBuilder::build_discovered`](crate::PoolBuilder::build_discovered):
+    /// [`SrvPoolBuilder::build`](crate::SrvPoolBuilder::build):
     /// the first DNS SRV lookup gave no server. The one variant that may be
     /// the DNS server's fault rather than the configuration's:
     /// [`SrvError::blame`](crate::SrvError::blame) says which.

@@ -26,7 +26,7 @@ pub use guard::ConnGuard;
 pub use pool::{LeaseKind, Pool};
 pub use pool_config::PoolConfig;
 pub use secret::Password;
-pub use srv::{SrvError, SrvRecord, SrvService, SrvStatus};
+pub use srv::{SrvError, SrvPoolBuilder, SrvRecord, SrvService, SrvStatus};
 pub use stream::EntryStream;
 pub use tls::TlsOptions;
 pub use url::{Scheme, ServerUrl};

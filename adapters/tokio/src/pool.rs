@@ -303,7 +303,7 @@ impl Pool {
     /// their last user leaves; new operations use the new settings. An
     /// invalid configuration is refused and the old one keeps serving.
     ///
-    /// A pool built with [`PoolBuilder::build_discovered`] takes a builder
+    /// A pool built with [`SrvPoolBuilder::build`](crate::SrvPoolBuilder::build) takes a builder
     /// with the same DNS SRV settings and no servers: it applies to the
     /// servers of the current answer and to every later one.
     ///
@@ -338,10 +338,10 @@ impl Pool {
     fn reload_from(&self, builder: PoolBuilder, keep_listed: bool) -> Result<(), BuildError> {
         match self.inner.discovery.get() {
             Some(source) => source.reload(self, builder, keep_listed),
-            None if builder.srv.is_some() => Err(BuildError::InvalidField {
+            None if builder.config().dns_srv.is_some() => Err(BuildError::InvalidField {
                 field: "dns_srv",
                 reason: "this pool has fixed servers: a pool that follows DNS SRV \
-                         is built with build_discovered()"
+                         is built with PoolBuilder::dns_srv(..).build().await"
                     .into(),
             }),
             None => self.reload_with(builder, keep_listed),

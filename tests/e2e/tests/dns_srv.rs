@@ -15,7 +15,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use common::*;
-use ldapmux::{BuildError, ConnPhase, Pool, PoolBuilder, SrvError, SrvService};
+use ldapmux::{BuildError, ConnPhase, Pool, PoolBuilder, SrvError, SrvPoolBuilder, SrvService};
 use ldapmux_harness::{Slapd, TestCa};
 
 use ldapmux_harness::dns::{DnsServer, ldap_zone, zone};
@@ -34,9 +34,13 @@ fn url(s: &Slapd) -> String {
     format!("ldap://localhost:{}", s.port())
 }
 
-fn srv_builder(dns: &DnsServer) -> PoolBuilder {
-    builder()
-        .dns_srv("example.test")
+fn srv_builder(dns: &DnsServer) -> SrvPoolBuilder {
+    srv_builder_from(builder(), dns)
+}
+
+/// [`srv_builder`] with the pool settings of `base`.
+fn srv_builder_from(base: PoolBuilder, dns: &DnsServer) -> SrvPoolBuilder {
+    base.dns_srv("example.test")
         .dns_server(dns.addr)
         .dns_refresh(Duration::from_millis(100), Duration::from_secs(60))
         .dns_failure_refresh(Duration::from_millis(300))
@@ -74,7 +78,7 @@ async fn srv_changes_under_load_are_followed_with_zero_failures_keeping_listed_c
     let (ua, ub, uc) = (url(&a), url(&b), url(&c));
     // TTL 1 s: the pool looks again every second (floor 100 ms).
     let dns = DnsServer::start(&ldap_zone(1, &[(10, 0, a.port()), (20, 0, b.port())])).await;
-    let pool = srv_builder(&dns).build_discovered().await.unwrap();
+    let pool = srv_builder(&dns).build().await.unwrap();
     let st = srv_status(&pool);
     assert_eq!(st.servers, [ua.clone(), ub.clone()], "priority order");
     assert_eq!(st.name, "_ldap._tcp.example.test.");
@@ -281,7 +285,7 @@ async fn a_dropped_pool_stops_looking_up() {
             .num_alive_tasks()
     };
     let baseline = alive();
-    let pool = srv_builder(&dns).build_discovered().await.unwrap();
+    let pool = srv_builder(&dns).build().await.unwrap();
     search_user(&pool, 1).await.unwrap();
     let q = dns.queries();
     eventually("lookups every 100 ms", Duration::from_secs(3), || {
@@ -313,7 +317,7 @@ async fn the_first_lookup_fails_typed_and_ldaps_records_verify_the_target_name()
     init_tracing();
     check_localhost_is_loopback();
     let dns = DnsServer::start(&ldap_zone(60, &[])).await;
-    let build = || srv_builder(&dns).build_discovered();
+    let build = || srv_builder(&dns).build();
 
     let e = build().await.unwrap_err();
     assert!(
@@ -356,10 +360,9 @@ async fn the_first_lookup_fails_typed_and_ldaps_records_verify_the_target_name()
     let port = server.ldaps_port().unwrap();
     dns.set_zone(&zone(60, "_ldaps._tcp", &[(0, 0, port)]))
         .await;
-    let pool = srv_builder(&dns)
+    let pool = srv_builder_from(builder().tls_ca_file(&ca_file), &dns)
         .dns_srv_service(SrvService::Ldaps)
-        .tls_ca_file(&ca_file)
-        .build_discovered()
+        .build()
         .await
         .unwrap();
     assert_eq!(
@@ -371,7 +374,7 @@ async fn the_first_lookup_fails_typed_and_ldaps_records_verify_the_target_name()
 }
 
 /// The operator's path: a TOML file names the domain and the DNS server;
-/// the pool is built with `build_discovered` and watched. An edit of the
+/// the pool is built through DNS SRV discovery and watched. An edit of the
 /// file (a bind DN and password file) reloads the pool with the servers of
 /// the current answer, and later answers keep the file's settings; a file
 /// that switches the domain or lists servers by hand is refused while the
@@ -387,15 +390,14 @@ async fn a_watched_toml_file_with_dns_srv_reloads_through_discovery() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("pool.toml");
     let base = format!(
-        "dns_srv = \"example.test\"\ndns_server = \"{}\"\n",
+        "dns_srv = \"example.test\"\ndns_server = \"{}\"\n\
+         dns_refresh_min = \"100ms\"\ndns_refresh_max = \"60s\"\n",
         dns.addr
     );
     std::fs::write(&path, &base).unwrap();
     let cfg = ldapmux::ConfigFile::read_toml(&path).unwrap();
     assert_eq!(cfg.dns_srv(), Some("example.test"));
-    let from_file = cfg
-        .apply(builder())
-        .dns_refresh(Duration::from_millis(100), Duration::from_secs(60));
+    let from_file = cfg.apply(builder());
     assert!(matches!(
         from_file.clone().build(),
         Err(BuildError::InvalidField {
@@ -403,7 +405,7 @@ async fn a_watched_toml_file_with_dns_srv_reloads_through_discovery() {
             ..
         })
     ));
-    let pool = from_file.build_discovered().await.unwrap();
+    let pool = from_file.into_dns_srv().unwrap().build().await.unwrap();
     assert_eq!(srv_status(&pool).servers, [url(&a)]);
     assert_eq!(pool.whoami().await.unwrap(), "", "anonymous at first");
     let watch = pool
@@ -411,7 +413,7 @@ async fn a_watched_toml_file_with_dns_srv_reloads_through_discovery() {
             &path,
             ldapmux::WatchOptions {
                 interval: Duration::from_millis(50),
-                base: builder().dns_refresh(Duration::from_millis(100), Duration::from_secs(60)),
+                base: builder(),
             },
         )
         .unwrap();

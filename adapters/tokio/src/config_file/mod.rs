@@ -250,6 +250,16 @@ impl ConfigFile {
         PoolBuilder::from_config(self.config.clone()).with_password(self.password.clone())
     }
 
+    /// Builds the pool these settings describe: following DNS SRV
+    /// ([`SrvPoolBuilder::build`](crate::SrvPoolBuilder::build)) when they
+    /// name a `dns_srv` domain, with the listed servers otherwise.
+    pub async fn build(&self) -> Result<crate::Pool, BuildError> {
+        match self.builder().into_dns_srv() {
+            Ok(srv) => srv.build().await,
+            Err(listed) => listed.build(),
+        }
+    }
+
     /// Applies these settings to `b`: the keys the files give replace the
     /// builder's values; the others keep them.
     pub fn apply(&self, b: PoolBuilder) -> PoolBuilder {

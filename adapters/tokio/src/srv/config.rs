@@ -6,7 +6,7 @@ use std::time::Duration;
 use hickory_resolver::proto::rr::Name;
 
 use super::SrvService;
-use crate::BuildError;
+use crate::{BuildError, PoolConfig};
 
 /// The discovery settings a builder carries ([`PoolBuilder::dns_srv`](crate::PoolBuilder::dns_srv)).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,20 +22,32 @@ pub(crate) struct SrvConfig {
 
 impl SrvConfig {
     /// The defaults for `domain`.
+    #[cfg(test)]
     pub(super) fn new(domain: String) -> SrvConfig {
-        SrvConfig {
-            domain,
-            service: SrvService::Ldap,
-            name_server: None,
-            refresh_min: Duration::from_secs(30),
-            refresh_max: Duration::from_secs(3600),
-            failure_floor: Duration::from_secs(5),
-            lookup_timeout: Duration::from_secs(5),
-        }
+        let c = PoolConfig {
+            dns_srv: Some(domain),
+            ..PoolConfig::default()
+        };
+        SrvConfig::of(&c).expect("a domain")
     }
 
-    /// The fully qualified SRV name, e.g. `_ldap._tcp.example.com.`.
-    fn name(&self) -> Result<Name, BuildError> {
+    /// The discovery settings of `c`, if it names a `dns_srv` domain (its
+    /// values judged by [`PoolConfig::check`]).
+    pub(crate) fn of(c: &PoolConfig) -> Option<SrvConfig> {
+        Some(SrvConfig {
+            domain: c.dns_srv.clone()?,
+            service: c.dns_srv_service.unwrap_or_default(),
+            name_server: c.dns_server,
+            refresh_min: c.dns_refresh_min,
+            refresh_max: c.dns_refresh_max,
+            failure_floor: c.dns_failure_refresh,
+            lookup_timeout: c.dns_timeout,
+        })
+    }
+
+    /// The fully qualified SRV name, e.g. `_ldap._tcp.example.com.`; a
+    /// domain that is not a DNS name is an error naming `dns_srv`.
+    pub(crate) fn name(&self) -> Result<Name, BuildError> {
         let domain = self.domain.trim().trim_end_matches('.');
         let bad = |reason: String| BuildError::InvalidField {
             field: "dns_srv",
@@ -48,32 +60,6 @@ impl SrvConfig {
         let name = Name::from_ascii(&text).map_err(|e| bad(format!("{domain:?}: {e}")))?;
         Ok(name)
     }
-
-    /// Checks the settings; gives the name to look up.
-    pub(super) fn check(&self) -> Result<Name, BuildError> {
-        let bad = |field, reason: &str| {
-            Err(BuildError::InvalidField {
-                field,
-                reason: reason.into(),
-            })
-        };
-        if self.refresh_min.is_zero() || self.refresh_min > self.refresh_max {
-            return bad(
-                "dns_refresh",
-                "the floor must be positive and not above the ceiling",
-            );
-        }
-        if self.failure_floor.is_zero() {
-            return bad("dns_failure_refresh", "must be positive");
-        }
-        if self.lookup_timeout.is_zero() {
-            return bad("dns_timeout", "must be positive");
-        }
-        if self.name_server.is_some_and(|a| a.port() == 0) {
-            return bad("dns_server", "port 0");
-        }
-        self.name()
-    }
 }
 
 #[cfg(test)]
@@ -83,24 +69,34 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_naming_the_field() {
-        let field = |c: SrvConfig| match c.check() {
-            Err(BuildError::InvalidField { field, .. }) => field,
-            other => panic!("{other:?}"),
+        // The name: here; every other value: the one check of PoolConfig.
+        let named = |c: SrvConfig| c.name().unwrap_err().field();
+        assert_eq!(named(SrvConfig::new(" ".into())), Some("dns_srv"));
+        assert_eq!(named(SrvConfig::new("bad..name".into())), Some("dns_srv"));
+        let field = |edit: fn(&mut PoolConfig)| {
+            let mut c = PoolConfig {
+                dns_srv: Some("example.test".into()),
+                ..PoolConfig::default()
+            };
+            edit(&mut c);
+            c.check().unwrap_err().field()
         };
-        assert_eq!(field(SrvConfig::new(" ".into())), "dns_srv");
-        assert_eq!(field(SrvConfig::new("bad..name".into())), "dns_srv");
-        let mut c = cfg();
-        c.refresh_min = Duration::from_secs(700);
-        assert_eq!(field(c), "dns_refresh");
-        let mut c = cfg();
-        c.failure_floor = Duration::ZERO;
-        assert_eq!(field(c), "dns_failure_refresh");
-        let mut c = cfg();
-        c.name_server = Some("127.0.0.1:0".parse().unwrap());
-        assert_eq!(field(c), "dns_server");
         assert_eq!(
-            cfg().check().unwrap().to_ascii(),
-            "_ldap._tcp.example.test."
+            field(|c| c.dns_refresh_min = Duration::from_secs(7200)),
+            Some("dns_refresh_max")
         );
+        assert_eq!(
+            field(|c| c.dns_refresh_min = Duration::ZERO),
+            Some("dns_refresh_min")
+        );
+        assert_eq!(
+            field(|c| c.dns_failure_refresh = Duration::ZERO),
+            Some("dns_failure_refresh")
+        );
+        assert_eq!(
+            field(|c| c.dns_server = Some("127.0.0.1:0".parse().unwrap())),
+            Some("dns_server")
+        );
+        assert_eq!(cfg().name().unwrap().to_ascii(), "_ldap._tcp.example.test.");
     }
 }

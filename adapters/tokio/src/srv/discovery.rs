@@ -17,7 +17,7 @@ use crate::{BuildError, Pool, PoolBuilder};
 
 impl Pool {
     /// What DNS SRV discovery is doing, if the pool was built with
-    /// [`PoolBuilder::build_discovered`]: the answer in use, lookups,
+    /// [`SrvPoolBuilder::build`](crate::SrvPoolBuilder::build): the answer in use, lookups,
     /// failures, changes and the last error.
     pub fn dns_srv_status(&self) -> Option<SrvStatus> {
         self.discovery::<Discovery>().map(Discovery::status)
@@ -47,7 +47,7 @@ impl ServerSource for Discovery {
     fn reload(
         &self,
         pool: &Pool,
-        mut builder: PoolBuilder,
+        builder: PoolBuilder,
         keep_listed: bool,
     ) -> Result<(), BuildError> {
         let refuse = |reason: String| {
@@ -56,7 +56,7 @@ impl ServerSource for Discovery {
                 reason,
             })
         };
-        let Some(cfg) = builder.srv.take() else {
+        let Some(cfg) = SrvConfig::of(builder.config()) else {
             return refuse(
                 "this pool follows DNS SRV: a new configuration must keep dns_srv \
                  (servers cannot be listed by hand)"
@@ -73,7 +73,7 @@ impl ServerSource for Discovery {
                 self.status.lock().expect("srv status").name
             ));
         }
-        builder.settings_with_placeholder()?;
+        builder.config().check()?;
         let mut template = self.template.lock().expect("srv template");
         let urls = self.status.lock().expect("srv status").servers.clone();
         pool.reload_with(builder.clone().with_urls(&urls), keep_listed)?;

@@ -18,8 +18,8 @@
 //!   records.
 //! * [`discovery`]: the task that ties them to a pool it holds weakly; it
 //!   ends when the pool shuts down or is dropped (and is aborted then).
-//! * [`builder`]: the builder's `dns_*` settings and
-//!   [`PoolBuilder::build_discovered`](crate::PoolBuilder::build_discovered).
+//! * [`builder`]: [`SrvPoolBuilder`](crate::SrvPoolBuilder), its `dns_*` settings and
+//!   [`SrvPoolBuilder::build`](crate::SrvPoolBuilder::build).
 //!
 //! This module depends on the pool (`crate::pool`), never the other way:
 //! the pool holds the discovery as a `pool::ServerSource`, a trait of its
@@ -35,5 +35,6 @@ mod schedule;
 mod testing;
 mod types;
 
+pub use builder::SrvPoolBuilder;
 pub(crate) use config::SrvConfig;
 pub use types::{SrvError, SrvRecord, SrvService, SrvStatus};
