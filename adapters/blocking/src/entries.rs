@@ -45,7 +45,10 @@ impl Iterator for Entries {
         let streaming = self.streaming.as_mut()?;
         if streaming.instance.forked() {
             std::mem::forget(self.streaming.take());
-            return Some(Err(Error::Pool(ldapmux::core::Error::Forked)));
+            return Some(Err(Error::Pool {
+                source: ldapmux::core::Error::Forked,
+                server: None,
+            }));
         }
         streaming.instance.block_on(streaming.stream.next_entry())
     }

@@ -60,7 +60,10 @@ impl ConnGuard {
     ) -> Result<T, Error> {
         let Leased { instance, guard } = self.leased.as_mut().expect("present until dropped");
         if instance.forked() {
-            return Err(Error::Pool(ldapmux::core::Error::Forked));
+            return Err(Error::Pool {
+                source: ldapmux::core::Error::Forked,
+                server: None,
+            });
         }
         instance.block_on(f(guard))
     }

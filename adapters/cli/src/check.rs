@@ -138,8 +138,14 @@ pub fn error_kind(e: &Error) -> &'static str {
         Error::Timeout { .. } => "timed out",
         Error::Ldap(_) => "LDAP error",
         Error::InvalidRequest(_) => "invalid request",
-        Error::Pool(ldapmux::core::Error::NoServerAvailable) => "no server available",
-        Error::Pool(ldapmux::core::Error::AcquireTimeout) => "timed out",
+        Error::Pool {
+            source: ldapmux::core::Error::NoServerAvailable,
+            ..
+        } => "no server available",
+        Error::Pool {
+            source: ldapmux::core::Error::AcquireTimeout,
+            ..
+        } => "timed out",
         _ => "error",
     }
 }

@@ -883,7 +883,7 @@ async fn enumerate_task(shared: Arc<Shared>, users: usize, seed: u64) {
                     match item {
                         Ok(_) => count += 1,
                         Err(e) if e.is_shut_down() => outcome = Outcome::ShutDown,
-                        Err(e @ Error::Pool(_)) => {
+                        Err(e @ Error::Pool { source: _, .. }) => {
                             outcome = if e.conn_error_kind().is_some() {
                                 Outcome::Cut
                             } else {
@@ -944,7 +944,10 @@ async fn auth_task(shared: Arc<Shared>, users: usize, seed: u64) {
                 if accepted { "accepted" } else { "rejected" }
             )),
             // The bind was sent and the connection died: not retried by design.
-            Err(Error::Pool(ldapmux::core::Error::ConnectionLost { .. })) => Outcome::Unknown,
+            Err(Error::Pool {
+                source: ldapmux::core::Error::ConnectionLost { .. },
+                ..
+            }) => Outcome::Unknown,
             Err(e) => classify(&e),
         };
         shared

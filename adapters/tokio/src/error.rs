@@ -103,9 +103,16 @@ pub enum Error {
     // ---- server / network ----
     /// The pool could not give the operation a working connection, or its
     /// connection died and the tries were used up. `source` says why
-    /// (connect refused, TLS certificate rejected, no server available …).
-    #[error("{0}")]
-    Pool(#[source] ldapmux_core::Error),
+    /// (connect refused, TLS certificate rejected, no server available …);
+    /// the message names the server by its URL (`server`), where the core's
+    /// error names one by its id.
+    #[error("{}", pool_message(source, server.as_deref()))]
+    Pool {
+        /// The core's reason.
+        source: ldapmux_core::Error,
+        /// The URL of the server the reason is about, if it names one.
+        server: Option<String>,
+    },
     /// A write's connection died after the request may have reached the
     /// server: it may or may not have been applied (RFC 4511 §5.3). Never
     /// retried by the pool; check the entry before trying again.
@@ -141,12 +148,51 @@ pub enum Error {
     LeaseDead(String),
 }
 
+/// The core's message with its server id (`s0`) replaced by `url`.
+fn pool_message(e: &ldapmux_core::Error, url: Option<&str>) -> String {
+    let text = e.to_string();
+    match (server_of(e), url) {
+        (Some(id), Some(url)) => {
+            let id = id.to_string();
+            // The id is a word of its own: the first such occurrence.
+            let is_word = |at: usize| {
+                let after = text[at + id.len()..].chars().next();
+                let before = text[..at].chars().next_back();
+                !before.is_some_and(char::is_alphanumeric)
+                    && !after.is_some_and(char::is_alphanumeric)
+            };
+            match text
+                .match_indices(&id)
+                .map(|(at, _)| at)
+                .find(|&at| is_word(at))
+            {
+                Some(at) => format!("{}{url}{}", &text[..at], &text[at + id.len()..]),
+                None => text,
+            }
+        }
+        _ => text,
+    }
+}
+
+/// The server a core error is about, if it names one.
+pub(crate) fn server_of(e: &ldapmux_core::Error) -> Option<ldapmux_core::ServerId> {
+    use ldapmux_core::Error as Core;
+    match e {
+        Core::ConnectFailed { server, .. }
+        | Core::ConnectionLost { server, .. }
+        | Core::ServerDown { server }
+        | Core::InvalidCredentials { server } => Some(*server),
+        Core::UnknownServer(server) => Some(*server),
+        _ => None,
+    }
+}
+
 impl Error {
     /// Who is to blame.
     pub fn blame(&self) -> Blame {
         match self {
             Error::Ldap(_) | Error::InvalidRequest(_) | Error::LeaseDead(_) => Blame::Caller,
-            Error::Pool(e) => e.blame(),
+            Error::Pool { source, .. } => source.blame(),
             Error::OutcomeUnknown { .. } | Error::Timeout { .. } => Blame::Server,
         }
     }
@@ -163,20 +209,29 @@ impl Error {
     /// (e.g. [`ConnErrorKind::Tls`] for a certificate that did not verify).
     pub fn conn_error_kind(&self) -> Option<ConnErrorKind> {
         match self {
-            Error::Pool(
-                ldapmux_core::Error::ConnectFailed { cause, .. }
-                | ldapmux_core::Error::ConnectionLost { cause, .. },
-            ) => Some(cause.kind),
-            Error::Pool(ldapmux_core::Error::InvalidCredentials { .. }) => {
-                Some(ConnErrorKind::InvalidCredentials)
-            }
+            Error::Pool {
+                source:
+                    ldapmux_core::Error::ConnectFailed { cause, .. }
+                    | ldapmux_core::Error::ConnectionLost { cause, .. },
+                ..
+            } => Some(cause.kind),
+            Error::Pool {
+                source: ldapmux_core::Error::InvalidCredentials { .. },
+                ..
+            } => Some(ConnErrorKind::InvalidCredentials),
             _ => None,
         }
     }
 
     /// Whether the pool is shut down.
     pub fn is_shut_down(&self) -> bool {
-        matches!(self, Error::Pool(ldapmux_core::Error::ShutDown))
+        matches!(
+            self,
+            Error::Pool {
+                source: ldapmux_core::Error::ShutDown,
+                ..
+            }
+        )
     }
 }
 
@@ -223,5 +278,53 @@ pub fn result_name(rc: u32) -> &'static str {
         71 => "affectsMultipleDSAs",
         80 => "other",
         _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ldapmux_core::{Config, ConnError, Instant, ServerId};
+
+    /// The ids of a core pool's first and fourth servers.
+    fn ids() -> (ServerId, ServerId) {
+        let core = Config::builder()
+            .server("ldap://a")
+            .server("ldap://b")
+            .server("ldap://c")
+            .server("ldap://d")
+            .build()
+            .unwrap();
+        let s = ldapmux_core::Pool::new(core, 1, Instant::ZERO)
+            .unwrap()
+            .status()
+            .servers;
+        (s[0].id, s[3].id)
+    }
+
+    #[test]
+    fn a_pool_error_names_its_server_by_url() {
+        let (first, fourth) = ids();
+        let e = Error::Pool {
+            source: ldapmux_core::Error::ConnectFailed {
+                server: first,
+                cause: ConnError::new(ConnErrorKind::Refused, "refused by s0s0"),
+            },
+            server: Some("ldap://ldap1.example.com:389".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "could not connect to ldap://ldap1.example.com:389: Refused: refused by s0s0"
+        );
+        let down = Error::Pool {
+            source: ldapmux_core::Error::ServerDown { server: fourth },
+            server: Some("ldaps://b".into()),
+        };
+        assert_eq!(down.to_string(), "server ldaps://b is down");
+        let none = Error::Pool {
+            source: ldapmux_core::Error::NoServerAvailable,
+            server: None,
+        };
+        assert_eq!(none.to_string(), "no server is available");
     }
 }

@@ -557,7 +557,7 @@ impl Pool {
                         tracing::debug!(attempt = next.attempt, "retrying");
                         metrics::record_retry(mcfg, name);
                     }
-                    Next::GiveUp(error) => return Err(Error::Pool(error)),
+                    Next::GiveUp(error) => return Err(self.pool_error(error)),
                 }
             }
         }
@@ -603,6 +603,12 @@ impl Pool {
         self.inner
             .driver
             .inspect(|p| p.server_addr(server).map(str::to_owned))
+    }
+
+    /// The pool's failure as an [`Error::Pool`] naming its server by URL.
+    pub(crate) fn pool_error(&self, source: ldapmux_core::Error) -> Error {
+        let server = crate::error::server_of(&source).and_then(|id| self.server_url(id));
+        Error::Pool { source, server }
     }
 
     pub(crate) fn outcome_unknown(

@@ -91,7 +91,7 @@ impl State {
             && let Err(failure) = lease.get_next()
         {
             self.lease = None;
-            return Some(Err(Error::Pool(failure.error)));
+            return Some(Err(self.pool.pool_error(failure.error)));
         }
         let timeout = self.pool.op_timeout();
         let item = match self.first.take() {
@@ -114,7 +114,7 @@ impl State {
             Ok(Err(e)) if is_conn_dead(&e) => {
                 let lease = self.lease.take()?;
                 let failure = lease.broken(classify(&e), true);
-                Some(Err(Error::Pool(failure.error)))
+                Some(Err(self.pool.pool_error(failure.error)))
             }
             Ok(Err(e)) => {
                 self.lease.take()?.release();

@@ -39,10 +39,23 @@ async fn within<T>(what: &str, within: Duration, f: impl std::future::Future<Out
 
 fn assert_pool_error(e: &Error, kind: ConnErrorKind, what: &str) {
     assert!(
-        matches!(e, Error::Pool(CoreError::ConnectFailed { cause, .. }) if cause.kind == kind),
+        matches!(e, Error::Pool { source: CoreError::ConnectFailed { cause, .. }, .. } if cause.kind == kind),
         "{what}: expected ConnectFailed with {kind:?}, got {e:?}"
     );
     assert_eq!(e.conn_error_kind(), Some(kind), "{what}: {e}");
+    // The message names the server by its URL, never by the core's id.
+    let Error::Pool {
+        server: Some(url), ..
+    } = e
+    else {
+        panic!("{what}: no server URL in {e:?}");
+    };
+    let shown = e.to_string();
+    assert!(
+        shown.contains(&format!("could not connect to {url}")),
+        "{what}: {shown}"
+    );
+    assert!(!shown.contains(" s0"), "{what}: {shown}");
 }
 
 // ----------------------------------------------------------------------
@@ -291,7 +304,13 @@ async fn wrong_credentials_give_a_typed_error_and_at_most_one_bind_per_backoff_p
                     .await
                     .unwrap_err();
                     assert!(
-                        matches!(err, Error::Pool(CoreError::InvalidCredentials { .. })),
+                        matches!(
+                            err,
+                            Error::Pool {
+                                source: CoreError::InvalidCredentials { .. },
+                                ..
+                            }
+                        ),
                         "{err:?}"
                     );
                     assert_eq!(
@@ -374,7 +393,13 @@ async fn a_malformed_bind_dn_is_a_credential_error_that_leaves_the_server_up() {
     .await
     .unwrap_err();
     assert!(
-        matches!(err, Error::Pool(CoreError::InvalidCredentials { .. })),
+        matches!(
+            err,
+            Error::Pool {
+                source: CoreError::InvalidCredentials { .. },
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(

@@ -199,7 +199,10 @@ async fn b10_an_enumeration_across_a_server_kill_gets_the_saved_error() {
         Some(Err(e)) => assert!(
             matches!(
                 e,
-                ldapmux::Error::Pool(ldapmux::core::Error::ConnectionLost { .. })
+                ldapmux::Error::Pool {
+                    source: ldapmux::core::Error::ConnectionLost { .. },
+                    ..
+                }
             ),
             "the saved error: {e}"
         ),

@@ -201,9 +201,9 @@ enum Class {
     Timeout,
     /// `Error::OutcomeUnknown`.
     Unknown,
-    /// `Error::Pool(ConnectFailed)`: no connection could be opened.
+    /// `Error::Pool { source: ConnectFailed, .. }`: no connection could be opened.
     ConnectFailed,
-    /// `Error::Pool(ConnectionLost)`.
+    /// `Error::Pool { source: ConnectionLost, .. }`.
     Lost,
     /// Anything else (an assertion names it).
     Other,
@@ -332,8 +332,14 @@ fn classify(e: &Error) -> Class {
     match e {
         Error::Timeout { .. } => Class::Timeout,
         Error::OutcomeUnknown { .. } => Class::Unknown,
-        Error::Pool(ldapmux::core::Error::ConnectFailed { .. }) => Class::ConnectFailed,
-        Error::Pool(ldapmux::core::Error::ConnectionLost { .. }) => Class::Lost,
+        Error::Pool {
+            source: ldapmux::core::Error::ConnectFailed { .. },
+            ..
+        } => Class::ConnectFailed,
+        Error::Pool {
+            source: ldapmux::core::Error::ConnectionLost { .. },
+            ..
+        } => Class::Lost,
         _ => Class::Other,
     }
 }

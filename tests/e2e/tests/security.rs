@@ -221,7 +221,13 @@ async fn passwords_never_appear_in_debug_display_errors_or_trace_logs() {
             .unwrap();
         let e = failing.whoami().await.unwrap_err();
         assert!(
-            matches!(e, Error::Pool(CoreError::ConnectFailed { .. })),
+            matches!(
+                e,
+                Error::Pool {
+                    source: CoreError::ConnectFailed { .. },
+                    ..
+                }
+            ),
             "{url}: {e:?}"
         );
         show(format!("{e} {e:?} {failing:?} {:?}", failing.status()));
@@ -348,7 +354,13 @@ async fn a_user_never_gets_a_connection_bound_as_someone_else() {
                             );
                         }
                         (Who::Wrong, Err(e)) => assert!(
-                            matches!(e, Error::Pool(CoreError::InvalidCredentials { .. })),
+                            matches!(
+                                e,
+                                Error::Pool {
+                                    source: CoreError::InvalidCredentials { .. },
+                                    ..
+                                }
+                            ),
                             "{e:?}"
                         ),
                         (Who::Wrong, Ok(id)) => {
@@ -524,7 +536,7 @@ async fn tls_verification_is_on_by_default() {
         let pool = b.build().unwrap();
         let e = pool.whoami().await.unwrap_err();
         assert!(
-            matches!(&e, Error::Pool(CoreError::ConnectFailed { cause, .. })
+            matches!(&e, Error::Pool { source: CoreError::ConnectFailed { cause, .. }, .. }
                 if cause.kind == ConnErrorKind::Tls && cause.message.contains("UnknownIssuer")),
             "{url} starttls={starttls}: {e:?}"
         );

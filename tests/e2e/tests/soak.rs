@@ -431,7 +431,7 @@ fn classify(e: &Error, write: bool) -> (String, bool) {
     match e {
         Error::Timeout { .. } => ("timeout".into(), true),
         Error::OutcomeUnknown { .. } => ("outcome-unknown".into(), write),
-        Error::Pool(p) => match p {
+        Error::Pool { source: p, .. } => match p {
             PoolError::ConnectFailed { cause, .. } => (
                 format!("connect-failed/{:?}", cause.kind),
                 transport(cause.kind),

@@ -50,7 +50,7 @@ impl Outcome {
             Error::Timeout { .. } => Outcome::Timeout,
             Error::InvalidRequest(_) => Outcome::InvalidRequest,
             Error::LeaseDead(_) => Outcome::LeaseDead,
-            Error::Pool(core) => match core {
+            Error::Pool { source: core, .. } => match core {
                 Core::InvalidCredentials { .. } => Outcome::InvalidCredentials,
                 Core::ConnectFailed { cause, .. } | Core::ConnectionLost { cause, .. }
                     if cause.kind == ConnErrorKind::InvalidCredentials =>
@@ -119,38 +119,107 @@ mod tests {
             ),
             (Error::LeaseDead("timeout".into()), Outcome::LeaseDead),
             (
-                Error::Pool(Core::InvalidCredentials { server: a }),
+                Error::Pool {
+                    source: Core::InvalidCredentials { server: a },
+                    server: None,
+                },
                 Outcome::InvalidCredentials,
             ),
             (
-                Error::Pool(Core::ConnectFailed {
-                    server: a,
-                    cause: ConnError::new(ConnErrorKind::InvalidCredentials, "refused"),
-                }),
+                Error::Pool {
+                    source: Core::ConnectFailed {
+                        server: a,
+                        cause: ConnError::new(ConnErrorKind::InvalidCredentials, "refused"),
+                    },
+                    server: None,
+                },
                 Outcome::InvalidCredentials,
             ),
             (
-                Error::Pool(Core::ConnectFailed {
-                    server: a,
-                    cause: ConnError::new(ConnErrorKind::Refused, "invalid credentials"),
-                }),
+                Error::Pool {
+                    source: Core::ConnectFailed {
+                        server: a,
+                        cause: ConnError::new(ConnErrorKind::Refused, "invalid credentials"),
+                    },
+                    server: None,
+                },
                 Outcome::Unavailable,
             ),
-            (Error::Pool(lost(ConnErrorKind::Io)), Outcome::Unavailable),
-            (Error::Pool(lost(ConnErrorKind::Tls)), Outcome::Unavailable),
             (
-                Error::Pool(Core::ServerDown { server: b }),
+                Error::Pool {
+                    source: lost(ConnErrorKind::Io),
+                    server: None,
+                },
                 Outcome::Unavailable,
             ),
-            (Error::Pool(Core::NoServerAvailable), Outcome::Unavailable),
-            (Error::Pool(Core::AcquireTimeout), Outcome::Timeout),
-            (Error::Pool(Core::ShutDown), Outcome::ShutDown),
-            (Error::Pool(Core::Reloaded), Outcome::Reloaded),
-            (Error::Pool(Core::Forked), Outcome::Forked),
-            (Error::Pool(Core::UnknownServer(b)), Outcome::InvalidRequest),
-            (Error::Pool(Core::ServerTableFull), Outcome::InvalidRequest),
             (
-                Error::Pool(Core::Config(ldapmux_core::ConfigError::NoServers)),
+                Error::Pool {
+                    source: lost(ConnErrorKind::Tls),
+                    server: None,
+                },
+                Outcome::Unavailable,
+            ),
+            (
+                Error::Pool {
+                    source: Core::ServerDown { server: b },
+                    server: None,
+                },
+                Outcome::Unavailable,
+            ),
+            (
+                Error::Pool {
+                    source: Core::NoServerAvailable,
+                    server: None,
+                },
+                Outcome::Unavailable,
+            ),
+            (
+                Error::Pool {
+                    source: Core::AcquireTimeout,
+                    server: None,
+                },
+                Outcome::Timeout,
+            ),
+            (
+                Error::Pool {
+                    source: Core::ShutDown,
+                    server: None,
+                },
+                Outcome::ShutDown,
+            ),
+            (
+                Error::Pool {
+                    source: Core::Reloaded,
+                    server: None,
+                },
+                Outcome::Reloaded,
+            ),
+            (
+                Error::Pool {
+                    source: Core::Forked,
+                    server: None,
+                },
+                Outcome::Forked,
+            ),
+            (
+                Error::Pool {
+                    source: Core::UnknownServer(b),
+                    server: None,
+                },
+                Outcome::InvalidRequest,
+            ),
+            (
+                Error::Pool {
+                    source: Core::ServerTableFull,
+                    server: None,
+                },
+                Outcome::InvalidRequest,
+            ),
+            (
+                Error::Pool {
+                    source: Core::Config(ldapmux_core::ConfigError::NoServers),
+                    server: None,
+                },
                 Outcome::InvalidRequest,
             ),
         ];
