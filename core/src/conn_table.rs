@@ -352,3 +352,64 @@ impl Conns {
         self.slab.remove(id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slab::SlabId;
+    use crate::{CredKey, ServerId};
+
+    fn opening(purpose: Purpose) -> Conn {
+        Conn {
+            gen_id: GenId::new(0, 0),
+            server: ServerId(0),
+            cred: CredKey::ANONYMOUS,
+            purpose,
+            referral: false,
+            state: ConnState::Connecting {
+                waiters: Vec::new(),
+                deadline: Instant::ZERO,
+                race_at: None,
+                rival: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_shared_connection_moves_in_the_index_with_every_change() {
+        let mut conns = Conns::default();
+        let c = conns.insert(opening(Purpose::Read));
+        let key = conns.key_of(c);
+        assert_eq!(conns.index().connecting(&key).collect::<Vec<_>>(), [c]);
+        assert!(conns.open(c, Instant::ZERO).is_ok());
+        assert_eq!(conns.index().connecting(&key).count(), 0);
+        assert_eq!(conns.index().least_loaded(&key, 2), Some(c));
+        conns.add_user(c);
+        conns.add_user(c);
+        assert_eq!(conns.index().least_loaded(&key, 2), None, "full at 2");
+        assert_eq!(conns.remove_user(c), 1);
+        assert_eq!(conns.index().least_loaded(&key, 2), Some(c));
+        let (users, _) = conns.set_draining(c, CloseReason::Reload).expect("open");
+        assert_eq!(users, 1);
+        assert!(
+            !conns.index().has_open(&key),
+            "a draining one takes no user"
+        );
+        assert_eq!(conns.remove_user(c), 0);
+        conns.remove(c);
+        assert_eq!(*conns.index(), Index::default(), "nothing is left behind");
+        assert_eq!(conns.len(), 0);
+    }
+
+    #[test]
+    fn a_private_connection_never_enters_the_index() {
+        let mut conns = Conns::default();
+        let c = conns.insert(opening(Purpose::Private));
+        let key = conns.key_of(c);
+        assert_eq!(conns.index().connecting(&key).count(), 0);
+        assert!(conns.open(c, Instant::ZERO).is_ok());
+        conns.add_user(c);
+        assert!(!conns.index().has_open(&key));
+        assert_eq!(conns.open(c, Instant::ZERO).err(), Some("Open"));
+    }
+}

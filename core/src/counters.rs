@@ -44,7 +44,7 @@ pub struct Counters {
     pub races: u64,
     /// Generations created.
     pub generations: u64,
-    /// Per server, indexed by [`ServerId::index`].
+    /// Per server, indexed by [`ServerId::index`](crate::ServerId::index).
     pub servers: Vec<ServerCounters>,
 }
 
@@ -84,8 +84,15 @@ pub struct ServerCounters {
 /// matters. The stateright models hold the real pool as their state: were
 /// counters part of it, states that differ only in history would be told
 /// apart, and the state space would grow without finding anything new.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Tally(Counters);
+
+/// Prints as the counters it holds.
+impl std::fmt::Debug for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl Tally {
     /// A copy of the counters, for a [`Status`](crate::Status).

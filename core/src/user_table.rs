@@ -155,3 +155,50 @@ impl Users {
         (was, deadline)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slab::SlabId;
+    use crate::{CredKey, UserKind};
+
+    fn user() -> User {
+        User {
+            gen_id: GenId::new(0, 0),
+            kind: UserKind::Search,
+            cred: CredKey::ANONYMOUS,
+            server: None,
+            private: false,
+            wants_private: false,
+            keep: false,
+            referral: false,
+            attempt: 1,
+            deadline: Instant::ZERO,
+            state: UserState::Queued,
+        }
+    }
+
+    #[test]
+    fn a_removed_user_leaves_the_queue_with_it() {
+        let mut users = Users::default();
+        let (a, b) = (users.insert(user()), users.insert(user()));
+        users.enqueue(a);
+        users.enqueue(b);
+        users.remove(a);
+        assert_eq!(users.queued().collect::<Vec<_>>(), [b]);
+        users.remove(b);
+        assert_eq!(users.queue_len(), 0);
+        assert_eq!(users.len(), 0);
+    }
+
+    #[test]
+    fn users_held_back_from_the_queue_return_ahead_of_newcomers() {
+        let mut users = Users::default();
+        let (a, b) = (users.insert(user()), users.insert(user()));
+        users.enqueue(a);
+        let taken = users.take_queue();
+        users.enqueue(b);
+        users.requeue(taken);
+        assert_eq!(users.queued().collect::<Vec<_>>(), [a, b]);
+    }
+}
