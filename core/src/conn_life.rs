@@ -2,9 +2,10 @@
 //! drained, gone idle, removed. The transitions of behaviours 1–6 are built
 //! from these, with the reference counts (`Holder`) they keep.
 
+use crate::gen_table::Holder;
 use crate::index::MatchKey;
-use crate::pool::{Holder, Pool};
-use crate::state::{Conn, ConnState, UserState};
+use crate::pool::Pool;
+use crate::state::{Conn, ConnState};
 use crate::timers::Timer;
 use crate::{Action, CloseReason, ConnError, ConnId, Instant, Purpose, UserId};
 
@@ -40,12 +41,9 @@ impl Pool {
         if let Some(at) = race_at {
             self.timers.arm(at, Timer::Race(conn));
         }
-        self.gen_ref(key.gen_id, Holder::Conn);
-        self.servers[key.server.index()].conns += 1;
-        self.creds.entry(key.cred).or_default().conns += 1;
-        if key.purpose != Purpose::Private {
-            self.index.insert_connecting(key, conn);
-        }
+        self.gens.take_ref(key.gen_id, Holder::Conn);
+        self.servers.conn_added(key.server);
+        self.creds.conn_added(key.cred);
         self.timers.arm(deadline, Timer::Connect(conn));
         self.note_bind_attempt(key.server, key.cred, conn);
         self.push(Action::Open {
@@ -60,29 +58,12 @@ impl Pool {
 
     /// Hands open connection `conn` to `user`.
     pub(crate) fn attach(&mut self, _now: Instant, user: UserId, conn_id: ConnId) {
-        let key = self.key_of(conn_id);
-        let conn = self.conns.get_mut(conn_id).expect("conn exists");
-        let ConnState::Open {
-            users, idle_since, ..
-        } = &mut conn.state
-        else {
-            unreachable!("users are attached to open connections only");
-        };
-        let load = *users;
-        *users += 1;
-        *idle_since = None;
-        if key.purpose != Purpose::Private {
-            self.index.set_load(&key, conn_id, load, load + 1);
-        }
-        let u = self.users.get_mut(user).expect("user exists");
-        let deadline = u.deadline;
-        u.state = UserState::Connected {
-            conn: conn_id,
-            enumerating: false,
-        };
+        let key = self.conns.key_of(conn_id);
+        self.conns.add_user(conn_id);
+        let deadline = self.users.connect(user, conn_id);
         self.timers.disarm(deadline, Timer::User(user));
-        self.servers[key.server.index()].users += 1;
-        self.creds.entry(key.cred).or_default().users += 1;
+        self.servers.user_added(key.server);
+        self.creds.user_added(key.cred);
         self.counters.grants += 1;
         self.counters.servers[key.server.index()].grants += 1;
         self.push(Action::Grant {
@@ -93,7 +74,7 @@ impl Pool {
 
     /// Removes `conn` from every table without telling the adapter.
     pub(crate) fn remove_conn(&mut self, conn_id: ConnId) -> Conn {
-        let key = self.key_of(conn_id);
+        let key = self.conns.key_of(conn_id);
         let conn = self.conns.remove(conn_id).expect("conn exists");
         match &conn.state {
             ConnState::Connecting {
@@ -102,7 +83,6 @@ impl Pool {
                 rival,
                 ..
             } => {
-                self.index.remove_connecting(&key, conn_id);
                 self.timers.disarm(*deadline, Timer::Connect(conn_id));
                 self.disarm_race(conn_id, *race_at);
                 if let Some(rival) = rival {
@@ -110,17 +90,14 @@ impl Pool {
                 }
             }
             ConnState::Open {
-                users,
-                opened,
-                idle_timer,
-                ..
-            } => self.retire_open(conn_id, &key, *users, *opened, *idle_timer),
+                opened, idle_timer, ..
+            } => self.retire_timers(conn_id, &key, *opened, *idle_timer),
             ConnState::Draining { .. } | ConnState::Broken { .. } => {}
         }
         debug_assert_eq!(conn.state.users(), 0, "removing a connection with users");
-        self.servers[key.server.index()].conns -= 1;
-        self.cred_dec(key.cred, |c| &mut c.conns);
-        self.gen_unref(key.gen_id, Holder::Conn);
+        self.servers.conn_removed(key.server);
+        self.creds.conn_removed(key.cred);
+        self.gens.drop_ref(key.gen_id, Holder::Conn);
         conn
     }
 
@@ -133,10 +110,7 @@ impl Pool {
     /// Takes the waiters off a connecting connection (their state is left for
     /// the caller to set).
     pub(crate) fn take_waiters(&mut self, conn: ConnId) -> Vec<UserId> {
-        match self.conns.get_mut(conn).map(|c| &mut c.state) {
-            Some(ConnState::Connecting { waiters, .. }) => std::mem::take(waiters),
-            _ => Vec::new(),
-        }
+        self.conns.take_waiters(conn)
     }
 
     /// Abandons an opening connection; returns its waiters for re-placement.
@@ -144,9 +118,7 @@ impl Pool {
         let waiters = self.take_waiters(conn);
         self.close_conn(conn, reason);
         for &u in &waiters {
-            if let Some(user) = self.users.get_mut(u) {
-                user.state = UserState::Queued; // unplaced; the caller places it
-            }
+            self.users.unplace(u); // the caller places it
         }
         waiters
     }
@@ -154,22 +126,13 @@ impl Pool {
     /// The connection died (behaviour 6): no new users; its users see `error`;
     /// it is closed with `reason` when the last one leaves.
     pub(crate) fn break_conn(&mut self, conn_id: ConnId, error: ConnError, reason: CloseReason) {
-        let key = self.key_of(conn_id);
-        let users = match self.conns.get(conn_id).expect("conn exists").state {
-            ConnState::Open {
-                users,
-                opened,
-                idle_timer,
-                ..
-            } => {
-                self.retire_open(conn_id, &key, users, opened, idle_timer);
-                users
-            }
-            ConnState::Draining { users, .. } => users,
-            ConnState::Connecting { .. } | ConnState::Broken { .. } => return,
+        let key = self.conns.key_of(conn_id);
+        let Some((users, retired)) = self.conns.set_broken(conn_id, error) else {
+            return;
         };
-        self.conns.get_mut(conn_id).expect("conn exists").state =
-            ConnState::Broken { users, error };
+        if let Some(r) = retired {
+            self.retire_timers(conn_id, &key, r.opened, r.idle_timer);
+        }
         if users == 0 {
             self.close_conn(conn_id, reason);
         }
@@ -177,39 +140,27 @@ impl Pool {
 
     /// Close when the last user leaves (seed `close_conn_mt_when_nouser`).
     pub(crate) fn drain_conn(&mut self, conn_id: ConnId, reason: CloseReason) {
-        let key = self.key_of(conn_id);
-        let ConnState::Open {
-            users,
-            opened,
-            idle_timer,
-            ..
-        } = self.conns.get(conn_id).expect("conn exists").state
-        else {
+        let key = self.conns.key_of(conn_id);
+        let Some((users, r)) = self.conns.set_draining(conn_id, reason) else {
             return;
         };
-        self.retire_open(conn_id, &key, users, opened, idle_timer);
-        self.conns.get_mut(conn_id).expect("conn exists").state =
-            ConnState::Draining { users, reason };
+        self.retire_timers(conn_id, &key, r.opened, r.idle_timer);
         self.counters.drains += 1;
         if users == 0 {
             self.close_conn(conn_id, reason);
         }
     }
 
-    /// An open connection stops taking users (it closes, breaks or drains):
-    /// it leaves the match index and its idle and maximum-age timers are
-    /// disarmed.
-    pub(crate) fn retire_open(
+    /// An open connection stops taking users (it closes, breaks or drains;
+    /// the table took it out of the match index): its idle and maximum-age
+    /// timers are disarmed.
+    fn retire_timers(
         &mut self,
         conn_id: ConnId,
         key: &MatchKey,
-        users: u32,
         opened: Instant,
         idle_timer: Option<Instant>,
     ) {
-        if key.purpose != Purpose::Private {
-            self.index.remove_open(key, conn_id, users);
-        }
         if let Some(at) = idle_timer {
             self.timers.disarm(at, Timer::Idle(conn_id));
         }
@@ -235,47 +186,32 @@ impl Pool {
     /// An open connection's last user left: arm its idle timer (behaviour 5).
     pub(crate) fn conn_went_idle(&mut self, now: Instant, conn_id: ConnId) {
         let limit = self.idle_limit(conn_id);
-        let Some(conn) = self.conns.get_mut(conn_id) else {
-            return;
-        };
-        let ConnState::Open {
-            idle_since,
-            idle_timer,
-            ..
-        } = &mut conn.state
+        let Some(ConnState::Open { idle_timer, .. }) = self.conns.get(conn_id).map(|c| &c.state)
         else {
             return;
         };
-        *idle_since = Some(now);
-        if let (Some(limit), None) = (limit, *idle_timer) {
+        let armed = idle_timer.is_some();
+        self.conns.mark_idle(conn_id, now);
+        if let (Some(limit), false) = (limit, armed) {
             let at = now + limit;
-            *idle_timer = Some(at);
+            self.conns.set_idle_timer(conn_id, Some(at));
             self.timers.arm(at, Timer::Idle(conn_id));
         }
     }
 
     /// A user leaves its connection (released, failed or cancelled).
     pub(crate) fn leave_conn(&mut self, now: Instant, conn_id: ConnId) {
-        let key = self.key_of(conn_id);
-        let conn = self.conns.get_mut(conn_id).expect("conn exists");
-        let users = conn
-            .state
-            .users_mut()
-            .expect("attached to a non-connecting conn");
-        *users -= 1;
-        let left = *users;
-        let close = match &conn.state {
+        let key = self.conns.key_of(conn_id);
+        let left = self.conns.remove_user(conn_id);
+        let close = match &self.conns.get(conn_id).expect("conn exists").state {
             ConnState::Open { .. } if key.purpose == Purpose::Private => Some(CloseReason::Done),
-            ConnState::Open { .. } => {
-                self.index.set_load(&key, conn_id, left + 1, left);
-                None
-            }
+            ConnState::Open { .. } => None,
             ConnState::Draining { reason, .. } => (left == 0).then_some(*reason),
             ConnState::Broken { .. } => (left == 0).then_some(CloseReason::Broken),
             ConnState::Connecting { .. } => unreachable!(),
         };
-        self.servers[key.server.index()].users -= 1;
-        self.cred_dec(key.cred, |c| &mut c.users);
+        self.servers.user_removed(key.server);
+        self.creds.user_removed(key.cred);
         if let Some(reason) = close {
             self.close_conn(conn_id, reason);
         } else if left == 0 {

@@ -3,42 +3,30 @@
 //! enumeration's next page, and the deadline, connect, idle and maximum-age
 //! timers. [`Pool::handle`] and [`Pool::handle_timeout`] dispatch here.
 
+use crate::conn_table::Opened;
 use crate::pool::Pool;
 use crate::pool::unexpected;
-use crate::state::User;
 use crate::state::{ConnState, UserState};
 use crate::timers::Timer;
 use crate::{
-    Action, CloseReason, ConnError, ConnErrorKind, ConnId, Error, Instant, Purpose, UserId,
-    UserKind,
+    Action, CloseReason, ConnError, ConnErrorKind, ConnId, Error, Instant, UserId, UserKind,
 };
 
 impl Pool {
     pub(crate) fn on_conn_opened(&mut self, now: Instant, conn_id: ConnId) -> Result<(), Error> {
-        let conn = self
-            .conns
-            .get_mut(conn_id)
-            .ok_or(Error::UnknownConn(conn_id))?;
-        let ConnState::Connecting {
-            waiters,
+        if self.conns.get(conn_id).is_none() {
+            return Err(Error::UnknownConn(conn_id));
+        }
+        let Opened {
+            mut waiters,
             deadline,
             race_at,
             rival,
-        } = &mut conn.state
-        else {
-            return Err(unexpected("ConnOpened", conn_id, conn.state.name()));
-        };
-        let mut waiters = std::mem::take(waiters);
-        let deadline = *deadline;
-        let race_at = *race_at;
-        let rival = rival.take();
-        conn.state = ConnState::Open {
-            users: 0,
-            opened: now,
-            idle_since: Some(now),
-            idle_timer: None,
-        };
-        let key = self.key_of(conn_id);
+        } = self
+            .conns
+            .open(conn_id, now)
+            .map_err(|state| unexpected("ConnOpened", conn_id, state))?;
+        let key = self.conns.key_of(conn_id);
         self.timers.disarm(deadline, Timer::Connect(conn_id));
         self.disarm_race(conn_id, race_at);
         if let Some(rival) = rival {
@@ -48,10 +36,6 @@ impl Pool {
         self.counters.servers[key.server.index()].opens += 1;
         self.server_answered(key.server);
         self.credential_accepted(key.server, key.cred);
-        if key.purpose != Purpose::Private {
-            self.index.remove_connecting(&key, conn_id);
-            self.index.insert_open(key, conn_id, 0);
-        }
         if let Some(age) = self
             .gens
             .get(key.gen_id)
@@ -65,9 +49,7 @@ impl Pool {
             self.attach(now, user, conn_id);
         }
         for &user in displaced {
-            if let Some(u) = self.users.get_mut(user) {
-                u.state = UserState::Queued; // unplaced until placed again
-            }
+            self.users.unplace(user); // until placed again
             self.place(now, user, true);
         }
         if self
@@ -222,13 +204,7 @@ impl Pool {
             self.fail_user(now, user_id, err, false);
             return Ok(());
         }
-        if let Some(User {
-            state: UserState::Connected { enumerating, .. },
-            ..
-        }) = self.users.get_mut(user_id)
-        {
-            *enumerating = true;
-        }
+        self.users.start_enumerating(user_id);
         self.push(Action::Resume {
             user: user_id,
             conn: conn_id,
@@ -259,28 +235,23 @@ impl Pool {
 
     pub(crate) fn on_idle_timer(&mut self, now: Instant, conn_id: ConnId) {
         let limit = self.idle_limit(conn_id);
-        let Some(conn) = self.conns.get_mut(conn_id) else {
-            return;
-        };
-        let ConnState::Open {
-            users: 0,
-            idle_since: Some(since),
-            idle_timer,
-            ..
-        } = &mut conn.state
+        let Some(ConnState::Open {
+            users, idle_since, ..
+        }) = self.conns.get(conn_id).map(|c| &c.state)
         else {
-            if let ConnState::Open { idle_timer, .. } = &mut conn.state {
-                *idle_timer = None;
-            }
             return;
         };
-        *idle_timer = None;
-        let Some(limit) = limit else { return };
-        let due = *since + limit;
+        let idle = (*users == 0).then_some(*idle_since).flatten();
+        // The timer fired: it is armed no more.
+        self.conns.set_idle_timer(conn_id, None);
+        let (Some(since), Some(limit)) = (idle, limit) else {
+            return;
+        };
+        let due = since + limit;
         if due <= now {
             self.close_conn(conn_id, CloseReason::Idle);
         } else {
-            *idle_timer = Some(due);
+            self.conns.set_idle_timer(conn_id, Some(due));
             self.timers.arm(due, Timer::Idle(conn_id));
         }
     }

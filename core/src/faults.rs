@@ -62,27 +62,15 @@ pub enum PolicyBug {
 }
 
 impl Pool {
-    /// Breaks a placement rule from now on (see [`PolicyBug`]).
-    pub fn plant_policy_bug(&mut self, bug: PolicyBug) {
-        self.policy_bug = Some(bug);
-    }
-
     /// Plants `fault`; returns whether there was something to corrupt.
     pub fn inject_fault(&mut self, fault: Fault) -> bool {
         match fault {
-            Fault::SkipGenerationDecrement => match self.current.and_then(|g| self.gens.get_mut(g))
-            {
-                Some(g) => {
-                    g.refs += 1;
-                    true
-                }
-                None => false,
-            },
+            Fault::SkipGenerationDecrement => self.gens.leak_current(),
             Fault::RebindConnection => {
                 let Some(id) = self.busy_conn() else {
                     return false;
                 };
-                let conn = self.conns.get_mut(id).expect("exists");
+                let conn = self.conns.corrupt(id).expect("exists");
                 conn.cred = CredKey(conn.cred.0.wrapping_add(1000));
                 true
             }
@@ -90,7 +78,7 @@ impl Pool {
                 let Some(id) = self.busy_conn() else {
                     return false;
                 };
-                self.conns.remove(id);
+                self.conns.corrupt_remove(id);
                 true
             }
             Fault::SharePrivateConnection => {
@@ -100,7 +88,7 @@ impl Pool {
                     .find(|(_, c)| c.purpose == Purpose::Private)
                     .map(|(id, _)| id);
                 let Some(id) = found else { return false };
-                self.conns.get_mut(id).expect("exists").purpose = Purpose::Read;
+                self.conns.corrupt(id).expect("exists").purpose = Purpose::Read;
                 true
             }
             Fault::DrainDuringHoldDown => self.drain_during_hold_down(),
@@ -112,19 +100,10 @@ impl Pool {
                     .find(|(_, u)| !matches!(u.state, UserState::Connected { .. }))
                     .map(|(id, _)| id);
                 let Some(id) = found else { return false };
-                let user = self.users.get_mut(id).expect("exists");
-                let was = std::mem::replace(&mut user.state, UserState::Queued);
-                let deadline = user.deadline;
+                let (was, deadline) = self.users.strand(id);
                 self.timers.disarm(deadline, Timer::User(id));
-                match was {
-                    UserState::Waiting { conn } => {
-                        if let Some(ConnState::Connecting { waiters, .. }) =
-                            self.conns.get_mut(conn).map(|c| &mut c.state)
-                        {
-                            waiters.retain(|&u| u != id);
-                        }
-                    }
-                    _ => self.queue.retain(|&u| u != id),
+                if let UserState::Waiting { conn } = was {
+                    self.conns.remove_waiter(conn, id);
                 }
                 true
             }
@@ -132,17 +111,14 @@ impl Pool {
     }
 
     fn drain_during_hold_down(&mut self) -> bool {
-        let Some(gen_id) = self.current else {
+        let Some(gen_id) = self.gens.current() else {
             return false;
         };
-        let returning: Vec<ServerId> = (0..self.servers.len())
-            .map(|i| ServerId(i as u16))
-            .filter(|&s| {
-                matches!(
-                    self.servers[s.index()].health,
-                    HealthState::Returning { .. }
-                )
-            })
+        let returning: Vec<ServerId> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| matches!(s.health, HealthState::Returning { .. }))
+            .map(|(id, _)| id)
             .collect();
         let mut drained = false;
         for better in returning {
@@ -177,11 +153,7 @@ impl Pool {
         });
         let Some((id, at)) = found else { return false };
         self.timers.disarm(at, Timer::Idle(id));
-        if let Some(ConnState::Open { idle_timer, .. }) =
-            self.conns.get_mut(id).map(|c| &mut c.state)
-        {
-            *idle_timer = None;
-        }
+        self.conns.set_idle_timer(id, None);
         true
     }
 

@@ -1,104 +1,13 @@
 //! Read-only views of the pool: per-object info for tests and models, and the
 //! [`Status`] snapshot with per-server, per-credential and per-generation figures.
 
-use std::hash::{Hash, Hasher};
-
+use crate::counters::{Counters, ServerCounters};
 use crate::pool::Pool;
 use crate::server::HealthState;
 use crate::state::{ConnState, UserState};
 use crate::{
     CloseReason, ConnError, ConnId, CredKey, GenId, Instant, Purpose, ServerId, UserId, UserKind,
 };
-
-/// Monotonic counters: observations, not state. Two pools that differ only in
-/// their counters behave identically, so `Counters` compares equal to any other
-/// `Counters` and hashes to nothing; this keeps the model checker from telling
-/// apart states that differ only in history.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct Counters {
-    /// Requests received.
-    pub acquires: u64,
-    /// Users handed a connection.
-    pub grants: u64,
-    /// Users failed (any error).
-    pub fails: u64,
-    /// Fails that offered a retry.
-    pub retries_offered: u64,
-    /// Users that gave up waiting (deadline).
-    pub timeouts: u64,
-    /// Users cancelled by the caller.
-    pub cancels: u64,
-    /// Users that released their connection normally.
-    pub releases: u64,
-    /// Connections opened.
-    pub opens: u64,
-    /// Connections that failed to open.
-    pub open_failures: u64,
-    /// Connections found dead (each once, however many of its users
-    /// reported it).
-    pub lost: u64,
-    /// Connections closed (all reasons).
-    pub closes: u64,
-    /// Connections set to drain.
-    pub drains: u64,
-    /// Connections opened ahead of a fail-back.
-    pub failback_warmups: u64,
-    /// Spare connections opened because every matching one was busy
-    /// (spread before stack).
-    pub spreads: u64,
-    /// Rival connections opened because a connect was slow (connect racing).
-    pub races: u64,
-    /// Generations created.
-    pub generations: u64,
-    /// Per server, indexed by [`ServerId::index`].
-    pub servers: Vec<ServerCounters>,
-}
-
-impl PartialEq for Counters {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for Counters {}
-impl Hash for Counters {
-    fn hash<H: Hasher>(&self, _: &mut H) {}
-}
-
-/// Counters of one server.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ServerCounters {
-    /// Connections opened.
-    pub opens: u64,
-    /// Connections that failed to open.
-    pub open_failures: u64,
-    /// Users handed a connection to it.
-    pub grants: u64,
-    /// Times marked down.
-    pub marked_down: u64,
-    /// Times marked up again.
-    pub marked_up: u64,
-    /// Probes sent (of a down or returning server).
-    pub probes: u64,
-    /// Liveness checks started by an operation timeout.
-    pub checks: u64,
-    /// Failed checks that marked nothing down: the server answered since
-    /// the check began.
-    pub stale_verdicts: u64,
-    /// Opens not sent because the credential was refused by this server and
-    /// is held back.
-    pub held_back: u64,
-    /// Probes brought forward for users who found every server down
-    /// (counted in `probes` too).
-    pub brought_forward: u64,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub(crate) struct CredCount {
-    pub(crate) conns: u32,
-    pub(crate) users: u32,
-}
 
 /// Health of a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -288,23 +197,24 @@ impl Pool {
         let servers = self
             .servers
             .iter()
-            .enumerate()
-            .map(|(i, s)| ServerStatus {
-                id: ServerId(i as u16),
+            .map(|(id, s)| ServerStatus {
+                id,
                 addr: s.addr.clone(),
                 health: health(&s.health),
                 conns: s.conns,
                 users: s.users,
-                counters: self.counters.servers.get(i).cloned().unwrap_or_default(),
+                counters: (self.counters.servers.get(id.index()))
+                    .cloned()
+                    .unwrap_or_default(),
             })
             .collect();
         Status {
-            current: self.current,
-            shut_down: self.shut_down,
+            current: self.gens.current(),
+            shut_down: self.is_shut_down(),
             user_cap: self.user_cap(),
             users: self.users.len(),
             conns: self.conns.len(),
-            queued: self.queue.len(),
+            queued: self.users.queue_len(),
             timers: self.timers.len(),
             servers,
             generations: self.generations().collect(),
@@ -317,7 +227,7 @@ impl Pool {
                     users: c.users,
                 })
                 .collect(),
-            counters: self.counters.clone(),
+            counters: self.counters.snapshot(),
         }
     }
 
@@ -402,7 +312,7 @@ impl Pool {
 
     /// The health of `server`.
     pub fn health(&self, server: ServerId) -> Option<Health> {
-        self.servers.get(server.index()).map(|s| health(&s.health))
+        self.servers.get(server).map(|s| health(&s.health))
     }
 
     /// Whether a probe of `server` is in flight: of a down server, of a
@@ -411,7 +321,7 @@ impl Pool {
     /// [`Event::ProbeResult`](crate::Event::ProbeResult).
     pub fn probe_in_flight(&self, server: ServerId) -> bool {
         use crate::server::HealthState;
-        self.servers.get(server.index()).is_some_and(|s| {
+        self.servers.get(server).is_some_and(|s| {
             matches!(
                 s.health,
                 HealthState::Down {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::index::MatchKey;
 use crate::pool::Pool;
 use crate::state::{ConnState, UserState};
-use crate::{ConnId, GenId, Purpose, ServerId, UserId};
+use crate::{ConnId, GenId, Purpose, UserId};
 
 /// A broken invariant: a bug in the core.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -39,9 +39,9 @@ impl Pool {
     ///   probe in flight with its overdue timer; a liveness check in flight
     ///   has its overdue timer (no server is left unprobed forever);
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
-        if self.shut_down {
+        if self.is_shut_down() {
             ensure!(
-                self.current.is_none(),
+                self.gens.current().is_none(),
                 "shut down but a generation is current"
             );
             ensure!(
@@ -61,7 +61,8 @@ impl Pool {
             );
         } else {
             let cur = self
-                .current
+                .gens
+                .current()
                 .ok_or_else(|| InvariantViolation("no current generation".into()))?;
             let g = self
                 .gens
@@ -73,7 +74,7 @@ impl Pool {
         let mut refs: BTreeMap<GenId, u32> = BTreeMap::new();
         let mut gen_users: BTreeMap<GenId, u32> = BTreeMap::new();
         let mut gen_conns: BTreeMap<GenId, u32> = BTreeMap::new();
-        if let Some(cur) = self.current {
+        if let Some(cur) = self.gens.current() {
             refs.insert(cur, 1);
         }
         let mut conn_users: BTreeMap<ConnId, u32> = BTreeMap::new();
@@ -92,10 +93,10 @@ impl Pool {
             let conn_id = match u.state {
                 UserState::Queued => {
                     queued += 1;
-                    let n = self.queue.iter().filter(|&&q| q == uid).count();
+                    let n = self.users.queued().filter(|&q| q == uid).count();
                     ensure!(n == 1, "queued {uid} is in the queue {n} times");
                     ensure!(
-                        u.gen_id == self.current.expect("users imply not shut down"),
+                        u.gen_id == self.gens.current().expect("users imply not shut down"),
                         "queued {uid} not on the current generation"
                     );
                     continue;
@@ -165,9 +166,9 @@ impl Pool {
             }
         }
         ensure!(
-            queued == self.queue.len(),
+            queued == self.users.queue_len(),
             "queue holds {} entries for {queued} queued users",
-            self.queue.len()
+            self.users.queue_len()
         );
 
         let mut server_conns = vec![0u32; self.servers.len()];
@@ -238,7 +239,7 @@ impl Pool {
                     _ => {}
                 }
             }
-            if self.servers[c.server.index()].health.is_down() {
+            if self.servers.health(c.server).is_down() {
                 ensure!(
                     matches!(c.state, ConnState::Broken { .. }),
                     "{cid} is {} but its server {} is down",
@@ -276,15 +277,15 @@ impl Pool {
                 g.conns
             );
             ensure!(
-                g.detached == (Some(gid) != self.current),
+                g.detached == (Some(gid) != self.gens.current()),
                 "{gid} detached={} current={:?}",
                 g.detached,
-                self.current
+                self.gens.current()
             );
         }
 
         let mut seen_open = 0;
-        for (key, cid, load) in self.index.all_open() {
+        for (key, cid, load) in self.conns.index().all_open() {
             seen_open += 1;
             ensure!(
                 indexed_open.get(&cid) == Some(&(*key, load)),
@@ -297,7 +298,7 @@ impl Pool {
             indexed_open.len()
         );
         let mut seen_connecting = 0;
-        for (key, cid) in self.index.all_connecting() {
+        for (key, cid) in self.conns.index().all_connecting() {
             seen_connecting += 1;
             ensure!(
                 indexed_connecting.get(&cid) == Some(key),
@@ -310,8 +311,8 @@ impl Pool {
             indexed_connecting.len()
         );
 
-        for (i, s) in self.servers.iter().enumerate() {
-            let id = ServerId(i as u16);
+        for (id, s) in self.servers.iter() {
+            let i = id.index();
             ensure!(
                 s.conns == server_conns[i],
                 "{id} counts {} connections, expected {}",
@@ -325,7 +326,7 @@ impl Pool {
                 server_users[i]
             );
         }
-        for (cred, c) in &self.creds {
+        for (cred, c) in self.creds.iter() {
             let conns = cred_conns.get(cred).copied().unwrap_or(0);
             let users = cred_users.get(cred).copied().unwrap_or(0);
             ensure!(
@@ -341,11 +342,11 @@ impl Pool {
         }
         for cred in cred_conns.keys() {
             ensure!(
-                self.creds.contains_key(cred),
+                self.creds.contains(cred),
                 "credential {cred} has connections but no count"
             );
         }
-        if !self.shut_down {
+        if !self.is_shut_down() {
             self.check_health_timers()?;
         }
         let _: Option<UserId> = None;
@@ -355,8 +356,7 @@ impl Pool {
     fn check_health_timers(&self) -> Result<(), InvariantViolation> {
         use crate::server::HealthState;
         use crate::timers::Timer;
-        for (i, s) in self.servers.iter().enumerate() {
-            let id = ServerId(i as u16);
+        for (id, s) in self.servers.iter() {
             let armed = match s.health {
                 HealthState::Up { check: None } => true,
                 HealthState::Up { check: Some(c) } => {

@@ -102,11 +102,15 @@
 mod action;
 mod config;
 mod conn_life;
+mod conn_table;
+mod counters;
+mod cred_table;
 mod error;
 mod event;
 mod events;
 #[cfg(feature = "fault-hooks")]
 mod faults;
+mod gen_table;
 mod id;
 mod index;
 mod info;
@@ -119,12 +123,14 @@ mod refusal;
 mod request;
 mod rng;
 mod server;
+mod server_table;
 mod slab;
 mod state;
 mod status_display;
 mod step_checks;
 mod time;
 mod timers;
+mod user_table;
 
 pub use action::{Action, CloseReason, Timeout, TimerReason};
 pub use config::{
@@ -132,14 +138,15 @@ pub use config::{
     DEFAULT_MAX_USERS_PER_CONN, DEFAULT_SPREAD_CONNS_PER_SERVER, DEFAULT_SPREAD_USERS_PER_CONN,
     MAX_TRIES, ServerConfig, Sharing,
 };
+pub use counters::{Counters, ServerCounters};
 pub use error::{Blame, ConfigError, ConnError, ConnErrorKind, Error};
 pub use event::Event;
 #[cfg(feature = "fault-hooks")]
 pub use faults::{Fault, PolicyBug};
 pub use id::{ConnId, CredKey, GenId, ServerId, UserId};
 pub use info::{
-    ConnInfo, ConnPhase, Counters, CredStatus, GenInfo, GenPhase, Health, ServerCounters,
-    ServerStatus, Status, UserInfo, UserPhase,
+    ConnInfo, ConnPhase, CredStatus, GenInfo, GenPhase, Health, ServerStatus, Status, UserInfo,
+    UserPhase,
 };
 pub use invariants::InvariantViolation;
 pub use pool::Pool;

@@ -2,14 +2,12 @@
 
 use std::sync::Arc;
 
-use crate::index::MatchKey;
-use crate::pool::{Holder, Pool};
+use crate::gen_table::Holder;
+use crate::pool::Pool;
 use crate::server::HealthState;
 use crate::state::{ConnState, UserState};
 use crate::timers::Timer;
-use crate::{
-    Action, CloseReason, Config, ConnId, Error, GenId, Instant, MAX_TRIES, Purpose, UserId,
-};
+use crate::{Action, CloseReason, Config, ConnId, Error, GenId, Instant, MAX_TRIES, UserId};
 
 /// Whether `a` and `b` differ in their servers only.
 fn same_but_servers(a: &Config, b: &Config) -> bool {
@@ -36,21 +34,17 @@ impl Pool {
         keep_listed: bool,
     ) -> Result<(), Error> {
         config.validate()?;
-        if self.shut_down {
+        if self.is_shut_down() {
             return Err(Error::ShutDown);
         }
-        let old = self.current.expect("not shut down");
+        let old = self.gens.current().expect("not shut down");
         let keep_listed = keep_listed
             && self
                 .gens
                 .get(old)
                 .is_some_and(|g| same_but_servers(&g.config, &config));
-        let new = self.new_generation(Arc::new(config))?;
-        self.current = Some(new);
-        self.gens
-            .get_mut(old)
-            .expect("current generation exists")
-            .detached = true;
+        // `old` is detached, and keeps its current reference until below.
+        let new = self.start_generation(Arc::new(config))?;
 
         let mut displaced = Vec::new();
         let conns: Vec<_> = self
@@ -73,11 +67,11 @@ impl Pool {
             }
         }
         // Queued users are placed again on the new generation, in order.
-        let queued: Vec<_> = self.queue.drain(..).collect();
+        let queued = self.users.take_queue();
         displaced.extend(queued);
         // The old generation loses its "current" reference only now, so it
         // cannot be freed while its users are being moved.
-        self.gen_unref(old, Holder::Current);
+        self.gens.drop_ref(old, Holder::Current);
         for user in displaced {
             if self.users.contains(user) {
                 self.place(now, user, true);
@@ -91,7 +85,7 @@ impl Pool {
                 g.servers
                     .iter()
                     .copied()
-                    .find(|s| self.servers[s.index()].health.is_stable_up())
+                    .find(|&s| self.servers.health(s).is_stable_up())
             });
             if let Some(best) = best {
                 self.fail_back_to(now, best);
@@ -117,31 +111,12 @@ impl Pool {
     /// Moves `conn`, and the users on it or waiting for it, to generation
     /// `to`: the index entry, the connection's and the users' references.
     fn move_conn(&mut self, conn: ConnId, to: GenId) {
-        let old_key = self.key_of(conn);
-        let from = old_key.gen_id;
-        let new_key = MatchKey {
-            gen_id: to,
-            ..old_key
-        };
-        let c = self.conns.get_mut(conn).expect("conn exists");
-        c.gen_id = to;
-        if old_key.purpose != Purpose::Private {
-            match c.state {
-                ConnState::Open { users, .. } => {
-                    self.index.remove_open(&old_key, conn, users);
-                    self.index.insert_open(new_key, conn, users);
-                }
-                ConnState::Connecting { .. } => {
-                    self.index.remove_connecting(&old_key, conn);
-                    self.index.insert_connecting(new_key, conn);
-                }
-                _ => unreachable!("only open or opening connections move"),
-            }
-        }
+        let from = self.conns.key_of(conn).gen_id;
+        self.conns.move_to(conn, to);
         // `from` is still referenced as current by the caller: it cannot be
         // freed while its references move.
-        self.gen_ref(to, Holder::Conn);
-        self.gen_unref(from, Holder::Conn);
+        self.gens.take_ref(to, Holder::Conn);
+        self.gens.drop_ref(from, Holder::Conn);
         let riders: Vec<UserId> = self
             .users
             .iter()
@@ -153,18 +128,18 @@ impl Pool {
             .map(|(id, _)| id)
             .collect();
         for user in riders {
-            self.users.get_mut(user).expect("user exists").gen_id = to;
-            self.gen_ref(to, Holder::User);
-            self.gen_unref(from, Holder::User);
+            self.users.set_gen(user, to);
+            self.gens.take_ref(to, Holder::User);
+            self.gens.drop_ref(from, Holder::User);
         }
     }
 
     /// Fails every user, closes every connection, frees every generation.
     pub(crate) fn shutdown(&mut self) {
-        if self.shut_down {
+        if self.is_shut_down() {
             return;
         }
-        self.shut_down = true;
+        self.set_shut_down();
         self.end_everything(
             |_| (Error::ShutDown, false),
             |conn| Action::Close {
@@ -172,14 +147,13 @@ impl Pool {
                 reason: CloseReason::Shutdown,
             },
         );
-        self.current = None;
     }
 
     /// In a child process: forget every connection without touching it, fail
     /// every user (a retry is worth it: it will get a fresh connection), and
     /// start a fresh generation with the same configuration.
     pub(crate) fn forked(&mut self, now: Instant) {
-        if self.shut_down {
+        if self.is_shut_down() {
             return;
         }
         let config = self.current_gen().expect("not shut down").config.clone();
@@ -189,9 +163,9 @@ impl Pool {
         );
         // Health knowledge is still true in the child, but probes and
         // hold-downs in flight belonged to the parent: re-arm them.
-        for (i, server) in self.servers.iter_mut().enumerate() {
+        for i in 0..self.servers.len() {
             let id = crate::ServerId(i as u16);
-            match &mut server.health {
+            match self.servers.health_mut(id) {
                 HealthState::Down {
                     next_probe,
                     probing,
@@ -213,10 +187,8 @@ impl Pool {
                 HealthState::Up { check } => *check = None,
             }
         }
-        let g = self
-            .new_generation(config)
+        self.start_generation(config)
             .expect("servers already interned");
-        self.current = Some(g);
     }
 
     fn end_everything(
@@ -224,32 +196,29 @@ impl Pool {
         fail: impl Fn(u8) -> (Error, bool),
         close: impl Fn(crate::ConnId) -> Action,
     ) {
-        for (id, user) in self.users.iter() {
-            let (error, retry) = fail(user.attempt);
+        let users: Vec<_> = self.users.iter().map(|(id, u)| (id, u.attempt)).collect();
+        for (id, attempt) in users {
+            let (error, retry) = fail(attempt);
             self.counters.fails += 1;
             if retry {
                 self.counters.retries_offered += 1;
             }
-            self.actions.push_back(Action::Fail {
+            self.push(Action::Fail {
                 user: id,
                 error,
                 retry,
             });
         }
-        for (id, _) in self.conns.iter() {
+        let conns: Vec<_> = self.conns.iter().map(|(id, _)| id).collect();
+        for id in conns {
             self.counters.closes += 1;
-            self.actions.push_back(close(id));
+            self.push(close(id));
         }
         self.users.clear();
         self.conns.clear();
         self.gens.clear();
-        self.index.clear();
-        self.queue.clear();
         self.timers.clear();
         self.creds.clear();
-        for s in &mut self.servers {
-            s.conns = 0;
-            s.users = 0;
-        }
+        self.servers.forget_conns();
     }
 }

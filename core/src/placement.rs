@@ -2,18 +2,19 @@
 //! opened (3), open one, or queue it behind the per-server limit (4).
 
 use crate::Instant;
+use crate::gen_table::Holder;
 use crate::index::MatchKey;
-use crate::pool::{Holder, Pool};
-use crate::state::{ConnState, UserState};
+use crate::pool::Pool;
+use crate::state::ConnState;
 use crate::timers::Timer;
-use crate::{CloseReason, Error, Purpose, ServerId, Sharing, UserId};
+use crate::{CloseReason, Error, Purpose, ServerId, UserId};
 
 impl Pool {
     /// Places an unplaced `user` (state `Queued`, not in the queue). Returns
     /// false, leaving it unplaced, only if it would have to queue and
     /// `enqueue` is false.
     pub(crate) fn place(&mut self, now: Instant, user_id: UserId, enqueue: bool) -> bool {
-        let Some(gen_id) = self.current.filter(|_| !self.shut_down) else {
+        let Some(gen_id) = self.gens.current().filter(|_| !self.is_shut_down()) else {
             self.fail_user(now, user_id, Error::ShutDown, false);
             return true;
         };
@@ -21,15 +22,14 @@ impl Pool {
         let user = self.users.get(user_id).expect("user exists");
         let old_gen = user.gen_id;
         if old_gen != gen_id {
-            self.users.get_mut(user_id).expect("user exists").gen_id = gen_id;
-            self.gen_ref(gen_id, Holder::User);
-            self.gen_unref(old_gen, Holder::User);
+            self.users.set_gen(user_id, gen_id);
+            self.gens.take_ref(gen_id, Holder::User);
+            self.gens.drop_ref(old_gen, Holder::User);
         }
         let generation = self.gens.get(gen_id).expect("current generation exists");
         let cap = self.cap(&generation.config);
         let sharing = generation.config.sharing;
-        let user = self.users.get_mut(user_id).expect("user exists");
-        user.private = user.wants_private || (sharing == Sharing::OnRequest && !user.keep);
+        let user = self.users.decide_private(user_id, sharing);
         let (cred, purpose, referral, named) =
             (user.cred, user.purpose(), user.referral, user.server);
 
@@ -37,12 +37,12 @@ impl Pool {
         // connection with room (what the general search below tries first).
         if purpose != Purpose::Private {
             let best = match named {
-                Some(s) => (!self.servers[s.index()].health.is_down()).then_some(s),
+                Some(s) => (!self.servers.health(s).is_down()).then_some(s),
                 None => generation
                     .servers
                     .iter()
                     .copied()
-                    .find(|s| self.servers[s.index()].health.is_stable_up()),
+                    .find(|s| self.servers.health(*s).is_stable_up()),
             };
             if let Some(server) = best {
                 let key = MatchKey {
@@ -52,7 +52,7 @@ impl Pool {
                     purpose,
                     referral,
                 };
-                if let Some(conn) = self.index.least_loaded(&key, cap) {
+                if let Some(conn) = self.conns.index().least_loaded(&key, cap) {
                     self.attach_spreading(now, user_id, conn, key);
                     return true;
                 }
@@ -62,7 +62,7 @@ impl Pool {
         // Candidate servers, best first: the named one, or the generation's
         // servers that are up, those past their hold-down first.
         let candidates: Vec<ServerId> = match named {
-            Some(s) if self.servers[s.index()].health.is_down() => {
+            Some(s) if self.servers.health(s).is_down() => {
                 self.fail_user(now, user_id, Error::ServerDown { server: s }, false);
                 return true;
             }
@@ -71,9 +71,9 @@ impl Pool {
                 let order = &generation.servers;
                 let stable = order
                     .iter()
-                    .filter(|s| self.servers[s.index()].health.is_stable_up());
+                    .filter(|s| self.servers.health(**s).is_stable_up());
                 let returning = order.iter().filter(|s| {
-                    let h = &self.servers[s.index()].health;
+                    let h = self.servers.health(**s);
                     !h.is_down() && !h.is_stable_up()
                 });
                 stable.chain(returning).copied().collect()
@@ -93,25 +93,21 @@ impl Pool {
         if purpose != Purpose::Private {
             // An open connection with room, on the best server that has one.
             for &s in &candidates {
-                if let Some(conn) = self.index.least_loaded(&key(s), cap) {
+                if let Some(conn) = self.conns.index().least_loaded(&key(s), cap) {
                     self.attach_spreading(now, user_id, conn, key(s));
                     return true;
                 }
             }
             // A matching connection being opened: wait for it (coalescing).
             for &s in &candidates {
-                let found = self.index.connecting(&key(s)).find(|&c| {
+                let found = self.conns.index().connecting(&key(s)).find(|&c| {
                     match self.conns.get(c).map(|c| &c.state) {
                         Some(ConnState::Connecting { waiters, .. }) => (waiters.len() as u32) < cap,
                         _ => false,
                     }
                 });
                 if let Some(conn) = found {
-                    if let Some(ConnState::Connecting { waiters, .. }) =
-                        self.conns.get_mut(conn).map(|c| &mut c.state)
-                    {
-                        waiters.push(user_id);
-                    }
+                    self.conns.add_waiter(conn, user_id);
                     self.set_waiting(user_id, conn);
                     return true;
                 }
@@ -156,9 +152,8 @@ impl Pool {
     /// Queues unplaced `user` with its deadline armed; the queue places it
     /// again after every input ([`Pool::service_queue`]).
     pub(crate) fn enqueue(&mut self, user: UserId) {
-        self.users.get_mut(user).expect("user exists").state = UserState::Queued;
-        self.queue.push_back(user);
-        self.arm_deadline(user);
+        let deadline = self.users.enqueue(user);
+        self.timers.arm(deadline, Timer::User(user));
     }
 
     /// Attaches `user` to open shared connection `conn` (the least loaded of
@@ -184,9 +179,9 @@ impl Pool {
         };
         let (busy_at, target) = self.spread_of(config);
         if load >= busy_at
-            && self.index.connecting(&key).next().is_none()
+            && self.conns.index().connecting(&key).next().is_none()
             && !self.held_back(now, key.server, key.cred)
-            && (self.index.open_count(&key) as u64) < u64::from(target)
+            && (self.conns.index().open_count(&key) as u64) < u64::from(target)
             && self.has_conn_room(key.gen_id, key.server)
         {
             self.counters.spreads += 1;
@@ -200,10 +195,12 @@ impl Pool {
         let busy_at = config.spread_users_per_conn.min(self.cap(config));
         let target = config.spread_conns_per_server;
         #[cfg(feature = "fault-hooks")]
-        let target = match self.policy_bug {
-            Some(crate::PolicyBug::NeverSpread) => 1,
-            Some(crate::PolicyBug::SpreadPastTarget) => u32::MAX,
-            _ => target,
+        let target = if self.has_bug(crate::PolicyBug::NeverSpread) {
+            1
+        } else if self.has_bug(crate::PolicyBug::SpreadPastTarget) {
+            u32::MAX
+        } else {
+            target
         };
         (busy_at, target)
     }
@@ -227,7 +224,7 @@ impl Pool {
             return;
         }
         #[cfg(feature = "fault-hooks")]
-        if self.policy_bug == Some(crate::PolicyBug::KeepSiblings) {
+        if self.has_bug(crate::PolicyBug::KeepSiblings) {
             return;
         }
         let siblings: Vec<crate::ConnId> = self
@@ -270,7 +267,7 @@ impl Pool {
     }
 
     fn set_waiting(&mut self, user_id: UserId, conn: crate::ConnId) {
-        self.users.get_mut(user_id).expect("user exists").state = UserState::Waiting { conn };
+        self.users.set_waiting(user_id, conn);
         self.arm_deadline(user_id);
     }
 
@@ -283,10 +280,10 @@ impl Pool {
     /// that still cannot be placed keeps its place and does not block those
     /// behind it that can.
     pub(crate) fn service_queue(&mut self, now: Instant) {
-        if self.queue.is_empty() {
+        if self.users.queue_len() == 0 {
             return;
         }
-        let queued: Vec<UserId> = self.queue.drain(..).collect();
+        let queued = self.users.take_queue();
         let mut still = std::collections::VecDeque::with_capacity(queued.len());
         for user in queued {
             if !self.users.contains(user) {
@@ -298,7 +295,6 @@ impl Pool {
         }
         // Users queued while serving (none: place(…, false) never queues) would
         // follow the ones still waiting.
-        still.extend(self.queue.drain(..));
-        self.queue = still;
+        self.users.requeue(still);
     }
 }

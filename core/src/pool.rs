@@ -1,59 +1,52 @@
 //! The pool: the tables, the inputs (`handle_*`), the outputs (`poll_*`) and the
 //! bookkeeping primitives every transition is built from.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::index::{Index, MatchKey};
-use crate::info::{Counters, CredCount};
+use crate::conn_table::Conns;
+use crate::counters::Tally;
+use crate::cred_table::Creds;
+use crate::gen_table::{Generations, Holder};
+use crate::refusal::Refusals;
 use crate::rng::Rng;
-use crate::server::Server;
-use crate::slab::Slab;
-use crate::state::{Conn, ConnState, Generation, User, UserState};
+use crate::server_table::Servers;
+use crate::state::{Generation, User, UserState};
 use crate::timers::{Timer, Timers};
+use crate::user_table::Users;
 use crate::{
     Action, CloseReason, Config, ConnId, Error, Event, GenId, Instant, MAX_TRIES, Purpose, Request,
     ServerId, Timeout, UserId, UserKind,
 };
 
-/// Who holds a reference to a generation (seed: the `ref_cnt` rule).
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Holder {
-    /// The pool, while the generation is current.
-    Current,
-    /// A user of the generation.
-    User,
-    /// A connection of the generation.
-    Conn,
-}
-
 /// The connection pool state machine. See the [crate documentation](crate)
 /// for its contract and run loop.
+///
+/// It holds its tables (each a type with private fields that keeps its own
+/// invariants) and coordinates them: the handlers in the other modules of
+/// this crate change the tables only through their methods.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Pool {
-    pub(crate) gens: Slab<GenId, Generation>,
-    pub(crate) current: Option<GenId>,
-    pub(crate) shut_down: bool,
-    pub(crate) multiplex: bool,
-    pub(crate) servers: Vec<Server>,
-    pub(crate) users: Slab<UserId, User>,
-    pub(crate) conns: Slab<ConnId, Conn>,
-    pub(crate) index: Index,
-    /// Users waiting for a connection slot, in arrival order.
-    pub(crate) queue: VecDeque<UserId>,
+    pub(crate) gens: Generations,
+    pub(crate) servers: Servers,
+    pub(crate) users: Users,
+    pub(crate) conns: Conns,
+    pub(crate) creds: Creds,
+    pub(crate) refusals: Refusals,
     pub(crate) timers: Timers,
-    pub(crate) creds: BTreeMap<crate::CredKey, CredCount>,
-    pub(crate) rng: Rng,
-    pub(crate) actions: VecDeque<Action>,
+    /// Kept out of equality and hashing (see [`Tally`]).
+    pub(crate) counters: Tally,
+    shut_down: bool,
+    multiplex: bool,
+    rng: Rng,
+    actions: VecDeque<Action>,
     /// Ids handed to requests refused before they entered a generation
     /// (slot `u32::MAX`, which no table reaches).
-    pub(crate) rejected: u32,
-    pub(crate) counters: Counters,
-    /// Credentials servers refused, held back (see [`crate::refusal`]).
-    pub(crate) refusals: BTreeMap<(crate::ServerId, crate::CredKey), crate::refusal::Refusal>,
+    rejected: u32,
     /// A placement bug planted by a test (feature `fault-hooks` only).
     #[cfg(feature = "fault-hooks")]
-    pub(crate) policy_bug: Option<crate::PolicyBug>,
+    policy_bug: Option<crate::PolicyBug>,
 }
 
 impl Pool {
@@ -63,27 +56,23 @@ impl Pool {
         let _ = now;
         config.validate()?;
         let mut pool = Pool {
-            gens: Slab::default(),
-            current: None,
+            gens: Generations::default(),
+            servers: Servers::default(),
+            users: Users::default(),
+            conns: Conns::default(),
+            creds: Creds::default(),
+            refusals: Refusals::default(),
+            timers: Timers::default(),
+            counters: Tally::default(),
             shut_down: false,
             multiplex: true,
-            servers: Vec::new(),
-            users: Slab::default(),
-            conns: Slab::default(),
-            index: Index::default(),
-            queue: VecDeque::new(),
-            timers: Timers::default(),
-            creds: BTreeMap::new(),
             rng: Rng::new(seed),
             actions: VecDeque::new(),
             rejected: 0,
-            counters: Counters::default(),
-            refusals: BTreeMap::new(),
             #[cfg(feature = "fault-hooks")]
             policy_bug: None,
         };
-        let g = pool.new_generation(Arc::new(config))?;
-        pool.current = Some(g);
+        pool.start_generation(Arc::new(config))?;
         Ok(pool)
     }
 
@@ -96,7 +85,7 @@ impl Pool {
     /// (e.g. [`Error::ShutDown`]).
     pub fn handle_acquire(&mut self, now: Instant, request: Request) -> UserId {
         self.counters.acquires += 1;
-        let Some(gen_id) = self.current.filter(|_| !self.shut_down) else {
+        let Some(gen_id) = self.gens.current().filter(|_| !self.shut_down) else {
             return self.reject(request, Error::ShutDown);
         };
         if request.attempt == 0 || request.attempt > MAX_TRIES {
@@ -116,10 +105,10 @@ impl Pool {
             },
             None => None,
         };
-        let generation = &self.gens.get(gen_id).expect("current generation exists");
+        let config = self.gens.config(gen_id).expect("current generation exists");
         let deadline = request
             .deadline
-            .unwrap_or(now + generation.config.default_acquire_timeout);
+            .unwrap_or(now + config.default_acquire_timeout);
         let user = self.users.insert(User {
             gen_id,
             kind: request.kind,
@@ -133,7 +122,7 @@ impl Pool {
             deadline,
             state: UserState::Queued,
         });
-        self.gen_ref(gen_id, Holder::User);
+        self.gens.take_ref(gen_id, Holder::User);
         if deadline <= now {
             self.fail_user(now, user, Error::AcquireTimeout, false);
             return user;
@@ -256,17 +245,17 @@ impl Pool {
 
     /// The address of `server`.
     pub fn server_addr(&self, server: ServerId) -> Option<&str> {
-        self.servers.get(server.index()).map(|s| s.addr.as_str())
+        self.servers.get(server).map(|s| s.addr.as_str())
     }
 
     /// The id of the server with address `addr` (case-insensitive), if known.
     pub fn server_id(&self, addr: &str) -> Option<ServerId> {
-        self.find_server(addr)
+        self.servers.find(addr)
     }
 
     /// The current generation; `None` once shut down.
     pub fn current_generation(&self) -> Option<GenId> {
-        self.current
+        self.gens.current()
     }
 
     /// The configuration in force; `None` once shut down.
@@ -293,7 +282,18 @@ impl Pool {
     }
 
     pub(crate) fn current_gen(&self) -> Option<&Generation> {
-        self.current.and_then(|g| self.gens.get(g))
+        self.gens.current_gen()
+    }
+
+    /// Shutdown begins: from now on nothing is placed, probed or failed back.
+    pub(crate) fn set_shut_down(&mut self) {
+        self.shut_down = true;
+    }
+
+    /// `backoff` plus up to half of it again, from the seeded generator.
+    pub(crate) fn jittered(&mut self, backoff: Duration) -> Duration {
+        let half = u64::try_from(backoff.as_nanos() / 2).unwrap_or(u64::MAX);
+        backoff + Duration::from_nanos(self.rng.up_to(half))
     }
 
     pub(crate) fn cap(&self, config: &Config) -> u32 {
@@ -304,7 +304,20 @@ impl Pool {
         }
     }
 
-    pub(crate) fn new_generation(&mut self, config: Arc<Config>) -> Result<GenId, Error> {
+    /// Interns `addr` (case-insensitive) in the server table, with its
+    /// counters.
+    pub(crate) fn intern_server(&mut self, addr: &str) -> Result<ServerId, Error> {
+        let (id, new) = self.servers.intern(addr)?;
+        if new {
+            self.counters.servers.push(Default::default());
+        }
+        Ok(id)
+    }
+
+    /// Makes a new current generation running `config` (detaching the one
+    /// current before, which keeps its current reference for the caller to
+    /// drop).
+    pub(crate) fn start_generation(&mut self, config: Arc<Config>) -> Result<GenId, Error> {
         let mut ordered: Vec<(u8, u32, ServerId)> = Vec::with_capacity(config.servers.len());
         for (i, s) in config.servers.iter().enumerate() {
             let id = self.intern_server(&s.addr)?;
@@ -317,64 +330,15 @@ impl Pool {
         ordered.sort();
         let servers = ordered.into_iter().map(|(_, _, id)| id).collect();
         self.counters.generations += 1;
-        Ok(self.gens.insert(Generation {
-            config,
-            servers,
-            detached: false,
-            refs: 1,
-            users: 0,
-            conns: 0,
-        }))
-    }
-
-    /// Adds one reference to a generation, held by a user or a connection.
-    pub(crate) fn gen_ref(&mut self, gen_id: GenId, holder: Holder) {
-        if let Some(g) = self.gens.get_mut(gen_id) {
-            g.refs += 1;
-            match holder {
-                Holder::User => g.users += 1,
-                Holder::Conn => g.conns += 1,
-                Holder::Current => {}
-            }
-        }
-    }
-
-    /// Drops one reference; a detached generation with none left is freed.
-    pub(crate) fn gen_unref(&mut self, gen_id: GenId, holder: Holder) {
-        let Some(g) = self.gens.get_mut(gen_id) else {
-            return;
-        };
-        g.refs = g
-            .refs
-            .checked_sub(1)
-            .expect("generation reference count underflow");
-        match holder {
-            Holder::User => g.users -= 1,
-            Holder::Conn => g.conns -= 1,
-            Holder::Current => {}
-        }
-        if g.refs == 0 && g.detached {
-            self.gens.remove(gen_id);
-        }
-    }
-
-    pub(crate) fn key_of(&self, conn: ConnId) -> MatchKey {
-        let c = self.conns.get(conn).expect("conn exists");
-        MatchKey {
-            gen_id: c.gen_id,
-            server: c.server,
-            cred: c.cred,
-            purpose: c.purpose,
-            referral: c.referral,
-        }
+        Ok(self.gens.start(config, servers))
     }
 
     pub(crate) fn has_conn_room(&self, gen_id: GenId, server: ServerId) -> bool {
         let limit = self
             .gens
-            .get(gen_id)
-            .map_or(0, |g| g.config.max_conns_per_server);
-        self.servers[server.index()].conns < limit
+            .config(gen_id)
+            .map_or(0, |c| c.max_conns_per_server);
+        self.servers.conns(server) < limit
     }
 
     /// Removes `user` from whatever it waits on or uses, then from the pool.
@@ -382,30 +346,22 @@ impl Pool {
         let user = self.users.remove(user_id).expect("user exists");
         self.timers.disarm(user.deadline, Timer::User(user_id));
         match user.state {
-            UserState::Queued => {
-                if let Some(pos) = self.queue.iter().position(|&u| u == user_id) {
-                    self.queue.remove(pos);
-                }
-            }
+            // The table took it out of the queue.
+            UserState::Queued => {}
             UserState::Waiting { conn } => {
                 let private = self
                     .conns
                     .get(conn)
                     .is_some_and(|c| c.purpose == Purpose::Private);
-                if let Some(ConnState::Connecting { waiters, .. }) =
-                    self.conns.get_mut(conn).map(|c| &mut c.state)
-                {
-                    waiters.retain(|&u| u != user_id);
-                    // A private connection opened for this user alone is not
-                    // wanted any more; a shared one is kept for the next user.
-                    if private && waiters.is_empty() {
-                        self.close_conn(conn, CloseReason::Done);
-                    }
+                // A private connection opened for this user alone is not
+                // wanted any more; a shared one is kept for the next user.
+                if self.conns.remove_waiter(conn, user_id) == Some(true) && private {
+                    self.close_conn(conn, CloseReason::Done);
                 }
             }
             UserState::Connected { conn, .. } => self.leave_conn(now, conn),
         }
-        self.gen_unref(user.gen_id, Holder::User);
+        self.gens.drop_ref(user.gen_id, Holder::User);
     }
 
     /// Ends `user` with an [`Action::Fail`].
@@ -472,19 +428,19 @@ impl Pool {
             ref other => Err(unexpected(event, user_id, other.name())),
         }
     }
+}
 
-    pub(crate) fn cred_dec(
-        &mut self,
-        cred: crate::CredKey,
-        field: impl FnOnce(&mut CredCount) -> &mut u32,
-    ) {
-        if let Some(c) = self.creds.get_mut(&cred) {
-            let f = field(c);
-            *f -= 1;
-            if c.users == 0 && c.conns == 0 {
-                self.creds.remove(&cred);
-            }
-        }
+/// Test-only placement bugs (feature `fault-hooks`).
+#[cfg(feature = "fault-hooks")]
+impl Pool {
+    /// Breaks a placement rule from now on (see [`PolicyBug`](crate::PolicyBug)).
+    pub fn plant_policy_bug(&mut self, bug: crate::PolicyBug) {
+        self.policy_bug = Some(bug);
+    }
+
+    /// Whether `bug` was planted.
+    pub(crate) fn has_bug(&self, bug: crate::PolicyBug) -> bool {
+        self.policy_bug == Some(bug)
     }
 }
 

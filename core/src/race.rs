@@ -12,7 +12,7 @@
 use crate::Instant;
 use crate::index::MatchKey;
 use crate::pool::Pool;
-use crate::state::{ConnState, UserState};
+use crate::state::ConnState;
 use crate::timers::Timer;
 use crate::{CloseReason, ConnId, Purpose, ServerId, UserId};
 
@@ -33,35 +33,22 @@ impl Pool {
     /// The race timer of `conn` fired: open a rival to the next usable server
     /// of its generation, if some waiter may move there.
     pub(crate) fn on_race_timer(&mut self, now: Instant, conn: ConnId) {
-        let Some(ConnState::Connecting {
-            waiters,
-            race_at,
-            rival,
-            ..
-        }) = self.conns.get_mut(conn).map(|c| &mut c.state)
-        else {
+        // Spends the timer; nothing to do if `conn` already has a rival.
+        let Some(waiters) = self.conns.race_due(conn, now) else {
             return;
         };
-        if race_at.is_none_or(|at| at > now) {
-            return;
-        }
-        *race_at = None;
-        if rival.is_some() {
-            return;
-        }
-        let waiters = waiters.clone();
         let movable = waiters
             .iter()
             .any(|u| self.users.get(*u).is_some_and(|u| u.server.is_none()));
-        if !movable || self.shut_down {
+        if !movable || self.is_shut_down() {
             return;
         }
         #[cfg(feature = "fault-hooks")]
-        if self.policy_bug == Some(crate::PolicyBug::NeverRace) {
+        if self.has_bug(crate::PolicyBug::NeverRace) {
             return;
         }
-        let key = self.key_of(conn);
-        if self.current != Some(key.gen_id) {
+        let key = self.conns.key_of(conn);
+        if self.gens.current() != Some(key.gen_id) {
             return;
         }
         let Some(server) = self
@@ -81,7 +68,7 @@ impl Pool {
     /// not `key.server`, is not down and has room for a connection.
     fn rival_server(&self, key: &MatchKey) -> Option<ServerId> {
         let order = &self.gens.get(key.gen_id)?.servers;
-        let health = |s: &ServerId| &self.servers[s.index()].health;
+        let health = |s: &ServerId| self.servers.health(*s);
         let stable = order.iter().filter(|s| health(s).is_stable_up());
         let returning = order
             .iter()
@@ -93,11 +80,7 @@ impl Pool {
     }
 
     fn set_rival(&mut self, conn: ConnId, to: Option<ConnId>) {
-        if let Some(ConnState::Connecting { rival, .. }) =
-            self.conns.get_mut(conn).map(|c| &mut c.state)
-        {
-            *rival = to;
-        }
+        self.conns.set_rival(conn, to);
     }
 
     /// The rival of `conn`, if both are still opening.
@@ -139,7 +122,7 @@ impl Pool {
         let same_generation = r.gen_id == gen_id;
         self.set_rival(rival, None);
         #[cfg(feature = "fault-hooks")]
-        if self.policy_bug == Some(crate::PolicyBug::RivalKeepsOwnWaiters) {
+        if self.has_bug(crate::PolicyBug::RivalKeepsOwnWaiters) {
             return Vec::new();
         }
         let Some(ConnState::Connecting { waiters, .. }) = self.conns.get(rival).map(|c| &c.state)
@@ -153,11 +136,7 @@ impl Pool {
             .iter()
             .partition(|&&u| self.may_use(u, winner_server));
         let stays_empty = stay.is_empty();
-        if let Some(ConnState::Connecting { waiters, .. }) =
-            self.conns.get_mut(rival).map(|c| &mut c.state)
-        {
-            *waiters = stay;
-        }
+        self.conns.set_waiters(rival, stay);
         let rank = |s: ServerId| {
             self.gens
                 .get(gen_id)
@@ -184,15 +163,9 @@ impl Pool {
         let (moved, left): (Vec<UserId>, Vec<UserId>) =
             waiters.into_iter().partition(|&u| self.may_use(u, server));
         for &u in &moved {
-            if let Some(user) = self.users.get_mut(u) {
-                user.state = UserState::Waiting { conn: rival };
-            }
+            self.users.set_waiting(u, rival);
         }
-        if let Some(ConnState::Connecting { waiters, .. }) =
-            self.conns.get_mut(rival).map(|c| &mut c.state)
-        {
-            waiters.extend(moved);
-        }
+        self.conns.extend_waiters(rival, moved);
         left
     }
 

@@ -6,6 +6,7 @@
 //! one bind per hold-down, however many callers use it, and never feeds a
 //! lockout storm. The refusal says nothing about the server: it stays up.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::pool::Pool;
@@ -23,16 +24,66 @@ pub(crate) struct Refusal {
     pub(crate) trying: Option<ConnId>,
 }
 
+/// The refusals in force, by server and credential.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Refusals {
+    held: BTreeMap<(ServerId, CredKey), Refusal>,
+}
+
+impl Refusals {
+    pub(crate) fn get(&self, server: ServerId, cred: CredKey) -> Option<&Refusal> {
+        self.held.get(&(server, cred))
+    }
+
+    /// An open with `cred` to `server` starts as `conn`: if the credential
+    /// was refused there, this open is the one trying it again.
+    pub(crate) fn note_attempt(&mut self, server: ServerId, cred: CredKey, conn: ConnId) {
+        if let Some(r) = self.held.get_mut(&(server, cred)) {
+            r.trying = Some(conn);
+        }
+    }
+
+    /// `server` refused `cred` at `now`: hold it back for `min`, or twice
+    /// the last hold-down (at most `max`) if that ended less than `max` ago.
+    pub(crate) fn refused(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        cred: CredKey,
+        (min, max): (Duration, Duration),
+    ) {
+        let backoff = match self.held.get(&(server, cred)) {
+            Some(r) if now <= r.until + max => (r.backoff * 2).clamp(min, max),
+            _ => min,
+        };
+        self.held.insert(
+            (server, cred),
+            Refusal {
+                until: now + backoff,
+                backoff,
+                trying: None,
+            },
+        );
+    }
+
+    /// `server` accepted `cred`: forget any refusal.
+    pub(crate) fn accepted(&mut self, server: ServerId, cred: CredKey) {
+        if !self.held.is_empty() {
+            self.held.remove(&(server, cred));
+        }
+    }
+}
+
 impl Pool {
     /// Whether an open with `cred` to `server` must be held back at `now`:
     /// the server refused the credential and its hold-down has not ended, or
     /// another open is already trying it again.
     pub(crate) fn held_back(&self, now: Instant, server: ServerId, cred: CredKey) -> bool {
-        let Some(r) = self.refusals.get(&(server, cred)) else {
+        let Some(r) = self.refusals.get(server, cred) else {
             return false;
         };
         #[cfg(feature = "fault-hooks")]
-        if self.policy_bug == Some(crate::PolicyBug::RetryRefusedAtOnce) {
+        if self.has_bug(crate::PolicyBug::RetryRefusedAtOnce) {
             return false;
         }
         let trying = r.trying.is_some_and(|c| {
@@ -46,35 +97,20 @@ impl Pool {
     /// An open with `cred` to `server` starts as `conn`: if the credential
     /// was refused there, this open is the one trying it again.
     pub(crate) fn note_bind_attempt(&mut self, server: ServerId, cred: CredKey, conn: ConnId) {
-        if let Some(r) = self.refusals.get_mut(&(server, cred)) {
-            r.trying = Some(conn);
-        }
+        self.refusals.note_attempt(server, cred, conn);
     }
 
     /// `server` refused `cred` at `now`: hold it back for the probe backoff
     /// minimum, or twice the last hold-down if that ended less than the
     /// backoff maximum ago.
     pub(crate) fn credential_refused(&mut self, now: Instant, server: ServerId, cred: CredKey) {
-        let (min, max) = self.backoff_bounds();
-        let backoff = match self.refusals.get(&(server, cred)) {
-            Some(r) if now <= r.until + max => (r.backoff * 2).clamp(min, max),
-            _ => min,
-        };
-        self.refusals.insert(
-            (server, cred),
-            Refusal {
-                until: now + backoff,
-                backoff,
-                trying: None,
-            },
-        );
+        let bounds = self.backoff_bounds();
+        self.refusals.refused(now, server, cred, bounds);
     }
 
     /// `server` accepted `cred`: forget any refusal.
     pub(crate) fn credential_accepted(&mut self, server: ServerId, cred: CredKey) {
-        if !self.refusals.is_empty() {
-            self.refusals.remove(&(server, cred));
-        }
+        self.refusals.accepted(server, cred);
     }
 
     /// Whether an open with `cred` to `server` would be held back at `now`
@@ -94,7 +130,7 @@ impl Pool {
         cred: CredKey,
     ) -> Option<Instant> {
         self.refusals
-            .get(&(server, cred))
+            .get(server, cred)
             .map(|r| r.until)
             .filter(|&until| now < until)
     }

@@ -1,4 +1,4 @@
-//! The server table: health, probes with backoff and jitter (behaviour 13),
+//! Server health: probes with backoff and jitter (behaviour 13),
 //! server down (behaviour 8) and fail-back with hold-down (behaviour 7).
 
 use std::time::Duration;
@@ -10,16 +10,6 @@ use crate::timers::Timer;
 use crate::{
     CloseReason, ConnError, ConnErrorKind, CredKey, Error, GenId, Instant, Purpose, ServerId,
 };
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Server {
-    pub(crate) addr: String,
-    pub(crate) health: HealthState,
-    /// Live connections to this server, all generations and purposes.
-    pub(crate) conns: u32,
-    /// Users attached to connections to this server.
-    pub(crate) users: u32,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum HealthState {
@@ -85,40 +75,17 @@ impl HealthState {
 }
 
 impl Pool {
-    pub(crate) fn server_or_err(&self, server: ServerId) -> Result<&crate::server::Server, Error> {
-        self.servers
-            .get(server.index())
-            .ok_or(Error::UnknownServer(server))
-    }
-
-    /// Interns `addr` (case-insensitive) in the server table.
-    pub(crate) fn intern_server(&mut self, addr: &str) -> Result<ServerId, Error> {
-        if let Some(id) = self.find_server(addr) {
-            return Ok(id);
-        }
-        let idx = u16::try_from(self.servers.len()).map_err(|_| Error::ServerTableFull)?;
-        self.servers.push(Server {
-            addr: addr.to_string(),
-            health: HealthState::STABLE,
-            conns: 0,
-            users: 0,
-        });
-        self.counters.servers.push(Default::default());
-        Ok(ServerId(idx))
-    }
-
-    pub(crate) fn find_server(&self, addr: &str) -> Option<ServerId> {
-        self.servers
-            .iter()
-            .position(|s| s.addr.eq_ignore_ascii_case(addr))
-            .and_then(|i| u16::try_from(i).ok())
-            .map(ServerId)
+    pub(crate) fn server_or_err(
+        &self,
+        server: ServerId,
+    ) -> Result<&crate::server_table::Server, Error> {
+        self.servers.get(server).ok_or(Error::UnknownServer(server))
     }
 
     /// Preference of `server` in generation `gen_id`'s configuration.
     fn preference(&self, gen_id: GenId, server: ServerId) -> Option<u16> {
         let generation = self.gens.get(gen_id)?;
-        let addr = &self.servers[server.index()].addr;
+        let addr = self.servers.addr(server);
         generation
             .config
             .servers
@@ -152,11 +119,6 @@ impl Pool {
         })
     }
 
-    fn jittered(&mut self, backoff: Duration) -> Duration {
-        let half = u64::try_from(backoff.as_nanos() / 2).unwrap_or(u64::MAX);
-        backoff + Duration::from_nanos(self.rng.up_to(half))
-    }
-
     pub(crate) fn backoff_bounds(&self) -> (Duration, Duration) {
         match self.current_gen() {
             Some(g) => (g.config.probe_backoff_min, g.config.probe_backoff_max),
@@ -166,12 +128,12 @@ impl Pool {
 
     /// Marks `server` down and applies behaviour 8 to its connections.
     pub(crate) fn mark_down(&mut self, now: Instant, server: ServerId) {
-        if self.servers[server.index()].health.is_down() || self.shut_down {
+        if self.servers.health(server).is_down() || self.is_shut_down() {
             return;
         }
         let (min, max) = self.backoff_bounds();
         let mut resumed = None;
-        match self.servers[server.index()].health {
+        match *self.servers.health(server) {
             HealthState::Returning {
                 resume_backoff,
                 next_probe,
@@ -195,13 +157,16 @@ impl Pool {
             Some(backoff) => (backoff, now + self.jittered(backoff).min(max)),
             None => (min, now + self.jittered(min)),
         };
-        self.servers[server.index()].health = HealthState::Down {
-            since: now,
-            tried: now,
-            backoff,
-            next_probe,
-            probing: None,
-        };
+        self.servers.set_health(
+            server,
+            HealthState::Down {
+                since: now,
+                tried: now,
+                backoff,
+                next_probe,
+                probing: None,
+            },
+        );
         self.timers.arm(next_probe, Timer::Probe(server));
         self.counters.servers[server.index()].marked_down += 1;
         self.push(crate::Action::ServerMarkedDown { server });
@@ -238,7 +203,7 @@ impl Pool {
             probing,
             backoff,
             ..
-        } = self.servers[server.index()].health
+        } = *self.servers.health(server)
         else {
             return;
         };
@@ -251,17 +216,20 @@ impl Pool {
             .map_or(Duration::ZERO, |g| g.config.failback_hold_down);
         self.counters.servers[server.index()].marked_up += 1;
         if hold.is_zero() {
-            self.servers[server.index()].health = HealthState::STABLE;
+            self.servers.set_health(server, HealthState::STABLE);
             self.fail_back_to(now, server);
         } else {
             let until = now + hold;
             let next_probe = self.next_hold_probe(now, until);
-            self.servers[server.index()].health = HealthState::Returning {
-                until,
-                resume_backoff: backoff,
-                next_probe,
-                probing: None,
-            };
+            self.servers.set_health(
+                server,
+                HealthState::Returning {
+                    until,
+                    resume_backoff: backoff,
+                    next_probe,
+                    probing: None,
+                },
+            );
             self.timers.arm(next_probe, Timer::Probe(server));
         }
     }
@@ -285,21 +253,21 @@ impl Pool {
     /// probe). Its failure marks the server down unless the server answered
     /// meanwhile ([`Check::answered`]).
     pub(crate) fn check_server(&mut self, now: Instant, server: ServerId) {
-        if self.shut_down
-            || !matches!(
-                self.servers[server.index()].health,
-                HealthState::Up { check: None }
-            )
+        if self.is_shut_down()
+            || !matches!(self.servers.health(server), HealthState::Up { check: None })
         {
             return;
         }
         let deadline = self.probe_deadline(now);
-        self.servers[server.index()].health = HealthState::Up {
-            check: Some(Check {
-                deadline,
-                answered: false,
-            }),
-        };
+        self.servers.set_health(
+            server,
+            HealthState::Up {
+                check: Some(Check {
+                    deadline,
+                    answered: false,
+                }),
+            },
+        );
         self.timers.arm(deadline, Timer::ProbeOverdue(server));
         self.counters.servers[server.index()].checks += 1;
         self.push(crate::Action::Probe { server });
@@ -308,23 +276,23 @@ impl Pool {
     /// `server` answered an operation or opened a connection: evidence that
     /// outranks a check in flight.
     pub(crate) fn server_answered(&mut self, server: ServerId) {
+        #[cfg(feature = "fault-hooks")]
+        if self.has_bug(crate::PolicyBug::VerdictIgnoresAnswers) {
+            return;
+        }
         if let HealthState::Up {
             check: Some(check), ..
-        } = &mut self.servers[server.index()].health
+        } = self.servers.health_mut(server)
         {
-            #[cfg(feature = "fault-hooks")]
-            if self.policy_bug == Some(crate::PolicyBug::VerdictIgnoresAnswers) {
-                return;
-            }
             check.answered = true;
         }
     }
 
     pub(crate) fn on_probe_result(&mut self, now: Instant, server: ServerId, ok: bool) {
-        if self.shut_down {
+        if self.is_shut_down() {
             return; // nothing is probed or failed back after shutdown
         }
-        match self.servers[server.index()].health {
+        match *self.servers.health(server) {
             HealthState::Down { .. } if ok => self.mark_up(now, server),
             HealthState::Down {
                 since,
@@ -336,19 +304,22 @@ impl Pool {
                 let (_, max) = self.backoff_bounds();
                 let backoff = (backoff * 2).min(max);
                 let next_probe = now + self.jittered(backoff).min(max);
-                self.servers[server.index()].health = HealthState::Down {
-                    since,
-                    tried: now,
-                    backoff,
-                    next_probe,
-                    probing: None,
-                };
+                self.servers.set_health(
+                    server,
+                    HealthState::Down {
+                        since,
+                        tried: now,
+                        backoff,
+                        next_probe,
+                        probing: None,
+                    },
+                );
                 self.timers.arm(next_probe, Timer::Probe(server));
             }
             HealthState::Up { check: Some(check) } => {
                 self.timers
                     .disarm(check.deadline, Timer::ProbeOverdue(server));
-                self.servers[server.index()].health = HealthState::STABLE;
+                self.servers.set_health(server, HealthState::STABLE);
                 if !ok {
                     if check.answered {
                         // Older than fresher evidence: the server answered
@@ -368,23 +339,26 @@ impl Pool {
                 self.timers
                     .disarm(probe.deadline, Timer::ProbeOverdue(server));
                 #[cfg(feature = "fault-hooks")]
-                let ok = ok || self.policy_bug == Some(crate::PolicyBug::HoldDownIgnoresFailures);
+                let ok = ok || self.has_bug(crate::PolicyBug::HoldDownIgnoresFailures);
                 if !ok {
                     // Failed during its hold-down: down again, and the
                     // hold-down starts afresh when it next answers.
                     self.mark_down(now, server);
                 } else if probe.started >= until {
                     // Up for the whole hold-down, and still at its end.
-                    self.servers[server.index()].health = HealthState::STABLE;
+                    self.servers.set_health(server, HealthState::STABLE);
                     self.fail_back_to(now, server);
                 } else {
                     let next_probe = self.next_hold_probe(now, until);
-                    self.servers[server.index()].health = HealthState::Returning {
-                        until,
-                        resume_backoff,
-                        next_probe,
-                        probing: None,
-                    };
+                    self.servers.set_health(
+                        server,
+                        HealthState::Returning {
+                            until,
+                            resume_backoff,
+                            next_probe,
+                            probing: None,
+                        },
+                    );
                     self.timers.arm(next_probe, Timer::Probe(server));
                 }
             }
@@ -394,11 +368,11 @@ impl Pool {
     }
 
     pub(crate) fn on_probe_timer(&mut self, now: Instant, server: ServerId) {
-        if self.shut_down {
+        if self.is_shut_down() {
             return;
         }
         let deadline = self.probe_deadline(now);
-        match &mut self.servers[server.index()].health {
+        match self.servers.health_mut(server) {
             HealthState::Down {
                 next_probe,
                 probing: probing @ None,
@@ -449,7 +423,7 @@ impl Pool {
             .unwrap_or_default();
         let probing = order.iter().any(|s| {
             matches!(
-                self.servers[s.index()].health,
+                *self.servers.health(*s),
                 HealthState::Down {
                     probing: Some(_),
                     ..
@@ -457,13 +431,13 @@ impl Pool {
             )
         });
         #[cfg(feature = "fault-hooks")]
-        let gives_up = self.policy_bug == Some(crate::PolicyBug::GiveUpWhenAllDown);
+        let gives_up = self.has_bug(crate::PolicyBug::GiveUpWhenAllDown);
         #[cfg(not(feature = "fault-hooks"))]
         let gives_up = false;
         if !probing {
             let untried = order.iter().copied().find(|s| {
                 matches!(
-                    self.servers[s.index()].health,
+                    *self.servers.health(*s),
                     HealthState::Down {
                         tried,
                         probing: None,
@@ -492,7 +466,7 @@ impl Pool {
             next_probe,
             probing: None,
             ..
-        } = &mut self.servers[server.index()].health
+        } = self.servers.health_mut(server)
         {
             let scheduled = std::mem::replace(next_probe, now);
             self.timers.disarm(scheduled, Timer::Probe(server));
@@ -503,7 +477,7 @@ impl Pool {
 
     /// A probe or check got no answer by its deadline: it failed.
     pub(crate) fn on_probe_overdue(&mut self, now: Instant, server: ServerId) {
-        let overdue = match self.servers[server.index()].health {
+        let overdue = match *self.servers.health(server) {
             HealthState::Down {
                 probing: Some(d), ..
             } => d <= now,
@@ -523,7 +497,9 @@ impl Pool {
     /// `server` first; the old ones drain once it is open
     /// ([`Pool::drain_worse`]).
     pub(crate) fn fail_back_to(&mut self, now: Instant, server: ServerId) {
-        let Some(gen_id) = self.current else { return };
+        let Some(gen_id) = self.gens.current() else {
+            return;
+        };
         let worse = self.servers_beaten_by(gen_id, server);
         let mut creds: Vec<CredKey> = Vec::new();
         for &s in &worse {
@@ -547,9 +523,9 @@ impl Pool {
                 purpose: Purpose::Read,
                 referral: false,
             };
-            if self.index.has_open(&key) {
+            if self.conns.index().has_open(&key) {
                 self.drain_worse(now, key);
-            } else if self.index.connecting(&key).next().is_none()
+            } else if self.conns.index().connecting(&key).next().is_none()
                 && self.has_conn_room(gen_id, server)
                 && !self.held_back(now, server, cred)
             {
@@ -564,13 +540,13 @@ impl Pool {
     pub(crate) fn drain_worse(&mut self, _now: Instant, key: MatchKey) {
         if key.purpose != Purpose::Read
             || key.referral
-            || !self.servers[key.server.index()].health.is_stable_up()
+            || !self.servers.health(key.server).is_stable_up()
         {
             return;
         }
         for s in self.servers_beaten_by(key.gen_id, key.server) {
             let old = MatchKey { server: s, ..key };
-            let conns = self.index.open_conns(&old);
+            let conns = self.conns.index().open_conns(&old);
             for conn in conns {
                 self.drain_conn(conn, CloseReason::FailBack);
             }

@@ -1,0 +1,156 @@
+//! The pool's counters: the public [`Counters`] and [`ServerCounters`], and
+//! [`Tally`], the wrapper the pool keeps them in so that they stay out of
+//! its equality and hash.
+
+use std::hash::{Hash, Hasher};
+use std::ops::{Deref, DerefMut};
+
+/// Monotonic counters of a pool, read through [`Status::counters`](crate::Status::counters):
+/// observations of its history, compared and hashed like any other value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Requests received.
+    pub acquires: u64,
+    /// Users handed a connection.
+    pub grants: u64,
+    /// Users failed (any error).
+    pub fails: u64,
+    /// Fails that offered a retry.
+    pub retries_offered: u64,
+    /// Users that gave up waiting (deadline).
+    pub timeouts: u64,
+    /// Users cancelled by the caller.
+    pub cancels: u64,
+    /// Users that released their connection normally.
+    pub releases: u64,
+    /// Connections opened.
+    pub opens: u64,
+    /// Connections that failed to open.
+    pub open_failures: u64,
+    /// Connections found dead (each once, however many of its users
+    /// reported it).
+    pub lost: u64,
+    /// Connections closed (all reasons).
+    pub closes: u64,
+    /// Connections set to drain.
+    pub drains: u64,
+    /// Connections opened ahead of a fail-back.
+    pub failback_warmups: u64,
+    /// Spare connections opened because every matching one was busy
+    /// (spread before stack).
+    pub spreads: u64,
+    /// Rival connections opened because a connect was slow (connect racing).
+    pub races: u64,
+    /// Generations created.
+    pub generations: u64,
+    /// Per server, indexed by [`ServerId::index`](crate::ServerId::index).
+    pub servers: Vec<ServerCounters>,
+}
+
+/// Counters of one server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ServerCounters {
+    /// Connections opened.
+    pub opens: u64,
+    /// Connections that failed to open.
+    pub open_failures: u64,
+    /// Users handed a connection to it.
+    pub grants: u64,
+    /// Times marked down.
+    pub marked_down: u64,
+    /// Times marked up again.
+    pub marked_up: u64,
+    /// Probes sent (of a down or returning server).
+    pub probes: u64,
+    /// Liveness checks started by an operation timeout.
+    pub checks: u64,
+    /// Failed checks that marked nothing down: the server answered since
+    /// the check began.
+    pub stale_verdicts: u64,
+    /// Opens not sent because the credential was refused by this server and
+    /// is held back.
+    pub held_back: u64,
+    /// Probes brought forward for users who found every server down
+    /// (counted in `probes` too).
+    pub brought_forward: u64,
+}
+
+/// The counters as the pool holds them. Two pools that differ only in their
+/// counters behave identically: counters are observations of history, never
+/// read by a decision. So a `Tally` compares equal to any other and hashes to
+/// nothing, and a [`Pool`](crate::Pool)'s `Eq` and `Hash` see only state that
+/// matters. The stateright models hold the real pool as their state: were
+/// counters part of it, states that differ only in history would be told
+/// apart, and the state space would grow without finding anything new.
+#[derive(Clone, Default)]
+pub(crate) struct Tally(Counters);
+
+/// Prints as the counters it holds.
+impl std::fmt::Debug for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Tally {
+    /// A copy of the counters, for a [`Status`](crate::Status).
+    pub(crate) fn snapshot(&self) -> Counters {
+        self.0.clone()
+    }
+}
+
+impl Deref for Tally {
+    type Target = Counters;
+    fn deref(&self) -> &Counters {
+        &self.0
+    }
+}
+
+impl DerefMut for Tally {
+    fn deref_mut(&mut self) -> &mut Counters {
+        &mut self.0
+    }
+}
+
+/// Always equal: see [`Tally`].
+impl PartialEq for Tally {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Tally {}
+
+/// Hashes nothing: see [`Tally`].
+impl Hash for Tally {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_of(x: &impl Hash) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        x.hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn public_counters_compare_by_value_and_the_tally_ignores_them() {
+        let a = Tally::default();
+        let mut b = Tally::default();
+        b.grants += 1;
+        b.servers.push(ServerCounters::default());
+        assert_ne!(
+            a.snapshot(),
+            b.snapshot(),
+            "counters that differ are unequal"
+        );
+        assert_ne!(hash_of(&a.snapshot()), hash_of(&b.snapshot()));
+        assert_eq!(a, b, "the pool's tally never splits states");
+        assert_eq!(hash_of(&a), hash_of(&b));
+    }
+}
