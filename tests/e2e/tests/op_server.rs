@@ -20,13 +20,7 @@ fn servers_in(log: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_operation_span_names_the_server_that_ran_it() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::trace();
     let (mut a, b) = (slapd(3), slapd(3));
     let pool = builder()
         .preferred_server(a.url())
@@ -34,7 +28,7 @@ async fn each_operation_span_names_the_server_that_ran_it() {
         .build()
         .unwrap();
     search_user(&pool, 1).await.unwrap();
-    let log = || String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let log = || capture.text();
     assert_eq!(servers_in(&log()), [a.url()], "{}", log());
 
     a.kill();

@@ -9,13 +9,7 @@ use ldapmux_harness::Slapd;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_never_appear_in_debug_errors_or_logs() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::trace();
 
     let server = slapd(10);
     let good = "GoodSecret-4b1e";

@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -25,25 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 // Helpers
 // ----------------------------------------------------------------------
 
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// The process-wide TRACE subscriber writing into memory (installed once).
 fn capture() -> &'static Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture = Capture::default();
-        let writer = capture.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .init();
-        capture
-    })
+    Capture::trace()
 }
 
 /// Sets user `i`'s password (as the root DN, on a connection of its own).

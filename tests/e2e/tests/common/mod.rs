@@ -236,6 +236,29 @@ pub async fn ops_initiated(server: &Slapd, op: &str) -> u64 {
 #[derive(Clone, Default)]
 pub struct Capture(pub Arc<std::sync::Mutex<Vec<u8>>>);
 
+impl Capture {
+    /// The process-wide TRACE subscriber writing into memory, installed on
+    /// the first call (a test binary has one global subscriber).
+    pub fn trace() -> &'static Capture {
+        static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+        CAPTURE.get_or_init(|| {
+            let capture = Capture::default();
+            let writer = capture.clone();
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .init();
+            capture
+        })
+    }
+
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 impl std::io::Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
