@@ -310,17 +310,11 @@ impl ConfigFile {
     /// Builds the configuration from what was given, reads the password
     /// file and checks everything, errors naming where the value was given.
     fn finish(mut self) -> Result<ConfigFile, ConfigFileError> {
-        self.config = PoolConfig::deserialize(self.given.clone()).map_err(|e| {
-            // Each value was checked alone as it was read; say which source.
-            let origin = self.origins.values().next_back().cloned();
-            match origin {
-                Some(o) => o.bad(e.message().to_owned()),
-                None => ConfigFileError::Env {
-                    var: "LDAPCONF",
-                    reason: e.message().to_owned(),
-                },
-            }
-        })?;
+        // Every TOML value was deserialized alone as it was read, and the
+        // ldap.conf and environment values are made by this module's own
+        // parsers: together they always make a PoolConfig.
+        self.config = PoolConfig::deserialize(self.given.clone())
+            .expect("values checked one by one as they were read");
         if let Some(file) = &self.config.bind_password_file {
             let origin = &self.origins["bind_password_file"];
             let pw = crate::secret::read_password_file(file).map_err(|reason| match origin {
