@@ -10,8 +10,9 @@ LOOM_ENV = RUSTFLAGS="--cfg ldapmux_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DI
 
 # Three real slapd on 127.0.0.1, a pool in front, a kill -9, a restart, a reload and a
 # shutdown under load, shown live (one line per second when piped); ends within 40 s.
+# `demo` is a feature of ldapmux-cli: the operators' `ldapmux` has no test harness in it.
 demo: deps
-	$(CARGO) run -q --release -p ldapmux-cli -- demo
+	$(CARGO) run -q --release -p ldapmux-cli --features demo -- demo
 
 test: deps fmt clippy unit doc loom model simulate fuzz-short
 	@echo "make test: all checks passed"
@@ -49,8 +50,9 @@ simulate:
 
 # The full end-to-end benchmark (ldapmux vs raw ldap3, bb8, deadpool on real slapd);
 # writes docs/results/benchmarks.md and its charts. `bench-core`: the core's criterion bench.
+# `bench` is a feature of ldapmux-cli, as `demo` is.
 bench: deps
-	$(CARGO) run -q --release -p ldapmux-cli -- bench --write-docs docs/results
+	$(CARGO) run -q --release -p ldapmux-cli --features bench -- bench --write-docs docs/results
 
 bench-core:
 	$(CARGO) bench -p ldapmux-core --bench acquire_release

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// ldapmux: a shared, fail-over LDAP connection pool. This command shows it
-/// at work on real slapd servers, checks your servers with its logic, and
-/// benchmarks it.
+/// ldapmux: a shared, fail-over LDAP connection pool. This command checks
+/// your servers with the pool's own logic and shows the status of a pool
+/// built from your configuration.
 #[derive(Debug, Parser)]
 #[command(name = "ldapmux", version, propagate_version = true)]
 pub struct Cli {
@@ -19,6 +19,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[cfg(feature = "demo")]
     /// Watch the pool live on three local slapd servers: fail-over,
     /// fail-back, reload and shutdown under load.
     ///
@@ -62,6 +63,7 @@ pub enum Command {
     /// refused with its error and the pool keeps the old one); SIGINT or
     /// SIGTERM shut the pool down and exit 0.
     Status(StatusArgs),
+    #[cfg(feature = "bench")]
     /// Benchmark ldapmux against raw ldap3, bb8 + bb8-ldap and deadpool on
     /// one local slapd.
     ///
@@ -71,6 +73,7 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
+#[cfg(feature = "demo")]
 /// Options of `ldapmux demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -91,7 +94,8 @@ pub struct DemoArgs {
     pub metrics: MetricsArgs,
 }
 
-/// `--metrics-addr` and its safety switch.
+#[cfg(feature = "demo")]
+/// `--metrics-addr` and its safety switch (of `ldapmux demo`).
 #[derive(Debug, Args)]
 pub struct MetricsArgs {
     /// Serve the pool's metrics as Prometheus text at http://IP:PORT/metrics.
@@ -180,16 +184,19 @@ pub struct StatusArgs {
     pub metrics_allow_remote: bool,
 }
 
+#[cfg(feature = "bench")]
 /// The pairs of `ldapmux bench --pairs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SweepPairs(pub Vec<(u32, u32)>);
 
+#[cfg(feature = "bench")]
 fn parse_pairs(s: &str) -> Result<SweepPairs, String> {
     ldapmux_bench::parse_pairs(s)
         .map(SweepPairs)
         .ok_or_else(|| format!("{s:?}: want pairs like 2x4,4x8 (both ≥ 1)"))
 }
 
+#[cfg(feature = "bench")]
 /// Options of `ldapmux bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -219,6 +226,7 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    #[cfg(feature = "demo")]
     #[test]
     fn demo_defaults_and_bounds() {
         let cli = Cli::try_parse_from(["ldapmux", "demo"]).unwrap();
@@ -228,6 +236,24 @@ mod tests {
         assert_eq!((d.duration, d.users, d.plain), (40, 10_000, false));
         assert!(Cli::try_parse_from(["ldapmux", "demo", "--duration", "61"]).is_err());
         assert!(Cli::try_parse_from(["ldapmux", "demo", "--duration", "5"]).is_err());
+    }
+
+    /// The operators' build has no `demo` and no `bench` subcommand.
+    #[test]
+    fn demo_and_bench_are_subcommands_only_with_their_features() {
+        let demo = Cli::try_parse_from(["ldapmux", "demo"]);
+        assert_eq!(demo.is_ok(), cfg!(feature = "demo"));
+        let bench = Cli::try_parse_from(["ldapmux", "bench", "--quick"]);
+        assert_eq!(bench.is_ok(), cfg!(feature = "bench"));
+        for (name, on) in [
+            ("demo", cfg!(feature = "demo")),
+            ("bench", cfg!(feature = "bench")),
+        ] {
+            let listed = Cli::command()
+                .get_subcommands()
+                .any(|c| c.get_name() == name);
+            assert_eq!(listed, on, "{name}");
+        }
     }
 
     #[test]

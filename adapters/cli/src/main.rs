@@ -1,4 +1,6 @@
 //! The `ldapmux` binary: see `ldapmux --help` and the `ldapmux_cli` crate.
+//! `demo` and `bench` are there only when built with the features of the
+//! same names (`make demo`, `make bench`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use ldapmux_cli::check::{self, CheckOptions, ServerReport};
 use ldapmux_cli::cli::{Cli, Command, StatusArgs};
 use ldapmux_cli::config_check;
 use ldapmux_cli::config_source::ConfigSource;
+#[cfg(feature = "demo")]
 use ldapmux_cli::demo::{self, DemoOptions};
 use ldapmux_cli::follow::{self, FollowOptions};
 use ldapmux_cli::metrics_http::{self, MetricsEndpoint};
@@ -30,9 +33,11 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async move {
         match cli.command {
+            #[cfg(feature = "demo")]
             Command::Demo(args) => run_demo(args).await,
             Command::Check(args) => run_check(args).await,
             Command::Status(args) => run_status(args).await,
+            #[cfg(feature = "bench")]
             Command::Bench(args) => run_bench(args).await,
         }
     });
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
     code
 }
 
+#[cfg(feature = "demo")]
 async fn run_demo(args: ldapmux_cli::cli::DemoArgs) -> ExitCode {
     let _metrics = match args.metrics.metrics_addr {
         Some(addr) => match MetricsEndpoint::start(addr, args.metrics.metrics_allow_remote) {
@@ -230,6 +236,7 @@ async fn run_status(args: StatusArgs) -> ExitCode {
     }
 }
 
+#[cfg(feature = "bench")]
 async fn run_bench(args: ldapmux_cli::cli::BenchArgs) -> ExitCode {
     match ldapmux_cli::bench::run(
         args.quick,

@@ -4,7 +4,9 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use ldapmux_harness::{ROOT_DN, ROOT_PW, Slapd, process_alive};
+#[cfg(feature = "demo")]
+use ldapmux_harness::process_alive;
+use ldapmux_harness::{ROOT_DN, ROOT_PW, Slapd};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ldapmux");
 
@@ -22,6 +24,7 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
+#[cfg(feature = "demo")]
 /// slapd processes whose command line names a harness temp dir of `owner`.
 fn slapds_of(owner: u32) -> Vec<u32> {
     let needle = format!("ldapmux-slapd-{owner}-");
@@ -39,6 +42,7 @@ fn slapds_of(owner: u32) -> Vec<u32> {
         .collect()
 }
 
+#[cfg(feature = "demo")]
 /// Every `slapd pid N` the demo printed.
 fn printed_pids(stdout: &str) -> Vec<u32> {
     stdout
@@ -51,6 +55,7 @@ fn printed_pids(stdout: &str) -> Vec<u32> {
         .collect()
 }
 
+#[cfg(feature = "demo")]
 #[test]
 fn demo_plain_runs_the_script_passes_its_checks_and_leaves_nothing() {
     let started = Instant::now();
@@ -179,11 +184,33 @@ fn help_reads_well() {
     let out = run(&["--help"]);
     let (stdout, _) = text(&out);
     assert!(out.status.success());
-    for cmd in ["demo", "check", "status", "bench"] {
+    let mut commands = vec!["check", "status"];
+    if cfg!(feature = "demo") {
+        commands.push("demo");
+    }
+    if cfg!(feature = "bench") {
+        commands.push("bench");
+    }
+    for cmd in commands {
         assert!(stdout.contains(cmd), "{stdout}");
     }
     let out = run(&["demo", "--duration", "99"]);
     assert_eq!(out.status.code(), Some(2), "a bad value is a usage error");
+}
+
+/// The operators' build (no features) has neither `demo` nor `bench`.
+#[cfg(not(any(feature = "demo", feature = "bench")))]
+#[test]
+fn the_operators_binary_has_no_demo_and_no_bench() {
+    for cmd in ["demo", "bench"] {
+        let out = run(&[cmd]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("unrecognized subcommand"),
+            "{cmd}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -599,7 +599,7 @@ fn markdown(s: &BenchSummary, plan: &Plan, settings: &BTreeMap<String, String>) 
     let _ = writeln!(d, "## Reproduce\n");
     let _ = writeln!(
         d,
-        "```sh\nmake bench                 # the full run, rewrites docs/results/\nldapmux bench --quick      # about 70 s, prints the result lines and targets only\nldapmux bench --sweep-only [--pairs 2x4,4x8]   # ≤ 6 min: defaults, raw and the spread sweep\ncargo run --release -p ldapmux-bench --example run -- --docs docs/results   # the same full run\n```\n"
+        "```sh\nmake bench                 # the full run, rewrites docs/results/\ncargo run --release -p ldapmux-cli --features bench -- bench --quick   # about 70 s, prints the result lines and targets only\ncargo run --release -p ldapmux-cli --features bench -- bench --sweep-only [--pairs 2x4,4x8]   # ≤ 6 min: defaults, raw and the spread sweep\ncargo run --release -p ldapmux-bench --example run -- --docs docs/results   # the same full run\n```\n"
     );
     let _ = writeln!(d, "## Machine\n\n| what | value |\n| --- | --- |");
     for (k, v) in machine() {
