@@ -36,8 +36,23 @@ impl Default for TlsOptions {
     }
 }
 
+#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+compile_error!(
+    "ldapmux needs a TLS crypto provider: enable its `ring` (default) or `aws-lc-rs` feature"
+);
+
+/// The crypto provider chosen by the crate's features: ring when its feature
+/// is on (the default, and the choice if both are on), otherwise aws-lc-rs.
+#[cfg(feature = "ring")]
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The crypto provider chosen by the crate's features: aws-lc-rs (the `ring`
+/// feature is off).
+#[cfg(all(feature = "aws-lc-rs", not(feature = "ring")))]
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Builds the shared client configuration.
