@@ -6,7 +6,7 @@ CARGO ?= cargo
 # invalidates the normal build (a global `--cfg loom` would break tokio).
 LOOM_ENV = RUSTFLAGS="--cfg ldapmux_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom
 
-.PHONY: demo test deps fmt clippy unit doc package public-api loom model simulate fuzz-short bench bench-core fuzz mutants
+.PHONY: demo test deps fmt clippy unit doc package features public-api loom model simulate fuzz-short bench bench-core fuzz mutants
 
 # Three real slapd on 127.0.0.1, a pool in front, a kill -9, a restart, a reload and a
 # shutdown under load, shown live (one line per second when piped); ends within 40 s.
@@ -14,7 +14,7 @@ LOOM_ENV = RUSTFLAGS="--cfg ldapmux_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DI
 demo: deps
 	$(CARGO) run -q --release -p ldapmux-cli --features demo -- demo
 
-test: deps fmt clippy unit doc package public-api loom model simulate fuzz-short
+test: deps fmt clippy unit doc package features public-api loom model simulate fuzz-short
 	@echo "make test: all checks passed"
 
 deps:
@@ -48,6 +48,18 @@ PACKAGE_FLAGS ?= --no-verify
 package:
 	@echo "== cargo package $(PUBLISHED) $(PACKAGE_FLAGS)"
 	$(CARGO) package $(PACKAGE_FLAGS) $(addprefix -p ,$(PUBLISHED))
+
+# Each optional part of the published crates builds, tests and lints alone and
+# without the others (the workspace build turns them all on, hiding a missing
+# cfg): none, each of metrics / config / dns-srv, and all of them.
+FEATURE_SETS = ring ring,metrics ring,config ring,dns-srv ring,metrics,config,dns-srv
+features:
+	@echo "== feature sets of ldapmux and ldapmux-blocking"
+	@set -e; for f in $(FEATURE_SETS); do \
+	  echo "-- --no-default-features --features $$f"; \
+	  $(CARGO) clippy -q -p ldapmux -p ldapmux-blocking --all-targets --no-default-features --features $$f -- -D warnings; \
+	done
+	$(CARGO) test -q -p ldapmux --lib --no-default-features --features ring
 
 # The checked-in public API listings (docs/api/) still match the code.
 public-api:

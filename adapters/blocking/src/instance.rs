@@ -25,10 +25,13 @@ impl Instance {
                 reason: e.to_string(),
             })?;
         let builder = builder.clone().runtime(runtime.handle().clone());
+        #[cfg(feature = "dns-srv")]
         let pool = match builder.into_dns_srv() {
             Ok(srv) => runtime.block_on(srv.build())?,
             Err(listed) => listed.build()?,
         };
+        #[cfg(not(feature = "dns-srv"))]
+        let pool = builder.build()?;
         Ok(Instance {
             pid: std::process::id(),
             runtime,

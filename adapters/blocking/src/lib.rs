@@ -37,6 +37,13 @@
 //! ```
 //!
 //! Do not call these methods from inside an async runtime: they block.
+//!
+//! Cargo features are ldapmux's, forwarded: `ring` (default) or `aws-lc-rs`,
+//! `metrics` (default: [`Pool::publish_metrics`]), `config` (default:
+//! configuration files, through [`ldapmux::ConfigFile`]) and `dns-srv`
+//! (servers from DNS SRV records; `Pool::dns_srv_status`).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod entries;
 mod guard;

@@ -6,8 +6,10 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+#[cfg(feature = "dns-srv")]
+use ldapmux::SrvStatus;
 use ldapmux::core::{ConnInfo, Instant, ServerId};
-use ldapmux::{BuildError, Credential, Error, PoolBuilder, SrvStatus, Status};
+use ldapmux::{BuildError, Credential, Error, PoolBuilder, Status};
 
 use crate::instance::Instance;
 
@@ -314,6 +316,8 @@ impl Pool {
     /// pool.publish_metrics(); // the recorder's figures are current now
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn publish_metrics(&self) {
         if let Ok(instance) = self.instance() {
             instance.pool.publish_metrics();
@@ -420,6 +424,8 @@ impl Pool {
     /// }
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "dns-srv")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns-srv")))]
     pub fn dns_srv_status(&self) -> Option<SrvStatus> {
         self.instance().ok()?.pool.dns_srv_status()
     }

@@ -7,11 +7,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "dns-srv")]
+use ldapmux_blocking::SrvStatus;
 use ldapmux_blocking::core::{ConnId, Instant};
 use ldapmux_blocking::ldap3::exop::Exop;
 use ldapmux_blocking::{
     BuildError, ConnGuard, ConnInfo, Credential, Entries, Error, LeaseKind, Mod, Password, Pool,
-    PoolBuilder, Scope, SearchEntry, ServerId, SrvStatus, Status,
+    PoolBuilder, Scope, SearchEntry, ServerId, Status,
 };
 
 /// Nothing listens there: the pool starts (no connection opens until an
@@ -39,12 +41,14 @@ fn the_signatures_are_the_async_ones_without_async() {
     let _: fn(&Pool) -> Status = Pool::status;
     let _: fn(&Pool) -> Vec<ConnInfo> = Pool::connections;
     let _: fn(&Pool) -> Instant = Pool::now;
+    #[cfg(feature = "metrics")]
     let _: fn(&Pool) = Pool::publish_metrics;
     let _: fn(&Pool) -> usize = Pool::open_sockets;
     let _: fn(&Pool, PoolBuilder) -> Result<(), BuildError> = Pool::reload;
     let _: fn(&Pool, PoolBuilder) -> Result<(), BuildError> = Pool::reload_keeping_servers;
     let _: fn(&Pool) -> usize = Pool::shutdown;
     let _: fn(&Pool, ServerId) -> Option<String> = Pool::server_url;
+    #[cfg(feature = "dns-srv")]
     let _: fn(&Pool) -> Option<SrvStatus> = Pool::dns_srv_status;
     let _: fn(&Pool, &str, Scope, &str, &[&str]) -> Result<Vec<SearchEntry>, Error> = Pool::search;
     let _: fn(&Pool, &str, Scope, &str, &[&str]) -> Result<Entries, Error> = Pool::streaming_search;
@@ -92,9 +96,11 @@ fn status_is_a_status_of_a_live_pool_without_a_result() {
     assert_eq!(pool.server_url(server).as_deref(), Some(NOWHERE));
     assert!(pool.connections().is_empty());
     assert_eq!(pool.open_sockets(), 0);
+    #[cfg(feature = "dns-srv")]
     assert_eq!(pool.dns_srv_status(), None, "a pool with fixed servers");
     let (a, b) = (pool.now(), pool.now());
     assert!(a <= b, "the pool's clock does not go back");
+    #[cfg(feature = "metrics")]
     pool.publish_metrics();
 }
 

@@ -261,11 +261,16 @@ impl PoolBuilder {
         if self.config.dns_srv.is_some() {
             // Only a configuration read as data gets here: the builder's
             // own `dns_srv` gives an SrvPoolBuilder.
+            let reason = if cfg!(feature = "dns-srv") {
+                "the servers come from a DNS lookup: build with \
+                 SrvPoolBuilder::build().await (PoolBuilder::into_dns_srv)"
+            } else {
+                "the servers come from a DNS lookup, which needs the `dns-srv` \
+                 feature of ldapmux"
+            };
             return Err(BuildError::InvalidField {
                 field: "dns_srv",
-                reason: "the servers come from a DNS lookup: build with \
-                         SrvPoolBuilder::build().await (PoolBuilder::into_dns_srv)"
-                    .into(),
+                reason: reason.into(),
             });
         }
         self.build_static()
@@ -366,17 +371,7 @@ impl PoolBuilder {
             verify: c.tls_verify,
         };
         let tls = tls::client_config(&tls_options)?;
-        let metrics = MetricsConfig {
-            name: c.metrics_name.clone().map(Into::into),
-            bind_dn_labels: c.metrics_bind_dn_labels,
-            cred_labels: c
-                .metrics_credential_labels
-                .iter()
-                .map(|(dn, label)| (dn.clone(), label.clone().into()))
-                .collect(),
-            interval: c.metrics_interval,
-            keys: Default::default(),
-        };
+        let metrics = MetricsConfig::of(c);
         Ok(Arc::new(Settings {
             core: checked.core,
             urls: checked.urls,

@@ -1,11 +1,26 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// Helpers shared by the optional parts (a config file's builder, DNS SRV's
+// weak pool handle, metric labels) are unused in a build without them. The
+// all-features build, which clippy checks with warnings denied, still finds
+// dead code.
+#![cfg_attr(
+    not(all(feature = "metrics", feature = "config", feature = "dns-srv")),
+    allow(dead_code)
+)]
 mod builder;
+#[cfg(feature = "config")]
 mod config_file;
 mod connect;
 mod credential;
 mod error;
 mod guard;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+#[path = "metrics_off.rs"]
+mod metrics;
 mod ops;
 mod pool;
 mod pool_config;
@@ -16,9 +31,12 @@ mod srv;
 mod stream;
 mod tls;
 mod url;
+#[cfg(feature = "config")]
 mod watch;
 
 pub use builder::PoolBuilder;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub use config_file::{ConfigFile, ConfigFileError};
 pub use credential::Credential;
 pub use error::{BuildError, Error, LdapStatus, result_name};
@@ -26,10 +44,15 @@ pub use guard::ConnGuard;
 pub use pool::{LeaseKind, Pool};
 pub use pool_config::PoolConfig;
 pub use secret::Password;
-pub use srv::{SrvError, SrvPoolBuilder, SrvRecord, SrvService, SrvStatus};
+#[cfg(feature = "dns-srv")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns-srv")))]
+pub use srv::SrvPoolBuilder;
+pub use srv::{SrvError, SrvRecord, SrvService, SrvStatus};
 pub use stream::EntryStream;
 pub use tls::TlsOptions;
 pub use url::{Scheme, ServerUrl};
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub use watch::{ConfigWatch, ReloadError, WatchOptions, WatchReport};
 
 /// The LDAP client this crate runs on, for the types its API takes

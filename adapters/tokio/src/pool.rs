@@ -288,6 +288,8 @@ impl Pool {
     /// call it before reading the recorder when the figures must be current
     /// (an exporter's scrape, a test). Costs one walk of the live
     /// connections under the pool's lock. See [`crate::metrics`].
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn publish_metrics(&self) {
         self.inner.shared.publish_metrics();
     }

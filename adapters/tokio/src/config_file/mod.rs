@@ -252,12 +252,16 @@ impl ConfigFile {
 
     /// Builds the pool these settings describe: following DNS SRV
     /// ([`SrvPoolBuilder::build`](crate::SrvPoolBuilder::build)) when they
-    /// name a `dns_srv` domain, with the listed servers otherwise.
+    /// name a `dns_srv` domain, with the listed servers otherwise. (Without
+    /// the `dns-srv` feature a `dns_srv` domain is refused, naming the key.)
     pub async fn build(&self) -> Result<crate::Pool, BuildError> {
-        match self.builder().into_dns_srv() {
+        #[cfg(feature = "dns-srv")]
+        return match self.builder().into_dns_srv() {
             Ok(srv) => srv.build().await,
             Err(listed) => listed.build(),
-        }
+        };
+        #[cfg(not(feature = "dns-srv"))]
+        self.builder().build()
     }
 
     /// Applies these settings to `b`: the keys the files give replace the

@@ -414,13 +414,24 @@ fn dns_srv_keys_replace_the_uri_and_are_checked() {
     let cfg = ConfigFile::read_toml(&p).unwrap();
     assert_eq!(cfg.dns_srv(), Some("example.test"));
     assert!(cfg.servers().is_empty(), "DNS replaces URI");
-    assert!(cfg.builder().uses_dns_srv());
-    assert!(
-        !ConfigFile::read_ldap_conf(d.join("ldap.conf"))
-            .unwrap()
-            .builder()
-            .uses_dns_srv()
-    );
+    #[cfg(feature = "dns-srv")]
+    {
+        assert!(cfg.builder().uses_dns_srv());
+        assert!(
+            !ConfigFile::read_ldap_conf(d.join("ldap.conf"))
+                .unwrap()
+                .builder()
+                .uses_dns_srv()
+        );
+    }
+    #[cfg(not(feature = "dns-srv"))]
+    {
+        let err = cfg.builder().build().unwrap_err().to_string();
+        assert!(
+            err.contains("dns_srv") && err.contains("`dns-srv` feature"),
+            "{err}"
+        );
+    }
 
     let (p, r) = toml_file("uri = [\"ldap://a\"]\ndns_srv = \"example.test\"\n");
     assert_at(&r.unwrap_err(), &p, 2, "dns_srv");

@@ -38,6 +38,21 @@ impl Default for MetricsConfig {
 }
 
 impl MetricsConfig {
+    /// The metrics part of a configuration.
+    pub(crate) fn of(c: &crate::PoolConfig) -> MetricsConfig {
+        MetricsConfig {
+            name: c.metrics_name.clone().map(Into::into),
+            bind_dn_labels: c.metrics_bind_dn_labels,
+            cred_labels: c
+                .metrics_credential_labels
+                .iter()
+                .map(|(dn, label)| (dn.clone(), label.clone().into()))
+                .collect(),
+            interval: c.metrics_interval,
+            keys: Default::default(),
+        }
+    }
+
     /// `pairs` plus the `pool` label if set.
     pub(super) fn labels<const N: usize>(
         &self,

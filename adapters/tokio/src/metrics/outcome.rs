@@ -73,7 +73,7 @@ impl Outcome {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "metrics"))]
 mod tests {
     use super::*;
     use crate::metrics::OUTCOMES;

@@ -25,16 +25,29 @@
 //! the pool holds the discovery as a `pool::ServerSource`, a trait of its
 //! own, and a discovery task holds the pool as a `pool::WeakPool`.
 
+//!
+//! Without the `dns-srv` feature only [`types`] is compiled: the
+//! configuration's `dns_srv_service` key and [`BuildError::Discovery`](crate::BuildError::Discovery)
+//! keep their types, and a `dns_srv` key is refused when the pool is built.
+
+#[cfg(feature = "dns-srv")]
 mod builder;
+#[cfg(feature = "dns-srv")]
 mod config;
+#[cfg(feature = "dns-srv")]
 mod discovery;
+#[cfg(feature = "dns-srv")]
 mod lookup;
+#[cfg(feature = "dns-srv")]
 mod order;
+#[cfg(feature = "dns-srv")]
 mod schedule;
-#[cfg(test)]
+#[cfg(all(test, feature = "dns-srv"))]
 mod testing;
 mod types;
 
+#[cfg(feature = "dns-srv")]
 pub use builder::SrvPoolBuilder;
+#[cfg(feature = "dns-srv")]
 pub(crate) use config::SrvConfig;
 pub use types::{SrvError, SrvRecord, SrvService, SrvStatus};
