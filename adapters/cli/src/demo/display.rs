@@ -62,7 +62,7 @@ pub(super) async fn display(shared: Arc<Shared>, mut tui: Option<Tui>) -> std::i
         let now = Instant::now();
         let due = now >= shared.t0 + Duration::from_secs(next_second);
         if due || finishing {
-            let mut w = shared.rec.roll(now);
+            let w = shared.rec.roll(now);
             history.push(w.ops_per_sec().round() as u64);
             last_second = (w.ops_per_sec(), w.percentile(0.5), w.percentile(0.99));
             while shared.t0 + Duration::from_secs(next_second) <= now {

@@ -211,7 +211,7 @@ pub fn checks(s: &Summary) -> Vec<Check> {
 
 /// The closing summary, several lines (each under 100 columns).
 pub fn render_summary(s: &Summary, checks: &[Check]) -> String {
-    let mut ops = s.ops.clone();
+    let ops = s.ops.clone();
     let mut o = String::new();
     let _ = writeln!(o, "== ldapmux demo: summary ==");
     let _ = writeln!(
