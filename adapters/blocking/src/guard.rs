@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use ldapmux::status::{ConnId, ServerId};
 use ldapmux::ldap3::exop::Exop;
+use ldapmux::status::{ConnId, ServerId};
 use ldapmux::{Error, Mod, Scope, SearchEntry};
 
 use crate::instance::Instance;

@@ -54,12 +54,12 @@ pub use entries::Entries;
 pub use guard::ConnGuard;
 pub use pool::Pool;
 
-/// The pool's snapshots and the ids, phases and counters they are made of
-/// (see [`ldapmux::status`]).
-pub use ldapmux::status;
 /// The LDAP client the pool runs on, for the types its API takes
 /// ([`Pool::extended`] takes an [`ldap3::exop::Exop`]).
 pub use ldapmux::ldap3;
+/// The pool's snapshots and the ids, phases and counters they are made of
+/// (see [`ldapmux::status`]).
+pub use ldapmux::status;
 pub use ldapmux::{
     BuildError, ConfigError, ConnId, ConnInfo, Credential, Error, Health, Instant, LdapStatus,
     LeaseKind, Mod, Password, PoolBuilder, PoolError, Scope, SearchEntry, ServerId, SrvStatus,

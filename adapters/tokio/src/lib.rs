@@ -65,11 +65,11 @@ pub use ldapmux_core::{
     ServerStatus, Sharing, Status,
 };
 
+/// A setting the pool cannot run with, inside [`BuildError`].
+pub use ldapmux_core::ConfigError;
 /// Why the pool itself refused or failed an operation, inside
 /// [`Error::Pool`] (the state machine's error, from `ldapmux-core`).
 pub use ldapmux_core::Error as PoolError;
-/// A setting the pool cannot run with, inside [`BuildError`].
-pub use ldapmux_core::ConfigError;
 
 /// The pool's snapshots ([`Pool::status`], [`Pool::connections`]) and the
 /// ids, phases and counters they are made of. They come from `ldapmux-core`,
