@@ -46,7 +46,7 @@ impl Iterator for Entries {
         if streaming.instance.forked() {
             std::mem::forget(self.streaming.take());
             return Some(Err(Error::Pool {
-                source: ldapmux::core::Error::Forked,
+                source: ldapmux::PoolError::Forked,
                 server: None,
             }));
         }

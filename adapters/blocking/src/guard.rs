@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use ldapmux::core::{ConnId, ServerId};
 use ldapmux::ldap3::exop::Exop;
+use ldapmux::status::{ConnId, ServerId};
 use ldapmux::{Error, Mod, Scope, SearchEntry};
 
 use crate::instance::Instance;
@@ -61,7 +61,7 @@ impl ConnGuard {
         let Leased { instance, guard } = self.leased.as_mut().expect("present until dropped");
         if instance.forked() {
             return Err(Error::Pool {
-                source: ldapmux::core::Error::Forked,
+                source: ldapmux::PoolError::Forked,
                 server: None,
             });
         }

@@ -54,12 +54,14 @@ pub use entries::Entries;
 pub use guard::ConnGuard;
 pub use pool::Pool;
 
-/// The core crate, for its status and error types.
-pub use ldapmux::core;
 /// The LDAP client the pool runs on, for the types its API takes
 /// ([`Pool::extended`] takes an [`ldap3::exop::Exop`]).
 pub use ldapmux::ldap3;
+/// The pool's snapshots and the ids, phases and counters they are made of
+/// (see [`ldapmux::status`]).
+pub use ldapmux::status;
 pub use ldapmux::{
-    BuildError, ConnInfo, Credential, Error, Health, LdapStatus, LeaseKind, Mod, Password,
-    PoolBuilder, Scope, SearchEntry, ServerId, SrvStatus, Status,
+    BuildError, ConfigError, ConnId, ConnInfo, Credential, Error, Health, Instant, LdapStatus,
+    LeaseKind, Mod, Password, PoolBuilder, PoolError, Scope, SearchEntry, ServerId, SrvStatus,
+    Status,
 };

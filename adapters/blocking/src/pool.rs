@@ -8,7 +8,7 @@ use std::time::Duration;
 
 #[cfg(feature = "dns-srv")]
 use ldapmux::SrvStatus;
-use ldapmux::core::{ConnInfo, Instant, ServerId};
+use ldapmux::status::{ConnInfo, Instant, ServerId};
 use ldapmux::{BuildError, Credential, Error, PoolBuilder, Status};
 
 use crate::instance::Instance;

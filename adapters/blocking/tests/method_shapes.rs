@@ -9,8 +9,8 @@ use std::time::Duration;
 
 #[cfg(feature = "dns-srv")]
 use ldapmux_blocking::SrvStatus;
-use ldapmux_blocking::core::{ConnId, Instant};
 use ldapmux_blocking::ldap3::exop::Exop;
+use ldapmux_blocking::status::{ConnId, Instant};
 use ldapmux_blocking::{
     BuildError, ConnGuard, ConnInfo, Credential, Entries, Error, LeaseKind, Mod, Password, Pool,
     PoolBuilder, Scope, SearchEntry, ServerId, Status,

@@ -139,11 +139,11 @@ pub fn error_kind(e: &Error) -> &'static str {
         Error::Ldap(_) => "LDAP error",
         Error::InvalidRequest(_) => "invalid request",
         Error::Pool {
-            source: ldapmux::core::Error::NoServerAvailable,
+            source: ldapmux::PoolError::NoServerAvailable,
             ..
         } => "no server available",
         Error::Pool {
-            source: ldapmux::core::Error::AcquireTimeout,
+            source: ldapmux::PoolError::AcquireTimeout,
             ..
         } => "timed out",
         _ => "error",

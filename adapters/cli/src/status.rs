@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use ldapmux::core::{GenId, GenPhase};
+use ldapmux::status::{GenId, GenPhase};
 use ldapmux::{ConfigFile, ConnInfo, Health, LeaseKind, Pool, Scope, ServerUrl, Status};
 
 use crate::check::{CheckError, error_kind, fail};
@@ -72,7 +72,7 @@ pub struct Snapshot {
     /// Every live connection.
     pub conns: Vec<ConnInfo>,
     /// Now, on the pool's clock.
-    pub now: ldapmux::core::Instant,
+    pub now: ldapmux::status::Instant,
     /// The servers of the DNS SRV answer in use, if the pool follows DNS.
     pub discovered: Option<Vec<String>>,
 }
@@ -130,7 +130,7 @@ impl ServerRow {
 }
 
 /// Health as an operator reads it.
-pub fn health_text(h: &Health, now: ldapmux::core::Instant) -> String {
+pub fn health_text(h: &Health, now: ldapmux::status::Instant) -> String {
     match *h {
         Health::Up => "Up".to_owned(),
         Health::Returning { until } => format!(
@@ -336,7 +336,7 @@ pub fn line(elapsed: Duration, cfg: &ConfigFile, snap: &Snapshot, read: &Read) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ldapmux::core::Instant as PoolInstant;
+    use ldapmux::status::Instant as PoolInstant;
 
     #[test]
     fn health_reads_as_up_returning_or_down() {

@@ -60,9 +60,25 @@ pub use watch::{ConfigWatch, ReloadError, WatchOptions, WatchReport};
 /// [`ldap3::SearchEntry`]).
 pub use ldap3;
 pub use ldap3::{Mod, Scope, SearchEntry};
-/// The core crate, for its status and error types.
-pub use ldapmux_core as core;
 pub use ldapmux_core::{
-    Blame, ConnErrorKind, ConnInfo, ConnPhase, Health, Purpose, ServerId, ServerStatus, Sharing,
-    Status,
+    Blame, ConnErrorKind, ConnId, ConnInfo, ConnPhase, Health, Instant, Purpose, ServerId,
+    ServerStatus, Sharing, Status,
 };
+
+/// A setting the pool cannot run with, inside [`BuildError`].
+pub use ldapmux_core::ConfigError;
+/// Why the pool itself refused or failed an operation, inside
+/// [`Error::Pool`] (the state machine's error, from `ldapmux-core`).
+pub use ldapmux_core::Error as PoolError;
+
+/// The pool's snapshots ([`Pool::status`], [`Pool::connections`]) and the
+/// ids, phases and counters they are made of. They come from `ldapmux-core`,
+/// the state machine underneath, which is otherwise not part of this API: a
+/// program needs no other crate to read them.
+pub mod status {
+    pub use ldapmux_core::{
+        CloseReason, ConnId, ConnInfo, ConnPhase, Counters, CredKey, CredStatus, GenId, GenInfo,
+        GenPhase, Health, Instant, Purpose, ServerCounters, ServerId, ServerStatus, Status, UserId,
+        UserInfo, UserKind, UserPhase,
+    };
+}

@@ -591,7 +591,7 @@ impl Pool {
 
     /// The URL of a server the pool knows, such as the `server` of a
     /// [`ConnInfo`] from [`Pool::connections`] or a
-    /// [`ServerStatus`](crate::core::ServerStatus) id.
+    /// [`ServerStatus`](crate::status::ServerStatus) id.
     ///
     /// ```no_run
     /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {

@@ -69,7 +69,7 @@ impl Kind {
             Kind::Deadpool { tuned: false } => format!("deadpool 0.13 defaults: max_size {} (2 × CPUs), no wait timeout; our manager's recycle = is_closed() + root-DSE search (bb8-ldap's check); ldap3 connect, Nagle on, no bind", default_deadpool_size()),
             Kind::Deadpool { tuned: true } => "deadpool 0.13: max_size = concurrency; our manager's recycle = is_closed() flag only (no round trip); ldap3 connect, Nagle on, no bind".into(),
             Kind::Ldapmux(None) => {
-                let c = ldapmux::core::Config::default();
+                let c = ldapmux_core::Config::default();
                 format!(
                     "ldapmux defaults: {} users per connection at most, {} connections per server, spread before stack ({} users make a connection busy, up to {} connections per server), connect race delay {}, anonymous (one bind \"\" per connection), TCP_NODELAY, operation timeout 30 s",
                     c.max_users_per_conn,

@@ -37,7 +37,7 @@ pub(crate) fn spread_of(name: &str) -> Option<(u32, u32)> {
 
 /// The spread pair of ldapmux's defaults.
 pub(crate) fn default_spread() -> (u32, u32) {
-    let c = ldapmux::core::Config::default();
+    let c = ldapmux_core::Config::default();
     (c.spread_users_per_conn, c.spread_conns_per_server)
 }
 
@@ -761,8 +761,8 @@ fn markdown(s: &BenchSummary, plan: &Plan, settings: &BTreeMap<String, String>) 
              | opened (pool) | opened (slapd delta) | expected | open at the end | last answer | p50 | p99 | failed |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n\
              | {} | {} | {} | {} | {} ms | {:.2} ms | {:.2} ms | {} |",
             m.conc,
-            ldapmux::core::DEFAULT_MAX_USERS_PER_CONN,
-            ldapmux::core::DEFAULT_MAX_CONNS_PER_SERVER,
+            ldapmux_core::DEFAULT_MAX_USERS_PER_CONN,
+            ldapmux_core::DEFAULT_MAX_CONNS_PER_SERVER,
             m.get("opened").unwrap_or("?"),
             m.get("opened_server").unwrap_or("?"),
             m.get("expected").unwrap_or("?"),

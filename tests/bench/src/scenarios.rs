@@ -80,7 +80,7 @@ pub(crate) async fn cold_storm(
     let last_ms = last.duration_since(start).as_secs_f64() * 1e3;
     let status = pool.status();
     let server_conns = bounded(slapd.monitor_current_connections()).await?;
-    let expected = cold_storm_expected(n, &ldapmux::core::Config::default());
+    let expected = cold_storm_expected(n, &ldapmux_core::Config::default());
     pool.shutdown().await;
     let total_after = bounded(slapd.monitor_total_connections()).await?;
     let opened_server = total_after.saturating_sub(total_before).saturating_sub(2);
@@ -108,7 +108,7 @@ pub(crate) async fn cold_storm(
 /// placement policy: enough for every request at `max_users_per_conn` each,
 /// capped by `max_conns_per_server`, and at least what spreading opens
 /// (`spread_conns_per_server`, under the same cap) once they are busy.
-pub(crate) fn cold_storm_expected(n: usize, c: &ldapmux::core::Config) -> usize {
+pub(crate) fn cold_storm_expected(n: usize, c: &ldapmux_core::Config) -> usize {
     let per_server = c.max_conns_per_server.max(1) as usize;
     let stacked = n.div_ceil(c.max_users_per_conn.max(1) as usize);
     let spread = if n > c.spread_users_per_conn as usize {
@@ -844,7 +844,7 @@ pub(crate) async fn blackhole(
         let failed = results.iter().filter(|r| r.1.is_err()).count() as u64;
         let first_error = results.iter().find_map(|r| r.1.clone().err());
         let p = |q| percentile(&lat, q).map_or(f64::NAN, ns_to_ms);
-        let race_delay = ldapmux::core::Config::default().connect_race_delay;
+        let race_delay = ldapmux_core::Config::default().connect_race_delay;
         out.push(Measurement {
             contender: name,
             conc: if concurrent { n } else { 1 },

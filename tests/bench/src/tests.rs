@@ -292,7 +292,7 @@ fn each_issue_15_target_misses_on_its_own_figure() {
 #[test]
 fn cold_storm_expectation_follows_the_policy() {
     use crate::scenarios::cold_storm_expected;
-    let mut c = ldapmux::core::Config::default();
+    let mut c = ldapmux_core::Config::default();
     c.max_users_per_conn = 64;
     c.max_conns_per_server = 16;
     c.spread_users_per_conn = 4;

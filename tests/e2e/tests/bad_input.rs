@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
-use ldapmux::core::{ConfigError, Error as CoreError};
 use ldapmux::{BuildError, ConnErrorKind, Credential, Error, Password, Scope};
+use ldapmux::{ConfigError, PoolError as CoreError};
 use ldapmux_harness::{Slapd, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;

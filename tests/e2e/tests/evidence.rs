@@ -111,7 +111,7 @@ async fn a_flapping_preferred_server_gets_no_fail_back_until_it_stays_up_through
             || {
                 matches!(
                     server_status(&pool, &a.url()).health,
-                    ldapmux::core::Health::Returning { .. }
+                    ldapmux::status::Health::Returning { .. }
                 )
             },
         )

@@ -200,7 +200,7 @@ async fn b10_an_enumeration_across_a_server_kill_gets_the_saved_error() {
             matches!(
                 e,
                 ldapmux::Error::Pool {
-                    source: ldapmux::core::Error::ConnectionLost { .. },
+                    source: ldapmux::PoolError::ConnectionLost { .. },
                     ..
                 }
             ),

@@ -333,11 +333,11 @@ fn classify(e: &Error) -> Class {
         Error::Timeout { .. } => Class::Timeout,
         Error::OutcomeUnknown { .. } => Class::Unknown,
         Error::Pool {
-            source: ldapmux::core::Error::ConnectFailed { .. },
+            source: ldapmux::PoolError::ConnectFailed { .. },
             ..
         } => Class::ConnectFailed,
         Error::Pool {
-            source: ldapmux::core::Error::ConnectionLost { .. },
+            source: ldapmux::PoolError::ConnectionLost { .. },
             ..
         } => Class::Lost,
         _ => Class::Other,

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use ldapmux::core::Error as CoreError;
+use ldapmux::PoolError as CoreError;
 use ldapmux::{BuildError, ConnErrorKind, Credential, Error, LeaseKind, Mod, Password, Scope};
 use ldapmux_harness::{ROOT_PW, Slapd, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -195,7 +195,7 @@ async fn auth_task(shared: Arc<Shared>, users: usize, seed: u64) {
             )),
             // The bind was sent and the connection died: not retried by design.
             Err(Error::Pool {
-                source: ldapmux::core::Error::ConnectionLost { .. },
+                source: ldapmux::PoolError::ConnectionLost { .. },
                 ..
             }) => Outcome::Unknown,
             Err(e) => classify(&e),

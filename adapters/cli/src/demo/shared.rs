@@ -175,7 +175,7 @@ impl Shared {
                 .iter()
                 .map(|g| GenView {
                     id: g.id.to_string(),
-                    active: g.phase == ldapmux::core::GenPhase::Active,
+                    active: g.phase == ldapmux::status::GenPhase::Active,
                     conns: g.conns,
                     users: g.users,
                 })

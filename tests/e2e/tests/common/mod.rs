@@ -178,7 +178,7 @@ impl Load {
 }
 
 /// The pool's id for `url`.
-pub fn server_id(pool: &Pool, url: &str) -> ldapmux::core::ServerId {
+pub fn server_id(pool: &Pool, url: &str) -> ldapmux::status::ServerId {
     pool.status()
         .servers
         .iter()
@@ -188,7 +188,7 @@ pub fn server_id(pool: &Pool, url: &str) -> ldapmux::core::ServerId {
 }
 
 /// The pool's view of one server.
-pub fn server_status(pool: &Pool, url: &str) -> ldapmux::core::ServerStatus {
+pub fn server_status(pool: &Pool, url: &str) -> ldapmux::status::ServerStatus {
     pool.status()
         .servers
         .into_iter()
@@ -214,7 +214,7 @@ pub async fn connections_opened_during<T>(server: &Slapd, f: impl Future<Output 
 
 /// Waits (bounded, 10 s) until generation `old` is freed: its last user
 /// and connection have gone.
-pub async fn generation_freed(pool: &Pool, old: ldapmux::core::GenId) {
+pub async fn generation_freed(pool: &Pool, old: ldapmux::status::GenId) {
     eventually(
         "the old generation is freed",
         Duration::from_secs(10),

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ldapmux::core::Error as PoolError;
+use ldapmux::PoolError;
 use ldapmux::{ConnErrorKind, Error};
 
 use crate::{KEEP_VIOLATIONS, LATE_SLACK, OP_TIMEOUT, hang_bound};
