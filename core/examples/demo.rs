@@ -305,6 +305,7 @@ impl World {
         let mut t = String::new();
         for srv in &s.servers {
             let health = match srv.health {
+                Health::Unknown => "not reached yet".to_string(),
                 Health::Up => "up".to_string(),
                 Health::Returning { until } => format!("returning until {until:?}"),
                 Health::Down {
@@ -317,6 +318,7 @@ impl World {
                         if probing { "in flight since " } else { "at " }
                     )
                 }
+                other => other.to_string(),
             };
             let name = self.name(srv.id);
             t += &format!(

@@ -1,9 +1,12 @@
 //! The pool's counters: the public [`Counters`] and [`ServerCounters`], and
-//! [`Tally`], the wrapper the pool keeps them in so that they stay out of
-//! its equality and hash.
+//! [`Tally`], the wrapper the pool keeps them in (with the other history it
+//! only reports, the servers it has reached) so that they stay out of its
+//! equality and hash.
 
 use std::hash::{Hash, Hasher};
 use std::ops::{Deref, DerefMut};
+
+use crate::ServerId;
 
 /// Monotonic counters of a pool, read through [`Status::counters`](crate::Status::counters):
 /// observations of its history, compared and hashed like any other value.
@@ -77,40 +80,63 @@ pub struct ServerCounters {
     pub brought_forward: u64,
 }
 
-/// The counters as the pool holds them. Two pools that differ only in their
-/// counters behave identically: counters are observations of history, never
-/// read by a decision. So a `Tally` compares equal to any other and hashes to
-/// nothing, and a [`Pool`](crate::Pool)'s `Eq` and `Hash` see only state that
-/// matters. The stateright models hold the real pool as their state: were
-/// counters part of it, states that differ only in history would be told
-/// apart, and the state space would grow without finding anything new.
+/// The pool's record of its history: the counters, and which servers it has
+/// reached ([`Tally::reach`]). Two pools that differ only in their history
+/// behave identically: it is observation, never read by a decision. So a
+/// `Tally` compares equal to any other and hashes to nothing, and a
+/// [`Pool`](crate::Pool)'s `Eq` and `Hash` see only state that matters. The
+/// stateright models hold the real pool as their state: were history part of
+/// it, states that differ only in history would be told apart, and the state
+/// space would grow without finding anything new.
 #[derive(Clone, Default)]
-pub(crate) struct Tally(Counters);
+pub(crate) struct Tally {
+    counters: Counters,
+    /// Per server, by [`ServerId::index`]: whether the pool has had word of
+    /// it (see [`Health::Unknown`](crate::Health::Unknown)). Grown on demand.
+    reached: Vec<bool>,
+}
 
-/// Prints as the counters it holds.
 impl std::fmt::Debug for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        f.debug_struct("Tally")
+            .field("counters", &self.counters)
+            .field("reached", &self.reached)
+            .finish()
     }
 }
 
 impl Tally {
     /// A copy of the counters, for a [`Status`](crate::Status).
     pub(crate) fn snapshot(&self) -> Counters {
-        self.0.clone()
+        self.counters.clone()
+    }
+
+    /// The pool has had word of `server`: a connection to it opened, it
+    /// refused a bind, or it was marked down. Never undone.
+    pub(crate) fn reach(&mut self, server: ServerId) {
+        let i = server.index();
+        if self.reached.len() <= i {
+            self.reached.resize(i + 1, false);
+        }
+        self.reached[i] = true;
+    }
+
+    /// Whether [`Tally::reach`] was ever called for `server`.
+    pub(crate) fn reached(&self, server: ServerId) -> bool {
+        self.reached.get(server.index()).copied().unwrap_or(false)
     }
 }
 
 impl Deref for Tally {
     type Target = Counters;
     fn deref(&self) -> &Counters {
-        &self.0
+        &self.counters
     }
 }
 
 impl DerefMut for Tally {
     fn deref_mut(&mut self) -> &mut Counters {
-        &mut self.0
+        &mut self.counters
     }
 }
 
@@ -144,6 +170,12 @@ mod tests {
         let mut b = Tally::default();
         b.grants += 1;
         b.servers.push(ServerCounters::default());
+        b.reach(ServerId(0));
+        assert!(b.reached(ServerId(0)) && !a.reached(ServerId(0)));
+        assert!(
+            !b.reached(ServerId(1)),
+            "an index never grown is not reached"
+        );
         assert_ne!(
             a.snapshot(),
             b.snapshot(),

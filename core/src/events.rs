@@ -35,6 +35,7 @@ impl Pool {
         self.counters.opens += 1;
         self.counters.servers[key.server.index()].opens += 1;
         self.server_answered(key.server);
+        self.counters.reach(key.server);
         self.credential_accepted(key.server, key.cred);
         if let Some(age) = self
             .gens
@@ -96,6 +97,8 @@ impl Pool {
         // First, so that nothing this failure sets going (a user placed in
         // the freed slot, say) sends the refused credential again.
         if error.kind == ConnErrorKind::InvalidCredentials {
+            // It answered: reached, if only to refuse.
+            self.counters.reach(server);
             self.credential_refused(now, server, cred);
         }
         // A rival still opening takes the waiters: they fail only if it does.

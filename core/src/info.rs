@@ -11,8 +11,28 @@ use crate::{
 
 /// Health of a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Health {
-    /// Up and trusted.
+    /// Configured (or named by a request), never reached yet: no connection
+    /// to it has opened, it has refused no bind, and it has never been
+    /// marked down (a failed connect, a failed liveness check, a status
+    /// feed's notice). The pool treats it exactly as [`Health::Up`] (it is
+    /// ranked, connected to and failed back to as a trusted server): this
+    /// only reports that nothing has been heard from it.
+    ///
+    /// The first connection to it that opens (or the first bind it
+    /// refuses: it answered) makes it [`Health::Up`]; the first failure
+    /// makes it [`Health::Down`] as for any server. Once reached it is never
+    /// `Unknown` again, whatever follows: down, back up, a reload (servers
+    /// and their health outlive generations, and this with them, whether or
+    /// not the new configuration lists the server), or a fork (the child
+    /// keeps the parent's health knowledge). A status feed saying it is up
+    /// ([`Event::ServerUp`](crate::Event::ServerUp)) is no word from the
+    /// server and leaves it `Unknown`. Probes are sent only to servers that
+    /// were marked down or had a connection, so a good probe never meets an
+    /// `Unknown` server.
+    Unknown,
+    /// Up and trusted: reached, and not down since.
     Up,
     /// Back up, in its fail-back hold-down until `until`.
     Returning {
@@ -200,7 +220,7 @@ impl Pool {
             .map(|(id, s)| ServerStatus {
                 id,
                 addr: s.addr.clone(),
-                health: health(&s.health),
+                health: health(&s.health, self.counters.reached(id)),
                 conns: s.conns,
                 users: s.users,
                 counters: (self.counters.servers.get(id.index()))
@@ -312,7 +332,9 @@ impl Pool {
 
     /// The health of `server`.
     pub fn health(&self, server: ServerId) -> Option<Health> {
-        self.servers.get(server).map(|s| health(&s.health))
+        self.servers
+            .get(server)
+            .map(|s| health(&s.health, self.counters.reached(server)))
     }
 
     /// Whether a probe of `server` is in flight: of a down server, of a
@@ -343,8 +365,12 @@ impl Pool {
     }
 }
 
-fn health(h: &HealthState) -> Health {
+/// The reported health of a server in `h`; `reached`: whether the pool has
+/// had word of it ([`Health::Unknown`]). Only an up server can be unreached:
+/// being marked down reaches it.
+fn health(h: &HealthState, reached: bool) -> Health {
     match *h {
+        HealthState::Up { .. } if !reached => Health::Unknown,
         HealthState::Up { .. } => Health::Up,
         HealthState::Returning { until, .. } => Health::Returning { until },
         HealthState::Down {

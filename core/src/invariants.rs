@@ -38,6 +38,8 @@ impl Pool {
     /// * a server down or returning always has its next probe armed, or a
     ///   probe in flight with its overdue timer; a liveness check in flight
     ///   has its overdue timer (no server is left unprobed forever);
+    /// * a server never reached ([`Health::Unknown`](crate::Health::Unknown))
+    ///   is up with no check in flight, and no connection to it has opened.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         if self.is_shut_down() {
             ensure!(
@@ -384,6 +386,21 @@ impl Pool {
                 "{id} is {:?} without the timer that ends it",
                 s.health
             );
+            if !self.counters.reached(id) {
+                ensure!(
+                    s.health == HealthState::STABLE,
+                    "{id} is {:?} but never reached",
+                    s.health
+                );
+                let opened = self.conns.iter().find(|(_, c)| {
+                    c.server == id && !matches!(c.state, ConnState::Connecting { .. })
+                });
+                ensure!(
+                    opened.is_none(),
+                    "{id} never reached but {} to it opened",
+                    opened.map_or_else(String::new, |(c, _)| c.to_string())
+                );
+            }
         }
         Ok(())
     }

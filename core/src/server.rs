@@ -131,6 +131,8 @@ impl Pool {
         if self.servers.health(server).is_down() || self.is_shut_down() {
             return;
         }
+        // Known down is known: never `Health::Unknown` again.
+        self.counters.reach(server);
         let (min, max) = self.backoff_bounds();
         let mut resumed = None;
         match *self.servers.health(server) {

@@ -8,6 +8,7 @@ use crate::info::{GenPhase, Health, Status};
 impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Health::Unknown => write!(f, "unknown (not reached yet)"),
             Health::Up => write!(f, "up"),
             Health::Returning { until } => {
                 write!(f, "up, in its fail-back hold-down until {until}")
@@ -29,6 +30,7 @@ impl fmt::Display for Status {
     /// pool g1: 3 users (1 queued) on 2 connections, up to 64 users per connection
     ///   s0 ldap://127.0.0.1:3891: up; 2 connections, 2 users; 2 opened, 0 failed to open, marked down 0 times
     ///   s1 ldap://127.0.0.1:3892: down since t+1.000s, next probe at t+2.000s; 0 connections, 0 users; …
+    ///   s2 ldap://127.0.0.1:3893: unknown (not reached yet); 0 connections, 0 users; …
     ///   generations: g1 (current: 3 users, 2 connections)
     ///   counters: 5 acquires, 4 grants, 1 failed, 0 retries offered, 0 timed out, 1 connection found dead
     /// ```

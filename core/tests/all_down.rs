@@ -203,6 +203,7 @@ fn a_read_that_names_a_down_server_still_fails_at_once() {
     );
 }
 
+#[cfg(feature = "fault-hooks")]
 mod planted {
     use super::*;
     use ldapmux_core::PolicyBug;

@@ -363,6 +363,7 @@ fn a_try_that_ends_without_a_verdict_frees_the_next_try() {
     );
 }
 
+#[cfg(feature = "fault-hooks")]
 mod planted {
     use super::*;
     use ldapmux_core::PolicyBug;

@@ -83,7 +83,7 @@ impl Before {
                 .map_or(0, f)
         };
         Before {
-            health: ids.map(|id| id.and_then(|id| pool.health(id))),
+            health: ids.map(|id| id.and_then(|id| crate::health(pool, id))),
             probing: ids.map(|id| id.is_some_and(|id| pool.probe_in_flight(id))),
             checks: ids.map(|id| count(id, |c| c.checks)),
             held_back: counters.servers.iter().map(|c| c.held_back).sum(),
@@ -159,7 +159,7 @@ impl Evidence {
         if let Some((s, ok)) = verdict {
             if !ok && self.check[s] == Some(true) {
                 let down = ids[s]
-                    .and_then(|id| pool.health(id))
+                    .and_then(|id| crate::health(pool, id))
                     .is_some_and(|h| matches!(h, Health::Down { .. }));
                 if down {
                     self.stale_verdict_obeyed = true;
@@ -187,7 +187,7 @@ impl Evidence {
         }
         for (s, id) in ids.iter().enumerate() {
             let Some(id) = *id else { continue };
-            let health = pool.health(id);
+            let health = crate::health(pool, id);
             if matches!(before.health[s], Some(Health::Returning { .. }))
                 && health == Some(Health::Up)
                 && self.hold[s].is_some_and(|(until, failed)| failed || now < until)
@@ -226,7 +226,7 @@ impl Evidence {
                 .map_or(Duration::ZERO, |c| c.probe_backoff_min);
             let owed = pool.current_servers().iter().any(|&id| {
                 let tried = index_of(pool, id).and_then(|s| self.tried[s]);
-                !matches!(pool.health(id), Some(Health::Down { .. }))
+                !matches!(crate::health(pool, id), Some(Health::Down { .. }))
                     || pool.probe_in_flight(id)
                     || tried.is_none_or(|t| now >= t + hold)
             });

@@ -13,7 +13,7 @@
 //! The properties are named as sentences; see [`PoolModel`'s `properties`](stateright::Model::properties) and
 //! `docs/verification.md`. [`models`] lists the models the `check` command runs.
 
-use ldapmux_core::{Config, ConnId, CredKey, Instant, Pool, UserId, UserKind};
+use ldapmux_core::{Config, ConnId, CredKey, Health, Instant, Pool, ServerId, UserId, UserKind};
 
 mod catalog;
 mod evidence;
@@ -27,6 +27,20 @@ pub use observe::{
     refcounts_follow_the_rule, users_match_their_connections,
 };
 pub use simulate::{SimulationReport, simulate, simulate_with_bug};
+
+/// `server`'s health as the pool decides on it, with [`Health::Unknown`]
+/// (never reached) folded into [`Health::Up`]: the pool treats the two alike
+/// (issue 17). What tells them apart is history, kept out of the pool's `Eq`
+/// and `Hash` as its counters are, so the checker merges states that differ
+/// in it only. Were the model to read it, what a merged state shows (and the
+/// steps and verdicts that follow from it) would depend on the path that
+/// reached the state first, and the state counts could drift.
+pub(crate) fn health(pool: &Pool, server: ServerId) -> Option<Health> {
+    pool.health(server).map(|h| match h {
+        Health::Unknown => Health::Up,
+        h => h,
+    })
+}
 
 /// Addresses of the model's servers, most preferred first.
 pub const SERVERS: [&str; 4] = ["ldap://a", "ldap://b", "ldap://c", "ldap://d"];

@@ -119,7 +119,7 @@ impl PoolModel {
             };
             let trusted_better = (0..s).any(|b| {
                 self.server_id(&st.pool, b)
-                    .is_some_and(|id| st.pool.health(id) == Some(Health::Up))
+                    .is_some_and(|id| crate::health(&st.pool, id) == Some(Health::Up))
             });
             if !trusted_better {
                 st.ledger.drained_in_hold_down = true;
@@ -135,7 +135,7 @@ impl PoolModel {
             && !matches!(c.phase, ConnPhase::Broken(_))
         {
             let known_down = server_index(&st.pool, c.server).is_some_and(|s| st.ledger.down[s]);
-            let pool_down = matches!(st.pool.health(c.server), Some(Health::Down { .. }));
+            let pool_down = matches!(crate::health(&st.pool, c.server), Some(Health::Down { .. }));
             if known_down || pool_down {
                 st.ledger.granted_to_down_server = true;
             }

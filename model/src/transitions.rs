@@ -115,7 +115,7 @@ impl Model for PoolModel {
             // A probe in flight (of a down server, of a returning one in
             // its hold-down, or the liveness check of one that is up).
             let answers = st.left.probes > 0 && st.pool.probe_in_flight(id);
-            let health = st.pool.health(id);
+            let health = crate::health(&st.pool, id);
             if answers {
                 out.push(Step::ProbeAnswers(s, true));
                 out.push(Step::ProbeAnswers(s, false));

@@ -99,7 +99,7 @@ pub struct ServerRow {
     /// In the current configuration (else: left over from an earlier one,
     /// shown while it still has connections).
     pub configured: bool,
-    /// Health: `Up`, `Returning (…)`, `Down (…)`.
+    /// Health: `Unknown (not contacted yet)`, `Up`, `Returning (…)`, `Down (…)`.
     pub health: String,
     /// Live connections to it, per generation (current first).
     pub conns: Vec<(GenId, u32)>,
@@ -129,9 +129,11 @@ impl ServerRow {
     }
 }
 
-/// Health as an operator reads it.
+/// Health as an operator reads it. A server the pool has not reached yet (a
+/// backup never needed) is `Unknown`, not `Up`: nothing is known of it.
 pub fn health_text(h: &Health, now: ldapmux::status::Instant) -> String {
     match *h {
+        Health::Unknown => "Unknown (not contacted yet)".to_owned(),
         Health::Up => "Up".to_owned(),
         Health::Returning { until } => format!(
             "Returning (fail-back in {:.1}s)",
@@ -142,6 +144,7 @@ pub fn health_text(h: &Health, now: ldapmux::status::Instant) -> String {
             "Down (next probe in {:.1}s)",
             next_probe.saturating_duration_since(now).as_secs_f64()
         ),
+        other => other.to_string(),
     }
 }
 
@@ -339,8 +342,12 @@ mod tests {
     use ldapmux::status::Instant as PoolInstant;
 
     #[test]
-    fn health_reads_as_up_returning_or_down() {
+    fn health_reads_as_unknown_up_returning_or_down() {
         let now = PoolInstant::from_secs(10);
+        assert_eq!(
+            health_text(&Health::Unknown, now),
+            "Unknown (not contacted yet)"
+        );
         assert_eq!(health_text(&Health::Up, now), "Up");
         assert_eq!(
             health_text(

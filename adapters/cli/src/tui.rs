@@ -113,6 +113,7 @@ pub fn watch_keys(done: Arc<AtomicBool>, on_stop: impl Fn() + Send + 'static) {
 
 fn health_span(h: HealthView) -> Span<'static> {
     match h {
+        HealthView::Unknown => Span::styled("NOT REACHED", Style::new().fg(Color::Gray)),
         HealthView::Up => Span::styled("UP", Style::new().fg(Color::Green).bold()),
         HealthView::Returning { left } => Span::styled(
             format!("RETURNING {:.1} s", left.as_secs_f64()),

@@ -46,7 +46,7 @@ fn status_shows_health_and_the_server_new_operations_go_to() {
     );
     let cfg = toml.to_str().unwrap();
 
-    // Both up: the preferred A serves.
+    // Both running: the preferred A serves.
     let out = run(&["status", "--config", cfg]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
@@ -65,6 +65,13 @@ fn status_shows_health_and_the_server_new_operations_go_to() {
     );
     assert!(row_a.contains("TLS off (plain LDAP)"), "{stdout}");
     assert!(stdout.contains("generation: g"), "{stdout}");
+    // B, the backup, was not needed: the pool never contacted it and says
+    // so, instead of claiming it up (issue 17).
+    let row_b = server_row(&stdout, &b.url());
+    assert!(
+        row_b.contains(" Unknown (not contacted yet) ") && row_b.contains("0 connections"),
+        "{stdout}"
+    );
 
     // A down: B serves, A shows Down.
     a.kill();

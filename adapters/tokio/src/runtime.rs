@@ -372,7 +372,8 @@ fn log_health(driver: &Driver, server: ServerId) {
             tracing::info!(%server, addr, %until, "server up again: fail-back after the hold-down")
         }
         Some(Health::Up) => tracing::info!(%server, addr, "server up"),
-        None => {}
+        // `Unknown`, never reached: nothing heard from it, nothing to log.
+        _ => {}
     }
 }
 

@@ -11,7 +11,10 @@
 //! * a user is failed with "no server available" only if every server of
 //!   the current generation is down, none is being probed, and each was
 //!   tried (marked down, or a probe of it failed) within the probe backoff
-//!   minimum: otherwise the pool owed it a connect within its deadline.
+//!   minimum: otherwise the pool owed it a connect within its deadline;
+//! * (issue 17) a server reports [`Health::Unknown`] exactly while the pool
+//!   has had no word of it: no connection to it opened, it refused no bind,
+//!   and it was never marked down.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,6 +39,9 @@ pub struct Evidence {
     tried: [Option<Instant>; SLOTS],
     /// Users failed with "no server available" during the current step.
     gave_up: Vec<UserId>,
+    /// Per server: a connection to it opened, it refused a bind, or it was
+    /// marked down (issue 17). Never cleared: not by a reload, not by a fork.
+    reached: [bool; SLOTS],
 }
 
 /// Health of every server before a step, and whether it was being probed.
@@ -68,12 +74,16 @@ impl Evidence {
         self.check = [None; SLOTS];
     }
 
+    /// `server` refused a bind with `cred` at `now`.
     pub fn refused(&mut self, now: Instant, server: ServerId, cred: CredKey) {
         self.refused.insert((server.index(), cred), now);
+        self.reached[server.index()] = true;
     }
 
+    /// A connection to `server` bound with `cred` opened.
     pub fn accepted(&mut self, server: ServerId, cred: CredKey) {
         self.refused.remove(&(server.index(), cred));
+        self.reached[server.index()] = true;
     }
 
     /// An action the pool emitted at `now`; `hold` is the probe backoff
@@ -91,6 +101,7 @@ impl Evidence {
                 }
             }
             Action::Probe { server } => self.probed.push(server.index()),
+            Action::ServerMarkedDown { server } => self.reached[server.index()] = true,
             Action::Fail {
                 user,
                 error: Error::NoServerAvailable,
@@ -170,6 +181,18 @@ impl Evidence {
             }
         }
         self.probed.clear();
+        for s in pool.status().servers {
+            let reached = self.reached[s.id.index()];
+            assert_eq!(
+                s.health == Health::Unknown,
+                !reached,
+                "a server is unknown exactly while the pool has had no word of it \
+                 (no connection opened, no bind refused, never marked down): {} is {:?}, \
+                 reached: {reached}",
+                s.id,
+                s.health
+            );
+        }
         let hold = pool
             .config()
             .map_or(Duration::ZERO, |c| c.probe_backoff_min);

@@ -456,10 +456,12 @@ pub(crate) async fn failover(
                     st.servers.first().map_or(0, |s| s.conns),
                     st.servers.get(1).map_or(0, |s| s.conns),
                 );
+                // 0 up, 1 returning, 2 down, 3 not reached yet (or none).
                 let h = match st.servers.first().map(|s| &s.health) {
                     Some(Health::Up) => 0,
                     Some(Health::Returning { .. }) => 1,
-                    _ => 2,
+                    Some(Health::Down { .. }) => 2,
+                    _ => 3,
                 };
                 samples.push((origin.elapsed().as_secs_f64() * 1e3, ca, cb, h));
                 tokio::time::sleep(Duration::from_millis(10)).await;

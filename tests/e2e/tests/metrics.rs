@@ -533,6 +533,54 @@ async fn operation_and_connection_counts_match_slapds_monitor() {
         .unwrap();
 }
 
+/// A backup the pool never needed is not claimed up (issue 17): it reports
+/// `Health::Unknown` and `ldapmux_server_up` -1 until the pool reaches it;
+/// the preferred server reads 1 once its connection opens, and 0 once it is
+/// killed and marked down, when the fail-over to the backup makes it 1.
+/// Racing is off, so no rival connect reaches the backup early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_never_needed_reads_unknown_until_the_pool_reaches_it() {
+    init_tracing();
+    let mut a = slapd(10);
+    let b = slapd(10);
+    let name = "unknown";
+    let pool = builder_named(name)
+        .preferred_server(a.url())
+        .server(b.url())
+        .connect_race_delay(None)
+        .build()
+        .unwrap();
+    let (a_url, b_url) = (a.url(), b.url());
+    let up = |m: &View, url: &str| m.gauge(SERVER_UP, &[("server", url)]);
+    let health = |url: &str| common::server_status(&pool, url).health;
+    assert_eq!(up(&published(&pool, name), &b_url), -1.0);
+    assert_eq!(health(&b_url), ldapmux::Health::Unknown);
+
+    search_user(&pool, 1).await.unwrap();
+    let m = published(&pool, name);
+    assert_eq!(up(&m, &a_url), 1.0);
+    assert_eq!(health(&a_url), ldapmux::Health::Up);
+    assert_eq!(up(&m, &b_url), -1.0, "{:?}", pool.status());
+    assert_eq!(health(&b_url), ldapmux::Health::Unknown);
+    let b_counters = common::server_status(&pool, &b_url).counters;
+    assert_eq!((b_counters.opens, b_counters.open_failures), (0, 0));
+
+    a.kill();
+    search_user(&pool, 2).await.unwrap();
+    eventually(
+        "the killed server is marked down",
+        Duration::from_secs(10),
+        || is_down(&pool, &a_url),
+    )
+    .await;
+    search_user(&pool, 3).await.unwrap();
+    let m = published(&pool, name);
+    assert_eq!(up(&m, &a_url), 0.0);
+    assert_eq!(up(&m, &b_url), 1.0);
+    assert_eq!(health(&b_url), ldapmux::Health::Up);
+    pool.shutdown().await;
+}
+
 /// Kill the preferred server under load, then restart it: one fail-over
 /// and one fail-back counted for it, retries equal to the tries beyond the
 /// first, every search counted as ok, the backup's connections counted as

@@ -127,11 +127,14 @@ impl Shared {
                 url: s.addr.clone(),
                 pid: meta.get(i).and_then(|m| m.pid),
                 health: match s.health {
+                    Health::Unknown => HealthView::Unknown,
                     Health::Up => HealthView::Up,
                     Health::Returning { until } => HealthView::Returning {
                         left: Duration::from_nanos(until.as_nanos()).saturating_sub(core_now),
                     },
                     Health::Down { probing, .. } => HealthView::Down { probing },
+                    // A health this demo does not know yet: shown as unknown.
+                    _ => HealthView::Unknown,
                 },
                 conns: s.conns,
                 users: s.users,

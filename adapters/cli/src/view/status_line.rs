@@ -9,6 +9,9 @@ use super::units::{ms, stamp};
 /// A server's health as shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HealthView {
+    /// Not reached yet: the pool has not connected to it (a backup never
+    /// needed); used in its preference order as an up server is.
+    Unknown,
     /// Up and used in its preference order.
     Up,
     /// Answers probes again; used after the hold-down (`left` to go).
@@ -24,9 +27,10 @@ pub enum HealthView {
 }
 
 impl HealthView {
-    /// `up`, `returning`, `down`.
+    /// `unknown`, `up`, `returning`, `down`.
     pub fn word(self) -> &'static str {
         match self {
+            HealthView::Unknown => "unknown",
             HealthView::Up => "up",
             HealthView::Returning { .. } => "returning",
             HealthView::Down { .. } => "down",

@@ -61,8 +61,12 @@ pub const USERS: &str = "ldapmux_users";
 /// waiting for one being opened (gauge).
 pub const WAITERS: &str = "ldapmux_waiters";
 /// 1 while the server is up (including its fail-back hold-down), 0 while it
-/// is down (gauge). Published for the servers of the current configuration
-/// and any server with live connections.
+/// is down, -1 while it was never reached: no connection to it has opened
+/// or failed yet ([`Health::Unknown`](crate::Health::Unknown); a backup
+/// server never needed, or any server before the first connect) (gauge).
+/// Published for the servers of the current configuration and any server
+/// with live connections. An alert on `== 0` fires for a server known down
+/// only; to count the servers up, count the series `== 1` rather than sum.
 pub const SERVER_UP: &str = "ldapmux_server_up";
 /// Sockets whose connection task still runs, the runtime's own count (gauge).
 pub const OPEN_SOCKETS: &str = "ldapmux_open_sockets";
@@ -192,6 +196,9 @@ pub(crate) fn describe() {
     describe_gauge!(CONNECTIONS, Unit::Count, "Live LDAP connections");
     describe_gauge!(USERS, Unit::Count, "Operations on connections to a server");
     describe_gauge!(WAITERS, Unit::Count, "Operations waiting for a connection");
-    describe_gauge!(SERVER_UP, "1 while the server is up, 0 while down");
+    describe_gauge!(
+        SERVER_UP,
+        "1 while the server is up, 0 while down, -1 while never reached"
+    );
     describe_gauge!(OPEN_SOCKETS, Unit::Count, "Open sockets");
 }

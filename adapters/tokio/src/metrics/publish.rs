@@ -124,10 +124,9 @@ impl Values {
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(&s.addr));
             if configured || s.conns > 0 {
-                let up = !matches!(s.health, Health::Down { .. });
                 v.gauges.insert(
                     (SERVER_UP, cfg.labels([("server", label.clone())])),
-                    if up { 1.0 } else { 0.0 },
+                    up_value(s.health),
                 );
                 v.gauges.insert(
                     (USERS, cfg.labels([("server", label.clone())])),
@@ -148,6 +147,17 @@ impl Values {
             }
         }
         v
+    }
+}
+
+/// The value of [`SERVER_UP`] for a server in `health`: 1 up (its fail-back
+/// hold-down included), 0 down, -1 never reached yet ([`Health::Unknown`]:
+/// neither known up nor known down, so an alert on 0 does not fire for it).
+fn up_value(health: Health) -> f64 {
+    match health {
+        Health::Up | Health::Returning { .. } => 1.0,
+        Health::Down { .. } => 0.0,
+        _ => -1.0,
     }
 }
 
@@ -202,9 +212,15 @@ mod tests {
     use super::*;
     use crate::metrics::testing::{Rec, ab, core_pool};
 
+    /// A pool that has reached both its servers (it has connections to
+    /// them): both report [`Health::Up`].
     fn snapshot(conns: Vec<(ServerId, CredKey, Purpose, &'static str)>) -> Snapshot {
+        let mut status = core_pool().status();
+        for s in &mut status.servers {
+            s.health = Health::Up;
+        }
         Snapshot {
-            status: Some(core_pool().status()),
+            status: Some(status),
             conns,
             conn_waiters: 2,
             configured: vec!["ldap://a:389".into(), "ldap://b:389".into()],
@@ -236,6 +252,50 @@ mod tests {
         assert_eq!(of(STALE_VERDICTS_TOTAL), Some(5));
         assert_eq!(of(HELD_BACK_TOTAL), Some(6));
         assert_eq!(of(PROBES_BROUGHT_FORWARD_TOTAL), Some(7));
+    }
+
+    #[test]
+    fn server_up_is_1_up_or_returning_0_down_and_minus_1_never_reached() {
+        use ldapmux_core::Instant;
+        let cfg = MetricsConfig::default();
+        let at = Instant::from_secs(1);
+        let down = |probing| Health::Down {
+            since: at,
+            next_probe: at,
+            probing,
+        };
+        for (health, want) in [
+            (Health::Up, 1.0),
+            (Health::Returning { until: at }, 1.0),
+            (down(false), 0.0),
+            (down(true), 0.0),
+            (Health::Unknown, -1.0),
+        ] {
+            let mut snap = snapshot(vec![]);
+            let status = snap.status.as_mut().expect("status");
+            status.servers[0].health = health;
+            let addr = status.servers[0].addr.clone();
+            let values = Values::of(&cfg, &snap, |_| None);
+            let up = values
+                .gauges
+                .iter()
+                .find(|((n, labels), _)| {
+                    *n == SERVER_UP && labels.iter().any(|l| l.value() == addr)
+                })
+                .map(|(_, v)| *v);
+            assert_eq!(up, Some(want), "{health:?}");
+        }
+        // A fresh pool has reached neither of its servers.
+        let mut snap = snapshot(vec![]);
+        snap.status = Some(core_pool().status());
+        let values = Values::of(&cfg, &snap, |_| None);
+        let ups: Vec<f64> = values
+            .gauges
+            .iter()
+            .filter(|((n, _), _)| *n == SERVER_UP)
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(ups, vec![-1.0, -1.0]);
     }
 
     #[test]

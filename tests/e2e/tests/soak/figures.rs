@@ -189,12 +189,20 @@ impl HealthWatch {
             while !flag.load(Ordering::SeqCst) {
                 for s in pool.status().servers {
                     let health = match s.health {
+                        Health::Unknown => "not reached yet",
                         Health::Up => "up",
                         Health::Returning { .. } => "back up (hold-down)",
                         Health::Down { .. } => "down",
+                        _ => "in a health this soak does not know",
                     };
                     let before = last.insert(s.addr.clone(), health);
-                    if before != Some(health) && (before.is_some() || health != "up") {
+                    // Neither the first sight of a server nor its first
+                    // connect is news: only what happens to it after.
+                    let news = match before {
+                        None => !matches!(health, "up" | "not reached yet"),
+                        Some(b) => b != health && !(b == "not reached yet" && health == "up"),
+                    };
+                    if news {
                         let name = names
                             .iter()
                             .find(|(u, _)| u.eq_ignore_ascii_case(&s.addr))
