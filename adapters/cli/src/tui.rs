@@ -6,8 +6,6 @@
 //! before a panic message is printed.
 
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
@@ -16,6 +14,7 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Sparkline, Table, Wrap};
 use ratatui::{DefaultTerminal, Frame};
+use tokio_util::sync::CancellationToken;
 
 use crate::view::{HealthView, StatusView, count, ms};
 
@@ -89,10 +88,10 @@ impl Drop for Tui {
     }
 }
 
-/// Reads keys until `done` is set: `q`, Esc or Ctrl-C call `on_stop` (in
+/// Reads keys until `done` is cancelled: `q`, Esc or Ctrl-C call `on_stop` (in
 /// raw mode Ctrl-C is a key, not a signal). Polls every 100 ms.
-pub fn watch_keys(done: Arc<AtomicBool>, on_stop: impl Fn() + Send + 'static) {
-    while !done.load(Ordering::SeqCst) {
+pub fn watch_keys(done: CancellationToken, on_stop: impl Fn() + Send + 'static) {
+    while !done.is_cancelled() {
         match event::poll(Duration::from_millis(100)) {
             Ok(true) => {
                 if let Ok(TermEvent::Key(k)) = event::read()

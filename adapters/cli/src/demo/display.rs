@@ -3,7 +3,6 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::shared::{Shared, lock};
@@ -34,7 +33,7 @@ pub(super) async fn display(shared: Arc<Shared>, mut tui: Option<Tui>) -> std::i
     let mut event_lines: Vec<String> = Vec::new();
     loop {
         tick.tick().await;
-        let finishing = shared.stop_display.load(Ordering::SeqCst);
+        let finishing = shared.stop_display.is_cancelled();
         let (mut status, conns) = shared.status_view();
         let (new_events, next) = shared.log.since(cursor);
         cursor = next;

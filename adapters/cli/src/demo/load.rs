@@ -34,7 +34,7 @@ pub(super) fn spawn_load(shared: &Arc<Shared>, users: usize) -> JoinSet<()> {
 /// Stops the load: every operation now fails at once with ShutDown; tasks
 /// still running after 3 s are aborted.
 pub(super) async fn stop(shared: &Shared, mut load: JoinSet<()>) {
-    shared.stop_load.store(true, Ordering::SeqCst);
+    shared.stop_load.cancel();
     let deadline = tokio::time::sleep(Duration::from_secs(3));
     tokio::pin!(deadline);
     loop {
@@ -61,7 +61,7 @@ async fn pause_after(outcome: &Outcome) {
 }
 
 fn running(shared: &Shared, outcome: &Outcome) -> bool {
-    !shared.stop_load.load(Ordering::SeqCst) && *outcome != Outcome::ShutDown
+    !shared.stop_load.is_cancelled() && *outcome != Outcome::ShutDown
 }
 
 async fn search_task(shared: Arc<Shared>, users: usize, seed: u64) {

@@ -14,12 +14,11 @@ mod report;
 mod script;
 mod shared;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ldapmux_harness::{HarnessError, ROOT_DN, SCRATCH_BASE};
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::{self, EventLog};
 use crate::schedule::{DemoSettings, Schedule, TooShort, secs};
@@ -141,11 +140,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, DemoError> {
         next_step: Mutex::new(schedule.steps().first().copied()),
         schedule: schedule.clone(),
         settings,
-        stop_load: AtomicBool::new(false),
-        stop_display: Arc::new(AtomicBool::new(false)),
-        stop_early: AtomicBool::new(false),
+        stop_load: CancellationToken::new(),
+        stop_display: CancellationToken::new(),
+        stop_early: CancellationToken::new(),
         stop_reason: Mutex::new(None),
-        stop_notify: Notify::new(),
     });
 
     let signals = shared::watch_signals(shared.clone());
@@ -164,7 +162,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, DemoError> {
     let stopped_early =
         script::run(&shared, &schedule, t0, &mut slapds, &mut slapd_pids, &urls).await;
     load::stop(&shared, load).await;
-    shared.stop_display.store(true, Ordering::SeqCst);
+    shared.stop_display.cancel();
     let _ = watcher.await;
     // The display task owns the terminal: it is restored when the task ends.
     let display_result = display.await;

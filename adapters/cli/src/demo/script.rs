@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ldapmux_harness::Slapd;
@@ -30,14 +29,11 @@ pub(super) async fn run(
     let mut shut_down = false;
     for &(at, step) in schedule.steps() {
         *lock(&shared.next_step) = Some((at, step));
-        let notified = shared.stop_notify.notified();
-        if !shared.stop_early.load(Ordering::SeqCst) {
-            tokio::select! {
-                _ = tokio::time::sleep_until((t0 + at).into()) => {}
-                _ = notified => {}
-            }
+        tokio::select! {
+            _ = tokio::time::sleep_until((t0 + at).into()) => {}
+            _ = shared.stop_early.cancelled() => {}
         }
-        if shared.stop_early.load(Ordering::SeqCst) {
+        if shared.stop_early.is_cancelled() {
             stopped_early = true;
             break;
         }
@@ -197,8 +193,11 @@ pub(super) async fn shutdown(shared: &Shared) {
 /// the restart, the old generation freed after the reload.
 pub(super) async fn watch(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    while !shared.stop_display.load(Ordering::SeqCst) {
-        tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.stop_display.cancelled() => break,
+        }
         let status = shared.pool.status();
         let mut m = lock(&shared.milestones);
         if let Some(kill_at) = m.kill_at

@@ -2,13 +2,12 @@
 //! the recorder, the event log, the milestones the summary is built from,
 //! and how a run is stopped early.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ldapmux::{ConnPhase, Health, Pool, PoolBuilder};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::EventLog;
 use crate::schedule::{DemoSettings, Schedule, Step};
@@ -57,14 +56,13 @@ pub(super) struct Shared {
     pub(super) next_step: Mutex<Option<(Duration, Step)>>,
     pub(super) schedule: Schedule,
     pub(super) settings: DemoSettings,
-    /// Set to stop the load tasks.
-    pub(super) stop_load: AtomicBool,
-    /// Set to stop the watcher and the display.
-    pub(super) stop_display: Arc<AtomicBool>,
-    /// Ctrl-C, `q`, SIGTERM.
-    pub(super) stop_early: AtomicBool,
+    /// Cancelled to stop the load tasks.
+    pub(super) stop_load: CancellationToken,
+    /// Cancelled to stop the watcher, the display and the key reader.
+    pub(super) stop_display: CancellationToken,
+    /// Cancelled by Ctrl-C, `q`, SIGTERM (the reason in `stop_reason`).
+    pub(super) stop_early: CancellationToken,
     pub(super) stop_reason: Mutex<Option<StopReason>>,
-    pub(super) stop_notify: Notify,
 }
 
 /// What stopped a run early.
@@ -102,8 +100,7 @@ impl Shared {
 
     pub(super) fn request_stop(&self, reason: StopReason) {
         lock(&self.stop_reason).get_or_insert(reason);
-        self.stop_early.store(true, Ordering::SeqCst);
-        self.stop_notify.notify_one();
+        self.stop_early.cancel();
     }
 
     pub(super) fn failed_so_far(&self) -> u64 {

@@ -3,12 +3,12 @@
 //! the timeline, and the summary printed at the end.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ldapmux::{Health, Pool, Status};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::LATE_SLACK;
 use crate::checks::{LateCalls, Shutdown, WriteFigures};
@@ -19,19 +19,19 @@ use crate::record::{Run, WriteRecord};
 /// for over 200 ms more: the machine did not run this process (here: other
 /// jobs saturating the two cores).
 pub struct StallWatch {
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl StallWatch {
     /// Starts the watching thread; it writes into `run.stalls`.
     pub fn start(run: Arc<Run>) -> StallWatch {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
         let thread = {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let tick = Duration::from_millis(10);
-                while !stop.load(Ordering::SeqCst) {
+                while !stop.is_cancelled() {
                     let before = run.at();
                     std::thread::sleep(tick);
                     let overslept = run.at().saturating_sub(before + tick);
@@ -50,7 +50,7 @@ impl StallWatch {
 
     /// Stops the thread and waits for it.
     pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.cancel();
         self.thread.join().expect("stall watcher");
     }
 }
@@ -95,16 +95,19 @@ pub struct RssSampler {
 }
 
 impl RssSampler {
-    /// Starts sampling; `stop` is the load's flag.
-    pub fn start(run: &Arc<Run>, stop: Arc<AtomicBool>) -> RssSampler {
+    /// Starts sampling; `stop` is the load's token.
+    pub fn start(run: &Arc<Run>, stop: CancellationToken) -> RssSampler {
         let warmup = Duration::from_secs((run.secs / 10).clamp(3, 30));
         let samples = Arc::new(Mutex::new(Vec::<(Duration, u64)>::new()));
         let task = {
             let (samples, run) = (samples.clone(), run.clone());
             tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
+                loop {
                     samples.lock().unwrap().push((run.at(), rss_kib()));
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => break,
+                    }
                 }
             })
         };
@@ -174,19 +177,19 @@ pub struct Memory {
 
 /// Puts the pool's view of each server into the timeline when it changes.
 pub struct HealthWatch {
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl HealthWatch {
     /// Starts watching `pool`; `urls` name the servers A, B and C.
     pub fn start(run: &Arc<Run>, pool: &Pool, urls: &[String; 3]) -> HealthWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (pool, run, flag) = (pool.clone(), run.clone(), stop.clone());
+        let stop = CancellationToken::new();
+        let (pool, run, token) = (pool.clone(), run.clone(), stop.clone());
         let names: Vec<(String, &str)> = urls.iter().cloned().zip(["A", "B", "C"]).collect();
         let task = tokio::spawn(async move {
             let mut last: HashMap<String, &str> = HashMap::new();
-            while !flag.load(Ordering::SeqCst) {
+            while !token.is_cancelled() {
                 for s in pool.status().servers {
                     let health = match s.health {
                         Health::Unknown => "not reached yet",
@@ -210,7 +213,10 @@ impl HealthWatch {
                         run.event(format!("    pool: {name} {health}"));
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = token.cancelled() => break,
+                }
             }
         });
         HealthWatch { stop, task }
@@ -218,7 +224,7 @@ impl HealthWatch {
 
     /// Stops watching and waits for the task.
     pub async fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.cancel();
         let _ = self.task.await;
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -12,6 +12,7 @@ use ldap3::SearchEntry;
 use ldapmux::{Credential, Mod, Password, Pool, Scope};
 use ldapmux_harness::{FIRST_UID, ROOT_DN, ROOT_PW, SCRATCH_BASE, Slapd};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::record::{Rng, Run, WriteKind, write_id};
 use crate::{CRED_USERS, GROUPS, USERS, common, hang_bound};
@@ -248,10 +249,10 @@ async fn load_task(
     role: Role,
     task: usize,
     mut rng: Rng,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) {
     let mut n = 0u64;
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_cancelled() {
         if !matches!(role, Role::Writer) && run.writes_only.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(2)).await;
             continue;
@@ -273,21 +274,24 @@ async fn load_task(
             Role::Writer | Role::Authenticator => rng.ms(2, 10),
             _ => rng.ms(0, 4),
         };
-        tokio::time::sleep(think).await;
+        tokio::select! {
+            _ = tokio::time::sleep(think) => {}
+            _ = stop.cancelled() => {}
+        }
     }
 }
 
 /// The load: eleven tasks (six readers, two enumerators, two writers, one
 /// authenticator), each with its own seeded stream, all through one pool.
 pub struct Load {
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Load {
     /// Starts every load task; task `n` draws from `root.fork(n)`.
     pub fn start(run: &Arc<Run>, handles: &Handles, root: &Rng) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
         let roles = [
             (Role::Reader, 6),
             (Role::Enumerator, 2),
@@ -311,14 +315,14 @@ impl Load {
         Load { stop, tasks }
     }
 
-    /// The flag set when the load stops (other samplers of the load end with it).
-    pub fn stopped(&self) -> Arc<AtomicBool> {
+    /// The token cancelled when the load stops (other samplers of the load end with it).
+    pub fn stopped(&self) -> CancellationToken {
         self.stop.clone()
     }
 
     /// Stops the load: every task must end within one bounded call.
     pub async fn stop(self, run: &Run) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.cancel();
         for task in self.tasks {
             match tokio::time::timeout(hang_bound() * 3, task).await {
                 Ok(Ok(())) => {}
