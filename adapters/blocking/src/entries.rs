@@ -37,6 +37,24 @@ impl Entries {
             streaming: Some(Streaming { instance, stream }),
         }
     }
+
+    /// The continuation references the search met, once it has ended
+    /// with success (see [`ldapmux::EntryStream::referrals`]).
+    pub fn referrals(&self) -> Vec<String> {
+        self.streaming
+            .as_ref()
+            .map(|s| s.stream.referrals())
+            .unwrap_or_default()
+    }
+
+    /// The response controls of the search's result, once it has ended
+    /// with success (see [`ldapmux::EntryStream::controls`]).
+    pub fn controls(&self) -> Vec<ldapmux::ldap3::controls::Control> {
+        self.streaming
+            .as_ref()
+            .map(|s| s.stream.controls())
+            .unwrap_or_default()
+    }
 }
 
 impl Iterator for Entries {

@@ -124,6 +124,27 @@ impl ConnGuard {
         self.call(async |g| g.search(base, scope, filter, attrs).await)
     }
 
+    /// Searches with options on this connection (see
+    /// [`ldapmux::ConnGuard::search_with`]).
+    ///
+    /// ```no_run
+    /// # fn f(pool: ldapmux_blocking::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux_blocking::{LeaseKind, Scope, SearchOptions};
+    /// let mut conn = pool.lease(LeaseKind::Read)?;
+    /// let found = conn.search_with("", Scope::Base, "(objectClass=*)", &["supportedControl"], &SearchOptions::new())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn search_with(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        options: &ldapmux::SearchOptions,
+    ) -> Result<ldapmux::SearchResults, Error> {
+        self.call(async |g| g.search_with(base, scope, filter, attrs, options).await)
+    }
+
     /// Compares on this connection (see [`ldapmux::ConnGuard::compare`]).
     ///
     /// ```no_run

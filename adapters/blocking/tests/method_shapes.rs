@@ -13,7 +13,7 @@ use ldapmux_blocking::ldap3::exop::Exop;
 use ldapmux_blocking::status::{ConnId, Instant};
 use ldapmux_blocking::{
     BuildError, ConnGuard, ConnInfo, Credential, Entries, Error, LeaseKind, Mod, Password, Pool,
-    PoolBuilder, Scope, SearchEntry, ServerId, Status,
+    PoolBuilder, Scope, SearchEntry, SearchOptions, SearchResults, ServerId, Status,
 };
 
 /// Nothing listens there: the pool starts (no connection opens until an
@@ -52,6 +52,10 @@ fn the_signatures_are_the_async_ones_without_async() {
     let _: fn(&Pool) -> Option<SrvStatus> = Pool::dns_srv_status;
     let _: fn(&Pool, &str, Scope, &str, &[&str]) -> Result<Vec<SearchEntry>, Error> = Pool::search;
     let _: fn(&Pool, &str, Scope, &str, &[&str]) -> Result<Entries, Error> = Pool::streaming_search;
+    let _: fn(&Pool, &str, Scope, &str, &[&str], &SearchOptions) -> Result<SearchResults, Error> =
+        Pool::search_with;
+    let _: fn(&Pool, &str, Scope, &str, &[&str], &SearchOptions) -> Result<Entries, Error> =
+        Pool::streaming_search_with;
     let _: fn(&Pool, &str, &str, Vec<u8>) -> Result<bool, Error> = Pool::compare;
     let _: fn(&Pool, &str, Vec<(String, HashSet<String>)>) -> Result<(), Error> = Pool::add;
     let _: fn(&Pool, &str, Vec<Mod<String>>) -> Result<(), Error> = Pool::modify;
@@ -67,6 +71,14 @@ fn the_signatures_are_the_async_ones_without_async() {
     let _: fn(&ConnGuard) -> String = ConnGuard::server_url;
     let _: fn(&mut ConnGuard, &str, Scope, &str, &[&str]) -> Result<Vec<SearchEntry>, Error> =
         ConnGuard::search;
+    let _: fn(
+        &mut ConnGuard,
+        &str,
+        Scope,
+        &str,
+        &[&str],
+        &SearchOptions,
+    ) -> Result<SearchResults, Error> = ConnGuard::search_with;
     let _: fn(&mut ConnGuard, &str, &str, Vec<u8>) -> Result<bool, Error> = ConnGuard::compare;
     let _: fn(&mut ConnGuard, &str, Vec<(String, HashSet<String>)>) -> Result<(), Error> =
         ConnGuard::add;

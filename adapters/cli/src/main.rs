@@ -238,6 +238,15 @@ async fn run_status(args: StatusArgs) -> ExitCode {
 
 #[cfg(feature = "bench")]
 async fn run_bench(args: ldapmux_cli::cli::BenchArgs) -> ExitCode {
+    if args.paged {
+        return match ldapmux_bench::run_paged().await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ldapmux bench --paged: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match ldapmux_cli::bench::run(
         args.quick,
         args.sweep_only,

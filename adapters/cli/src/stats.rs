@@ -13,6 +13,9 @@ pub enum OpKind {
     Search,
     /// `Pool::streaming_search` read to the end.
     Enumerate,
+    /// `Pool::streaming_search` of every user, paged past the server's
+    /// unpaged limit, checked complete.
+    Paged,
     /// `Pool::authenticate`, right or wrong password.
     Auth,
     /// `add` under `ou=scratch` as the root DN.
@@ -21,16 +24,17 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every kind, in display order.
-    pub const ALL: [OpKind; 4] = [
+    pub const ALL: [OpKind; 5] = [
         OpKind::Search,
         OpKind::Enumerate,
+        OpKind::Paged,
         OpKind::Auth,
         OpKind::Write,
     ];
 
     /// Whether this kind is a read (a search or an enumeration).
     pub fn is_read(self) -> bool {
-        matches!(self, OpKind::Search | OpKind::Enumerate)
+        matches!(self, OpKind::Search | OpKind::Enumerate | OpKind::Paged)
     }
 
     /// The name in the summary.
@@ -38,6 +42,7 @@ impl OpKind {
         match self {
             OpKind::Search => "search",
             OpKind::Enumerate => "enumerate",
+            OpKind::Paged => "enumerate all",
             OpKind::Auth => "authenticate",
             OpKind::Write => "write",
         }
@@ -127,7 +132,7 @@ impl KindCounts {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Window {
     /// Per kind, indexed like [`OpKind::ALL`].
-    pub kinds: [KindCounts; 4],
+    pub kinds: [KindCounts; 5],
     /// Latencies of the operations that did their job, in microseconds, to
     /// 3 significant digits (a quantile is within 0.1 % of the exact one),
     /// in bounded memory however long the run (1 µs to an hour).

@@ -88,7 +88,8 @@ fn demo_plain_runs_the_script_passes_its_checks_and_leaves_nothing() {
     }
     assert!(stdout.contains("== ldapmux demo: summary =="), "{all}");
     assert!(stdout.contains("PASS zero failed reads: 0 failed"), "{all}");
-    assert!(stdout.contains("checks: 7 of 7 passed"), "{all}");
+    assert!(stdout.contains("PASS paged enumerations: "), "{all}");
+    assert!(stdout.contains("checks: 8 of 8 passed"), "{all}");
 
     let pids = printed_pids(&stdout);
     assert!(pids.len() >= 4, "3 starts and a restart: {pids:?}\n{all}");

@@ -147,6 +147,15 @@ impl PoolBuilder {
         self.config.sharing = sharing;
         self
     }
+    /// Entries per page of a search (default 500; `None`: unpaged). Searches
+    /// page with the simple paged results control (RFC 2696) on servers whose
+    /// root DSE lists it, every page on the same connection; a server that
+    /// caps unpaged answers (Active Directory at 1 000, OpenLDAP's `limits`)
+    /// then answers every entry. `Some(0)` is refused by `build()`.
+    pub fn page_size(mut self, size: Option<u32>) -> Self {
+        self.config.page_size = size;
+        self
+    }
     /// `false` gives every operation its own connection (behaviour 14: for
     /// servers or proxies that cannot multiplex). Default `true`.
     pub fn multiplexing(mut self, on: bool) -> Self {
@@ -381,6 +390,7 @@ impl PoolBuilder {
             tls_options,
             starttls: c.starttls,
             multiplex: c.multiplexing,
+            page_size: c.page_size.and_then(std::num::NonZeroU32::new),
             metrics,
         }))
     }
@@ -406,6 +416,8 @@ pub(crate) struct Settings {
     pub(crate) tls_options: TlsOptions,
     pub(crate) starttls: bool,
     pub(crate) multiplex: bool,
+    /// Entries per page (`None`: unpaged searches).
+    pub(crate) page_size: Option<std::num::NonZeroU32>,
     pub(crate) metrics: MetricsConfig,
 }
 

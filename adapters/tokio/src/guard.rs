@@ -11,7 +11,7 @@ use crate::connect::{classify, is_conn_dead, request_sent};
 use crate::metrics::Outcome;
 use crate::ops::{self, Op, Reply, not_conn_error, reply};
 use crate::pool::LeaseKind;
-use crate::{Error, Pool};
+use crate::{Error, Pool, SearchOptions, SearchResults};
 
 /// One pooled connection leased for several operations, for when they must
 /// run on the same connection (a read after a write on the same server, a
@@ -86,8 +86,37 @@ impl ConnGuard {
             scope,
             filter,
             attrs,
+            options: &crate::search::PLAIN,
         };
-        Ok(reply!(self.call(&op).await?, Entries))
+        Ok(reply!(self.call(&op).await?, Found).entries)
+    }
+
+    /// Searches with options (see [`Pool::search_with`]), on this connection.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux::{LeaseKind, Scope, SearchOptions};
+    /// let mut conn = pool.lease(LeaseKind::Read).await?;
+    /// let options = SearchOptions::new().size_limit(1);
+    /// let found = conn.search_with("dc=example,dc=com", Scope::Base, "(objectClass=*)", &["1.1"], &options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn search_with(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        options: &SearchOptions,
+    ) -> Result<SearchResults, Error> {
+        let op = Op::Search {
+            base,
+            scope,
+            filter,
+            attrs,
+            options,
+        };
+        Ok(reply!(self.call(&op).await?, Found))
     }
 
     /// Compares (see [`Pool::compare`]).
@@ -182,7 +211,8 @@ impl ConnGuard {
             )));
         }
         let timeout = self.pool.op_timeout();
-        match tokio::time::timeout(timeout, ops::exec(op, &mut self.ldap)).await {
+        let paging = self.pool.paging(self.server);
+        match tokio::time::timeout(timeout, ops::exec(op, &mut self.ldap, &paging)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) if is_conn_dead(&e) => {
                 let sent = request_sent(&e);
@@ -201,6 +231,7 @@ impl ConnGuard {
             Ok(Err(e)) => Err(not_conn_error(e)),
             Err(_) => {
                 self.dead = Some(format!("{name} timed out"));
+                ops::abandon_timed_out(op, &self.ldap);
                 if let Some(lease) = self.lease.take() {
                     self.pool
                         .retire_after_timeout(lease, self.server, name, timeout);

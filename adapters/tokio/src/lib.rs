@@ -22,10 +22,12 @@ pub mod metrics;
 #[path = "metrics_off.rs"]
 mod metrics;
 mod ops;
+mod paging;
 mod pool;
 mod pool_config;
 mod retry;
 mod runtime;
+mod search;
 mod secret;
 mod srv;
 mod stream;
@@ -43,6 +45,7 @@ pub use error::{BuildError, Error, LdapStatus, result_name};
 pub use guard::ConnGuard;
 pub use pool::{LeaseKind, Pool};
 pub use pool_config::PoolConfig;
+pub use search::{SearchOptions, SearchResults};
 pub use secret::Password;
 #[cfg(feature = "dns-srv")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dns-srv")))]
@@ -59,7 +62,7 @@ pub use watch::{ConfigWatch, ReloadError, WatchOptions, WatchReport};
 /// ([`Pool::extended`] takes an [`ldap3::exop::Exop`], entries are
 /// [`ldap3::SearchEntry`]).
 pub use ldap3;
-pub use ldap3::{Mod, Scope, SearchEntry};
+pub use ldap3::{DerefAliases, Mod, Scope, SearchEntry, dn_escape, ldap_escape};
 pub use ldapmux_core::{
     Blame, ConnErrorKind, ConnId, ConnInfo, ConnPhase, Health, Instant, Purpose, ServerId,
     ServerStatus, Sharing, Status,

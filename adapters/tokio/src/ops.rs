@@ -11,21 +11,20 @@
 use std::collections::HashSet;
 
 use ldap3::exop::{Exop, WhoAmI};
-use ldap3::{Ldap, LdapError, Mod, ResultEntry, Scope, SearchEntry, SearchStream};
+use ldap3::{Ldap, LdapError, Mod, ResultEntry, Scope, SearchEntry};
 use ldapmux_core::UserKind;
 
 use crate::error::LdapStatus;
+use crate::paging::{PagedSearch, Paging, Query};
+use crate::search::{SearchOptions, SearchResults};
 use crate::{Error, Password};
-
-/// A streaming search in progress.
-pub(crate) type Search = SearchStream<'static, String, Vec<String>>;
 
 /// A streaming search with its first item already read: inside the retry
 /// loop, so that a search whose connection dies before its first entry is
 /// retried like any read (behaviour 9). `first` is `None` when the search
 /// ended without an entry (its result is read by `finish`).
 pub(crate) struct Started {
-    pub(crate) search: Search,
+    pub(crate) search: PagedSearch,
     pub(crate) first: Option<ResultEntry>,
 }
 
@@ -39,12 +38,14 @@ pub(crate) enum Op<'a> {
         scope: Scope,
         filter: &'a str,
         attrs: &'a [&'a str],
+        options: &'a SearchOptions,
     },
     StartSearch {
         base: &'a str,
         scope: Scope,
         filter: &'a str,
         attrs: &'a [&'a str],
+        options: &'a SearchOptions,
     },
     Compare {
         dn: &'a str,
@@ -81,7 +82,7 @@ pub(crate) enum Op<'a> {
 
 /// What an [`Op`] gave back.
 pub(crate) enum Reply {
-    Entries(Vec<SearchEntry>),
+    Found(SearchResults),
     Stream(Box<Started>),
     Bool(bool),
     Done,
@@ -136,32 +137,50 @@ impl Op<'_> {
             Op::Bind { dn, .. } if dn.trim().is_empty() => {
                 Err(Error::InvalidRequest("empty DN".into()))
             }
+            Op::Search { options, .. } | Op::StartSearch { options, .. } => options.check(),
             _ => Ok(()),
         }
     }
 }
 
-/// Sends `op` on `ldap` and waits for its answer.
-pub(crate) async fn exec(op: &Op<'_>, ldap: &mut Ldap) -> Result<Reply, LdapError> {
+/// Sends `op` on `ldap` (a connection to `paging.server`) and waits for its answer.
+pub(crate) async fn exec(
+    op: &Op<'_>,
+    ldap: &mut Ldap,
+    paging: &Paging<'_>,
+) -> Result<Reply, LdapError> {
     Ok(match op {
         Op::Search {
             base,
             scope,
             filter,
             attrs,
+            options,
         } => {
-            let (entries, _) = ldap.search(base, *scope, filter, *attrs).await?.success()?;
-            Reply::Entries(entries.into_iter().map(SearchEntry::construct).collect())
+            // Every page on this connection; entries are kept until the
+            // last page, so a retry after a dead connection starts afresh.
+            let query = query(base, *scope, filter, attrs, options);
+            let mut search = PagedSearch::start(ldap, query, paging).await?;
+            let mut entries = Vec::new();
+            while let Some(entry) = search.next().await? {
+                entries.push(SearchEntry::construct(entry));
+            }
+            let (referrals, controls) = search.end();
+            Reply::Found(SearchResults {
+                entries,
+                referrals,
+                controls,
+            })
         }
         Op::StartSearch {
             base,
             scope,
             filter,
             attrs,
+            options,
         } => {
-            // The stream outlives this call: it owns its attribute list.
-            let attrs: Vec<String> = attrs.iter().map(|a| (*a).to_owned()).collect();
-            let mut search = ldap.streaming_search(base, *scope, filter, attrs).await?;
+            let query = query(base, *scope, filter, attrs, options);
+            let mut search = PagedSearch::start(ldap, query, paging).await?;
             let first = search.next().await?;
             Reply::Stream(Box::new(Started { search, first }))
         }
@@ -217,6 +236,39 @@ pub(crate) async fn exec(op: &Op<'_>, ldap: &mut Ldap) -> Result<Reply, LdapErro
         }
         Op::Lease(_) => Reply::Done,
     })
+}
+
+/// After `op` ran out of time on `ldap` (its future dropped): asks the
+/// server to abandon it (RFC 4511 §4.11), so that it stops working on it.
+/// The first poll queues the Abandon on the connection ahead of anything
+/// sent later (such as the unbind of the connection being retired); an
+/// Abandon has no answer to wait for. A search does this itself when
+/// dropped ([`PagedSearch`]); a bind cannot be abandoned; a write's outcome
+/// stays unknown either way.
+pub(crate) fn abandon_timed_out(op: &Op<'_>, ldap: &Ldap) {
+    if matches!(
+        op,
+        Op::Search { .. } | Op::StartSearch { .. } | Op::Bind { .. } | Op::Lease(_)
+    ) {
+        return;
+    }
+    let mut ldap = ldap.clone();
+    let id = ldap.last_id();
+    let _ = futures_util::FutureExt::now_or_never(ldap.abandon(id));
+    tracing::debug!(op = op.name(), msgid = id, "timed-out operation abandoned");
+}
+
+/// The search as the pager keeps it (it outlives the caller's strings).
+fn query(base: &str, scope: Scope, filter: &str, attrs: &[&str], options: &SearchOptions) -> Query {
+    Query {
+        base: base.to_owned(),
+        scope,
+        filter: filter.to_owned(),
+        attrs: attrs.iter().map(|a| (*a).to_owned()).collect(),
+        options: options.ldap3(),
+        controls: options.controls.clone(),
+        page_size: options.page_size,
+    }
 }
 
 /// An error that is not a dead connection, as the caller sees it.

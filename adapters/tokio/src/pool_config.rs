@@ -56,6 +56,7 @@ use crate::SrvService;
 /// | `dns_refresh_min`, `dns_refresh_max` | `"30s"`, `"1h"` | the answer's TTL, clamped to these, says when to look up again |
 /// | `dns_failure_refresh` | `"5s"` | soonest lookup after a server is marked down; first retry of a failed lookup |
 /// | `dns_timeout` | `"5s"` | bound on one lookup |
+/// | `page_size` | 500 | entries per page of a search, with the simple paged results control where the server's root DSE lists it (`"off"`: unpaged searches) |
 /// | `metrics_name` | none | a `pool` label on every metric |
 /// | `metrics_bind_dn_labels` | `false` | label connections with their bind DN |
 /// | `metrics_credential_labels` | none | a table of bind DN → label |
@@ -163,6 +164,9 @@ pub struct PoolConfig {
     /// Bound on one lookup, retries included.
     #[serde(with = "serde_forms::duration")]
     pub dns_timeout: Duration,
+    /// Entries per page of a search, where the server pages (`None`: unpaged).
+    #[serde(with = "serde_forms::count_or_off")]
+    pub page_size: Option<u32>,
     /// A `pool` label on every metric.
     pub metrics_name: Option<String>,
     /// Label connections with their bind DN.
@@ -210,6 +214,7 @@ impl Default for PoolConfig {
             dns_refresh_max: Duration::from_secs(3600),
             dns_failure_refresh: Duration::from_secs(5),
             dns_timeout: Duration::from_secs(5),
+            page_size: Some(DEFAULT_PAGE_SIZE),
             metrics_name: None,
             metrics_bind_dn_labels: false,
             metrics_credential_labels: BTreeMap::new(),
@@ -251,6 +256,11 @@ impl std::fmt::Debug for PoolConfig {
 
 /// The operation timeout when none is given.
 pub(crate) const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Entries per page when none is given: OpenLDAP's default size limit
+/// (500), so a page passes a server that caps unpaged searches there, and
+/// half Active Directory's MaxPageSize (1 000). docs/operations.md says why.
+pub(crate) const DEFAULT_PAGE_SIZE: u32 = 500;
 
 impl PoolConfig {
     /// The servers in the order the pool tries them, each with whether it

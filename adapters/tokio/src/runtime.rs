@@ -20,6 +20,7 @@ use crate::builder::Settings;
 use crate::connect::{self, Opened};
 use crate::credential::CredTable;
 use crate::metrics::{self, Closed, ConnLabels, Publisher};
+use crate::paging::Paging;
 use crate::url::ServerUrl;
 
 /// Notices kept for a slow listener (beyond, it sees `Lagged`).
@@ -66,6 +67,9 @@ pub(crate) struct Shared {
     notices: tokio::sync::broadcast::Sender<Notice>,
     /// Publishes the gauges and the core's counters.
     pub(crate) metrics: Publisher,
+    /// Which servers page searches (their root DSE, read once per
+    /// generation).
+    pub(crate) paging: crate::paging::Support,
 }
 
 impl Shared {
@@ -83,6 +87,7 @@ impl Shared {
             sockets_changed: Notify::new(),
             notices: tokio::sync::broadcast::channel(NOTICES).0,
             metrics: Publisher::default(),
+            paging: crate::paging::Support::default(),
         })
     }
 
@@ -112,8 +117,21 @@ impl Shared {
         self.settings.get()
     }
 
+    /// A new generation's settings (a reload): what the root DSEs said is
+    /// read again, since a server may have changed meanwhile.
     pub(crate) fn set_settings(&self, settings: Arc<Settings>) {
         self.settings.replace(settings);
+        self.paging.forget();
+    }
+
+    /// How a search on `server` pages under `settings`.
+    pub(crate) fn paging<'a>(&'a self, settings: &Settings, server: ServerId) -> Paging<'a> {
+        Paging {
+            support: &self.paging,
+            size: settings.page_size,
+            server,
+            stop_within: settings.core.connect_timeout,
+        }
     }
 
     /// Publishes the gauges and the core's counters now (no-op once the

@@ -2,15 +2,18 @@
 //! connection held for the whole enumeration (a getent user).
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
+use ldap3::controls::Control;
 use ldap3::{ResultEntry, SearchEntry};
 use ldapmux_core::ServerId;
 use ldapmux_driver::Lease;
 
 use crate::connect::{classify, is_conn_dead};
-use crate::ops::{Search, Started, not_conn_error};
+use crate::ops::{Started, not_conn_error};
+use crate::paging::PagedSearch;
 use crate::{Error, Pool};
 
 type Item = Result<SearchEntry, Error>;
@@ -21,8 +24,24 @@ type Item = Result<SearchEntry, Error>;
 /// next item is the saved error and the stream ends (behaviour 10). The
 /// first entry was read (with retries) by `streaming_search`; every later
 /// entry is bounded by the operation timeout.
+///
+/// When the server pages ([`PoolBuilder::page_size`](crate::PoolBuilder::page_size)),
+/// the next page is asked for on the same connection when one ends, so the
+/// entries arrive as one sequence, each once. Dropping the stream before
+/// its end gives the connection back and tells the server to stop, in the
+/// background: an Abandon of the page in flight and a page of size 0 with
+/// the last cookie, which discards the paging state.
 pub struct EntryStream {
     inner: Pin<Box<dyn Stream<Item = Item> + Send>>,
+    tail: Arc<Mutex<Tail>>,
+}
+
+/// What the search's end carried besides entries: filled in when the
+/// stream ends with success.
+#[derive(Default)]
+struct Tail {
+    referrals: Vec<String>,
+    controls: Vec<Control>,
 }
 
 impl std::fmt::Debug for EntryStream {
@@ -34,12 +53,14 @@ impl std::fmt::Debug for EntryStream {
 struct State {
     pool: Pool,
     lease: Option<Lease>,
-    search: Box<Search>,
+    /// `None` once the stream has ended or handed the search to its cleanup.
+    search: Option<Box<PagedSearch>>,
     /// The first item, read while the search could still be retried
     /// (`Some(None)`: the search had no entry).
     first: Option<Option<ResultEntry>>,
     server: ServerId,
     yielded: usize,
+    tail: Arc<Mutex<Tail>>,
 }
 
 impl EntryStream {
@@ -50,13 +71,15 @@ impl EntryStream {
         server: ServerId,
     ) -> EntryStream {
         let Started { search, first } = *started;
+        let tail = Arc::new(Mutex::new(Tail::default()));
         let state = State {
             pool,
             lease: Some(lease),
-            search: Box::new(search),
+            search: Some(Box::new(search)),
             first: Some(first),
             server,
             yielded: 0,
+            tail: tail.clone(),
         };
         let inner = futures_util::stream::unfold(Some(state), |state| async move {
             let mut state = state?;
@@ -68,7 +91,22 @@ impl EntryStream {
         });
         EntryStream {
             inner: Box::pin(inner),
+            tail,
         }
+    }
+
+    /// The URLs of the search continuation references (RFC 4511 §4.5.3)
+    /// the search met, once the stream has ended with success (empty
+    /// before): parts of the tree held elsewhere, not followed.
+    pub fn referrals(&self) -> Vec<String> {
+        lock(&self.tail).referrals.clone()
+    }
+
+    /// The response controls of the search's result, once the stream has
+    /// ended with success (empty before; the paged results control, the
+    /// pool's own, left out).
+    pub fn controls(&self) -> Vec<Control> {
+        lock(&self.tail).controls.clone()
     }
 
     /// The next entry; `None` at the end of a successful search.
@@ -94,9 +132,10 @@ impl State {
             return Some(Err(self.pool.pool_error(failure.error)));
         }
         let timeout = self.pool.op_timeout();
+        let search = self.search.as_mut()?;
         let item = match self.first.take() {
             Some(first) => Ok(Ok(first)),
-            None => tokio::time::timeout(timeout, self.search.next()).await,
+            None => tokio::time::timeout(timeout, search.next()).await,
         };
         match item {
             Ok(Ok(Some(entry))) => {
@@ -104,7 +143,13 @@ impl State {
                 Some(Ok(SearchEntry::construct(entry)))
             }
             Ok(Ok(None)) => {
-                let result = self.search.finish().await;
+                let (referrals, controls) = search.end();
+                *lock(&self.tail) = Tail {
+                    referrals,
+                    controls,
+                };
+                let result = search.finish();
+                self.search = None;
                 self.lease.take()?.release();
                 match result.success() {
                     Ok(_) => None,
@@ -131,4 +176,8 @@ impl State {
             }
         }
     }
+}
+
+fn lock(m: &Mutex<Tail>) -> std::sync::MutexGuard<'_, Tail> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -22,6 +22,7 @@
 //! so figures do not depend on the caller.
 
 mod contender;
+mod paged;
 mod raw;
 mod report;
 mod scenarios;
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 use ldapmux_harness::Slapd;
 
 use crate::contender::Kind;
+pub use crate::paged::{PagedFigures, run_paged};
 use crate::scenarios::FailoverPlan;
 pub use crate::scenarios::{Bucket, Timeline};
 use crate::stats::{median, ratio};

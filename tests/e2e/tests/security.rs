@@ -475,9 +475,9 @@ async fn an_auth_connection_is_never_reused_nor_shared() {
         "the shared connection lives on"
     );
     assert_eq!(after[0].authz_dn, "", "it is still anonymous: {after:?}");
-    // Its anonymous bind, the first search, and every search of the load:
-    // no search ran on a check's connection.
-    let searches = 1 + load.ok() + load.failed();
+    // Its anonymous bind, the root DSE read for paging, the first search,
+    // and every search of the load: no search ran on a check's connection.
+    let searches = 1 + 1 + load.ok() + load.failed();
     assert_eq!(
         after[0].ops_received,
         1 + searches,

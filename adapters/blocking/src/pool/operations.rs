@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::hash::Hash;
 
 use ldapmux::ldap3::exop::Exop;
-use ldapmux::{Error, LeaseKind, Mod, Password, Scope, SearchEntry};
+use ldapmux::{Error, LeaseKind, Mod, Password, Scope, SearchEntry, SearchOptions, SearchResults};
 
 use super::Pool;
 use crate::{ConnGuard, Entries};
@@ -53,6 +53,57 @@ impl Pool {
     ) -> Result<Entries, Error> {
         let (instance, pool) = self.for_operation()?;
         let stream = instance.block_on(pool.streaming_search(base, scope, filter, attrs))?;
+        Ok(Entries::new(instance, stream))
+    }
+
+    /// Searches with options and returns the entries, the continuation
+    /// references and the response controls (see
+    /// [`ldapmux::Pool::search_with`]).
+    ///
+    /// ```no_run
+    /// # fn f(pool: ldapmux_blocking::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux_blocking::{Scope, SearchOptions};
+    /// let options = SearchOptions::new().size_limit(10);
+    /// let found = pool.search_with("ou=people,dc=example,dc=com", Scope::OneLevel, "(uid=a*)", &["cn"], &options)?;
+    /// println!("{} entries", found.entries.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn search_with(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        options: &SearchOptions,
+    ) -> Result<SearchResults, Error> {
+        self.run(async |p| p.search_with(base, scope, filter, attrs, options).await)
+    }
+
+    /// A streaming search with options (see
+    /// [`ldapmux::Pool::streaming_search_with`]).
+    ///
+    /// ```no_run
+    /// # fn f(pool: ldapmux_blocking::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux_blocking::{Scope, SearchOptions};
+    /// let options = SearchOptions::new().page_size(Some(1000));
+    /// let mut entries = pool.streaming_search_with("ou=people,dc=example,dc=com", Scope::Subtree, "(uid=*)", &["uid"], &options)?;
+    /// for entry in entries.by_ref() {
+    ///     println!("{}", entry?.dn);
+    /// }
+    /// println!("referrals: {:?}", entries.referrals());
+    /// # Ok(()) }
+    /// ```
+    pub fn streaming_search_with(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        options: &SearchOptions,
+    ) -> Result<Entries, Error> {
+        let (instance, pool) = self.for_operation()?;
+        let stream =
+            instance.block_on(pool.streaming_search_with(base, scope, filter, attrs, options))?;
         Ok(Entries::new(instance, stream))
     }
 

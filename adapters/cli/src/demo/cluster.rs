@@ -23,6 +23,11 @@ pub(super) async fn start(users: usize) -> Result<Vec<Slapd>, HarnessError> {
                 .users(users)
                 .groups(GROUPS)
                 .threads(SLAPD_THREADS)
+                // Unpaged searches capped at 500 entries, paged ones not,
+                // as a large directory is run: "enumerate all" pages.
+                .database_config(
+                    "limits * size.soft=500 size.hard=500 size.pr=500 size.prtotal=unlimited",
+                )
                 .start()
         }));
     }

@@ -27,8 +27,51 @@ pub(super) fn spawn_load(shared: &Arc<Shared>, users: usize) -> JoinSet<()> {
     for i in 0..2 {
         set.spawn(auth_task(shared.clone(), users, 300 + i));
     }
+    set.spawn(paged_task(shared.clone(), users));
     set.spawn(write_task(shared.clone()));
     set
+}
+
+/// Enumerates every user, again and again: more entries than the servers
+/// answer an unpaged search (500), so it pages; each must be complete.
+async fn paged_task(shared: Arc<Shared>, users: usize) {
+    loop {
+        let start = Instant::now();
+        let outcome = match shared
+            .pool
+            .streaming_search(Slapd::people_base(), Scope::OneLevel, "(uid=*)", &["1.1"])
+            .await
+        {
+            Err(e) => classify(&e),
+            Ok(mut stream) => {
+                let mut count = 0usize;
+                let mut outcome = Outcome::Ok;
+                while let Some(item) = stream.next_entry().await {
+                    match item {
+                        Ok(_) => count += 1,
+                        Err(e) if e.is_shut_down() => outcome = Outcome::ShutDown,
+                        Err(e) if e.conn_error_kind().is_some() => outcome = Outcome::Cut,
+                        Err(e) => {
+                            outcome = Outcome::Failed(format!("all users after {count}: {e}"))
+                        }
+                    }
+                }
+                if outcome == Outcome::Ok && count != users {
+                    Outcome::Failed(format!("all users: {count} entries, expected {users}"))
+                } else {
+                    outcome
+                }
+            }
+        };
+        shared
+            .rec
+            .record(OpKind::Paged, start, Instant::now(), outcome.clone());
+        pause_after(&outcome).await;
+        if !running(&shared, &outcome) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Stops the load: every operation now fails at once with ShutDown; tasks

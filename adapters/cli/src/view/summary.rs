@@ -132,7 +132,22 @@ pub fn checks(s: &Summary) -> Vec<Check> {
         ok: failed_reads == 0 && s.ops.kind(OpKind::Search).done() > 0,
         detail: format!(
             "{failed_reads} failed of {} searches and enumerations",
-            count(s.ops.kind(OpKind::Search).done() + s.ops.kind(OpKind::Enumerate).done())
+            count(
+                s.ops.kind(OpKind::Search).done()
+                    + s.ops.kind(OpKind::Enumerate).done()
+                    + s.ops.kind(OpKind::Paged).done()
+            )
+        ),
+    });
+    let paged = s.ops.kind(OpKind::Paged);
+    out.push(Check {
+        name: "paged enumerations",
+        ok: paged.ok > 0 && paged.failed == 0,
+        detail: format!(
+            "{} of all {} users (unpaged capped at 500), each complete; {} failed",
+            count(paged.ok),
+            count(s.users as u64),
+            paged.failed
         ),
     });
     let failed = s.ops.failed();
@@ -391,6 +406,12 @@ mod tests {
         );
         r.record(OpKind::Auth, t0, t0, Outcome::Rejected);
         r.record(OpKind::Write, t0, t0, Outcome::Unknown);
+        r.record(
+            OpKind::Paged,
+            t0,
+            t0 + Duration::from_millis(90),
+            Outcome::Ok,
+        );
         r.roll(t0 + Duration::from_secs(1));
         Summary {
             ops: r.total(),
@@ -421,7 +442,7 @@ mod tests {
         let c = checks(&s);
         assert!(c.iter().all(|c| c.ok), "{c:?}");
         let text = render_summary(&s, &c);
-        assert!(text.contains("checks: 7 of 7 passed"), "{text}");
+        assert!(text.contains("checks: 8 of 8 passed"), "{text}");
         assert!(
             text.contains("wrong passwords answered Ok(false)"),
             "{text}"
@@ -450,6 +471,7 @@ mod tests {
             failed,
             [
                 "zero failed reads",
+                "paged enumerations",
                 "no unexpected failure",
                 "reload",
                 "no slapd left"

@@ -64,6 +64,13 @@ const KEYS: &[Key] = &[
         sets: "op_timeout",
         parse: seconds,
     },
+    // Not libldap's (it ignores keys it does not know): nslcd.conf's name
+    // for the same setting, so one file can serve both.
+    Key {
+        name: "PAGESIZE",
+        sets: "page_size",
+        parse: count_or_off,
+    },
     Key {
         name: "REFERRALS",
         sets: "",
@@ -126,6 +133,17 @@ fn seconds(value: &str) -> Result<Value, Refused> {
         .parse()
         .map_err(|_| Refused::Bad(format!("{value:?}: expected whole seconds")))?;
     Ok(Value::Set(toml::Value::String(format!("{n}s"))))
+}
+
+/// A whole number or `off` (0 is judged by the one check).
+fn count_or_off(value: &str) -> Result<Value, Refused> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(Value::Set(toml::Value::String("off".into())));
+    }
+    let n: u32 = value
+        .parse()
+        .map_err(|_| Refused::Bad(format!("{value:?}: expected a number of entries or off")))?;
+    Ok(Value::Set(toml::Value::Integer(i64::from(n))))
 }
 
 fn referrals(value: &str) -> Result<Value, Refused> {

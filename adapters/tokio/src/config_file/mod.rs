@@ -103,6 +103,7 @@ impl Origin {
 /// | `TLS_REQCERT` | `tls_verify`: `never` is `false`; `demand`, `hard`, and also `allow`, `try` (treated as the stricter `demand`) are `true` |
 /// | `NETWORK_TIMEOUT` | `connect_timeout` (whole seconds) |
 /// | `TIMEOUT` | `op_timeout` (whole seconds) |
+/// | `PAGESIZE` | `page_size`: entries per page, or `off` (nslcd.conf's name; libldap ignores it) |
 /// | `REFERRALS` | nothing: `off` accepted (ldapmux never chases referrals); `on` refused |
 ///
 /// `SASL_*`, `GSSAPI_*`, other `TLS_*` keys (client certificates, CRLs,

@@ -489,3 +489,38 @@ fn toml_durations_are_human_and_off_turns_a_setting_off() {
     let e = r.unwrap_err();
     assert_at(&e, &p, 2, "op_timeout");
 }
+
+#[test]
+fn page_size_is_a_count_or_off_in_both_files_and_zero_is_refused_at_its_line() {
+    let c = conf("URI ldap://a\n").unwrap();
+    assert_eq!(c.config().page_size, Some(500), "the default pages");
+    let c = conf("URI ldap://a\nPAGESIZE 1000\n").unwrap();
+    assert_eq!(c.config().page_size, Some(1000));
+    let c = conf("URI ldap://a\npagesize OFF\n").unwrap();
+    assert_eq!(c.config().page_size, None);
+    let (_, c) = toml_file("uri = [\"ldap://a\"]\npage_size = 250\n");
+    assert_eq!(c.unwrap().config().page_size, Some(250));
+    let (_, c) = toml_file("uri = [\"ldap://a\"]\npage_size = \"off\"\n");
+    assert_eq!(c.unwrap().config().page_size, None);
+
+    let d = dir();
+    let p = write(&d, "ldap.conf", "URI ldap://a\nPAGESIZE 0\n");
+    let e = ConfigFile::read_ldap_conf(&p).unwrap_err();
+    assert_at(&e, &p, 2, "PAGESIZE");
+    assert!(e.to_string().contains("page_size"), "{e}");
+    for bad in ["PAGESIZE many\n", "PAGESIZE -3\n"] {
+        let p = write(&d, "ldap.conf", bad);
+        let e = ConfigFile::read_ldap_conf(&p).unwrap_err();
+        assert_at(&e, &p, 1, "PAGESIZE");
+    }
+    for bad in [
+        "page_size = 0\n",
+        "page_size = -1\n",
+        "page_size = \"lots\"\n",
+        "page_size = 3000000000\n",
+    ] {
+        let (p, r) = toml_file(&format!("uri = [\"ldap://a\"]\n{bad}"));
+        let e = r.unwrap_err();
+        assert_at(&e, &p, 2, "page_size");
+    }
+}

@@ -9,9 +9,11 @@ use ldap3::exop::Exop;
 use ldap3::{Mod, Scope, SearchEntry};
 
 use super::{LeaseKind, Pool};
-use ldapmux_core::UserKind;
+use ldapmux_core::{ServerId, UserKind};
 
 use crate::ops::{Op, reply};
+use crate::paging::Paging;
+use crate::search::{self, SearchOptions, SearchResults};
 use crate::{ConnGuard, EntryStream, Error};
 
 impl Pool {
@@ -39,8 +41,45 @@ impl Pool {
             scope,
             filter,
             attrs,
+            options: &search::PLAIN,
         };
-        Ok(reply!(self.run(&op).await?, Entries))
+        Ok(reply!(self.run(&op).await?, Found).entries)
+    }
+
+    /// Searches with [`SearchOptions`] (limits, alias dereferencing, types
+    /// only, request controls, the page size) and returns the entries with
+    /// what the answer carried besides them: the continuation references
+    /// and the response controls. A result other than success is
+    /// [`Error::Ldap`] with the server's code: `sizeLimitExceeded` (4),
+    /// `timeLimitExceeded` (3), `unavailableCriticalExtension` (12) for a
+    /// critical control the server does not know.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux::{Scope, SearchOptions, ldap_escape};
+    /// let name = "O'Brien (sales)";
+    /// let filter = format!("(cn={})", ldap_escape(name));
+    /// let options = SearchOptions::new().size_limit(10);
+    /// let found = pool.search_with("dc=example,dc=com", Scope::Subtree, &filter, &["mail"], &options).await?;
+    /// println!("{} entries, {} referrals", found.entries.len(), found.referrals.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn search_with(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        options: &SearchOptions,
+    ) -> Result<SearchResults, Error> {
+        let op = Op::Search {
+            base,
+            scope,
+            filter,
+            attrs,
+            options,
+        };
+        Ok(reply!(self.run(&op).await?, Found))
     }
 
     /// Searches and streams the entries, keeping one connection for the
@@ -65,11 +104,39 @@ impl Pool {
         filter: &str,
         attrs: &[&str],
     ) -> Result<EntryStream, Error> {
+        self.streaming_search_with(base, scope, filter, attrs, &search::PLAIN)
+            .await
+    }
+
+    /// [`Pool::streaming_search`] with [`SearchOptions`]; the stream's
+    /// [`EntryStream::referrals`] and [`EntryStream::controls`] give what
+    /// the answer carried besides the entries once it has ended.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux::{Scope, SearchOptions};
+    /// let options = SearchOptions::new().page_size(Some(1000)).types_only(true);
+    /// let mut stream = pool.streaming_search_with("dc=example,dc=com", Scope::Subtree, "(objectClass=*)", &["cn"], &options).await?;
+    /// while let Some(entry) = stream.next_entry().await {
+    ///     println!("{}", entry?.dn);
+    /// }
+    /// println!("referrals: {:?}", stream.referrals());
+    /// # Ok(()) }
+    /// ```
+    pub async fn streaming_search_with(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        options: &SearchOptions,
+    ) -> Result<EntryStream, Error> {
         let op = Op::StartSearch {
             base,
             scope,
             filter,
             attrs,
+            options,
         };
         let (reply, lease, _, server) = self.acquire_and_run(&op).await?;
         Ok(EntryStream::new(
@@ -244,5 +311,13 @@ impl Pool {
         };
         let (_, lease, ldap, server) = self.acquire_and_run(&Op::Lease(user_kind)).await?;
         Ok(ConnGuard::new(self.clone(), lease, ldap, server, kind))
+    }
+
+    /// How a search on `server` pages under the current settings (for a
+    /// [`ConnGuard`], whose operations run outside the retry loop).
+    pub(crate) fn paging(&self, server: ServerId) -> Paging<'_> {
+        self.inner
+            .shared
+            .paging(&self.inner.shared.settings(), server)
     }
 }

@@ -34,6 +34,21 @@ impl PoolConfig {
         self.check_dns()?;
         let core = self.core_settings();
         core.validate_settings()?;
+        match self.page_size {
+            Some(0) => {
+                return Err(invalid(
+                    "page_size",
+                    "a page of 0 entries asks for none (\"off\": unpaged searches)",
+                ));
+            }
+            Some(n) if i32::try_from(n).is_err() => {
+                return Err(invalid(
+                    "page_size",
+                    format!("{n} is more than an LDAP size can say ({})", i32::MAX),
+                ));
+            }
+            _ => {}
+        }
         if self.op_timeout.is_zero() {
             return Err(invalid("op_timeout", "must be positive"));
         }

@@ -72,6 +72,42 @@ pub(super) mod duration_or_off {
     }
 }
 
+/// A count or `"off"` (`None`): `page_size = 500`, `page_size = "off"`.
+pub(super) mod count_or_off {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Count(i64),
+        Text(String),
+    }
+
+    pub(in crate::pool_config) fn serialize<S: Serializer>(
+        v: &Option<u32>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_u32(*n),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub(in crate::pool_config) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<u32>, D::Error> {
+        match Form::deserialize(d)? {
+            Form::Count(n) => u32::try_from(n)
+                .map(Some)
+                .map_err(|_| D::Error::custom(format!("{n} is out of range (0 to {})", u32::MAX))),
+            Form::Text(text) if is_off(&text) => Ok(None),
+            Form::Text(text) => Err(D::Error::custom(format!(
+                "{text:?}: expected a number or \"off\""
+            ))),
+        }
+    }
+}
+
 /// [`Sharing`](ldapmux_core::Sharing): `"always"` or `"on_request"`.
 pub(super) mod sharing {
     use super::*;

@@ -1,0 +1,449 @@
+//! Simple paged results (RFC 2696) on one connection: a [`PagedSearch`]
+//! sends a search page by page, each page asking for the next with the
+//! cookie the server returned, and reads out the entries as one sequence.
+//! Which servers page is read once from their root DSE ([`Support`]).
+//!
+//! A paged search never leaves its connection: the server keeps the paging
+//! state (the cookie) per connection, which is why an enumeration holds one
+//! connection for its whole length (behaviour 10).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use ldap3::asn1::parse_tag;
+use ldap3::controls::{Control, PagedResults, RawControl};
+use ldap3::{Ldap, LdapError, LdapResult, ResultEntry, Scope, SearchEntry, SearchStream};
+use ldapmux_core::ServerId;
+
+/// The simple paged results control (RFC 2696).
+pub(crate) const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
+
+/// One page's search in progress.
+type Page = SearchStream<'static, String, Vec<String>>;
+
+/// What the root DSE said of each server, read once per server and pool
+/// generation (a reload forgets it: the servers may have been upgraded).
+#[derive(Default)]
+pub(crate) struct Support {
+    known: Mutex<HashMap<ServerId, bool>>,
+}
+
+impl Support {
+    /// The page size to use on `server` (`None`: one unpaged search), reading
+    /// its root DSE on `ldap` the first time. A root DSE that cannot be read
+    /// (an LDAP result other than success) counts as "does not page"; a dead
+    /// connection is the caller's error like any other.
+    pub(crate) async fn page_size(
+        &self,
+        setting: Option<NonZeroU32>,
+        server: ServerId,
+        ldap: &mut Ldap,
+    ) -> Result<Option<NonZeroU32>, LdapError> {
+        let Some(size) = setting else {
+            return Ok(None);
+        };
+        let known = lock(&self.known).get(&server).copied();
+        let pages = match known {
+            Some(pages) => pages,
+            None => {
+                let pages = offers_paging(ldap).await?;
+                tracing::debug!(%server, pages, "root DSE read: simple paged results");
+                lock(&self.known).insert(server, pages);
+                pages
+            }
+        };
+        Ok(pages.then_some(size))
+    }
+
+    /// Forgets every server (a reload).
+    pub(crate) fn forget(&self) {
+        lock(&self.known).clear();
+    }
+}
+
+/// How one search pages: the pool's setting, and the server it runs on.
+pub(crate) struct Paging<'a> {
+    pub(crate) support: &'a Support,
+    /// `None`: paging is off.
+    pub(crate) size: Option<NonZeroU32>,
+    pub(crate) server: ServerId,
+    /// Bound on each message sent to stop a search left unread (the
+    /// connect timeout: a small round trip).
+    pub(crate) stop_within: Duration,
+}
+
+impl Paging<'_> {
+    /// The page size for this search (`None`: unpaged), see [`Support::page_size`].
+    pub(crate) async fn page_size(
+        &self,
+        ldap: &mut Ldap,
+        instead: Option<Option<u32>>,
+    ) -> Result<Option<NonZeroU32>, LdapError> {
+        let setting = match instead {
+            Some(size) => size.and_then(NonZeroU32::new),
+            None => self.size,
+        };
+        self.support.page_size(setting, self.server, ldap).await
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the root DSE lists the simple paged results control.
+async fn offers_paging(ldap: &mut Ldap) -> Result<bool, LdapError> {
+    let result = ldap
+        .search("", Scope::Base, "(objectClass=*)", vec!["supportedControl"])
+        .await?;
+    let Ok((entries, _)) = result.success() else {
+        return Ok(false);
+    };
+    Ok(entries.into_iter().map(SearchEntry::construct).any(|e| {
+        e.attrs
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("supportedControl"))
+            .flat_map(|(_, values)| values)
+            .any(|oid| oid == PAGED_RESULTS_OID)
+    }))
+}
+
+/// What a search asks for, kept to ask for each page again.
+pub(crate) struct Query {
+    pub(crate) base: String,
+    pub(crate) scope: Scope,
+    pub(crate) filter: String,
+    pub(crate) attrs: Vec<String>,
+    /// Limits, alias dereferencing, types only.
+    pub(crate) options: ldap3::SearchOptions,
+    /// The caller's request controls, sent with every page.
+    pub(crate) controls: Vec<RawControl>,
+    /// This search's page size instead of the pool's (`Some(None)`: unpaged).
+    pub(crate) page_size: Option<Option<u32>>,
+}
+
+/// A search read out page by page on one connection, or in one go when
+/// `size` is `None` (paging off, or a server that does not page).
+///
+/// Dropped while the server still works on it (not read to its end, not
+/// failed: a stream dropped, an operation past its deadline), it tells the
+/// server to stop, from a task on the runtime it was started on: an
+/// Abandon of the page in flight, then a page of size 0 with the last
+/// cookie, which discards the server's paging state (RFC 2696 §3).
+pub(crate) struct PagedSearch {
+    ldap: Ldap,
+    query: Query,
+    size: Option<NonZeroU32>,
+    page: Page,
+    /// The cookie of the last page's answer: what the server keeps state
+    /// for (empty before the first answer).
+    cookie: Vec<u8>,
+    /// The final result, once the last page has ended.
+    done: Option<LdapResult>,
+    /// Failed, or its result taken: nothing runs on the server.
+    over: bool,
+    rt: tokio::runtime::Handle,
+    stop_within: Duration,
+    /// The URLs of the search continuation references met so far (RFC 4511
+    /// §4.5.3): kept apart, never handed out as entries.
+    refs: Vec<String>,
+}
+
+impl PagedSearch {
+    /// Sends the first page.
+    pub(crate) async fn start(
+        ldap: &mut Ldap,
+        query: Query,
+        paging: &Paging<'_>,
+    ) -> Result<PagedSearch, LdapError> {
+        let size = paging.page_size(ldap, query.page_size).await?;
+        let ldap = ldap.clone();
+        let page = send_page(&ldap, &query, size, Vec::new()).await?;
+        Ok(PagedSearch {
+            ldap,
+            query,
+            size,
+            page,
+            cookie: Vec::new(),
+            done: None,
+            over: false,
+            rt: tokio::runtime::Handle::current(),
+            stop_within: paging.stop_within,
+            refs: Vec::new(),
+        })
+    }
+
+    /// The next entry, asking for the next page when one ends; `Ok(None)`
+    /// after the last page. A page that ends other than with success is the
+    /// error (`LdapResult`), and nothing follows it. Continuation
+    /// references are kept in [`PagedSearch::referrals`]; intermediate
+    /// responses are skipped (they belong to controls ldapmux does not send).
+    pub(crate) async fn next(&mut self) -> Result<Option<ResultEntry>, LdapError> {
+        let next = self.read().await;
+        if next.is_err() {
+            self.over = true;
+        }
+        next
+    }
+
+    async fn read(&mut self) -> Result<Option<ResultEntry>, LdapError> {
+        loop {
+            if self.done.is_some() {
+                return Ok(None);
+            }
+            if let Some(entry) = self.page.next().await? {
+                if entry.is_ref() {
+                    self.refs.extend(ldap3::parse_refs(entry.0));
+                    continue;
+                }
+                if entry.is_intermediate() {
+                    continue;
+                }
+                return Ok(Some(entry));
+            }
+            let result = self.page.finish().await;
+            let paged = self.size.is_some() && result.rc == 0;
+            let cookie = if paged {
+                response_cookie(&result.ctrls)?
+            } else {
+                None
+            };
+            match cookie {
+                Some(cookie) if !cookie.is_empty() => {
+                    self.page =
+                        send_page(&self.ldap, &self.query, self.size, cookie.clone()).await?;
+                    self.cookie = cookie;
+                }
+                _ => {
+                    self.cookie.clear();
+                    if result.rc != 0 {
+                        self.done = Some(result.clone());
+                        return Err(LdapError::LdapResult { result });
+                    }
+                    self.done = Some(result);
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// The final result (after `next` gave `Ok(None)`).
+    pub(crate) fn finish(&mut self) -> LdapResult {
+        self.over = true;
+        self.done.take().unwrap_or_else(|| LdapResult {
+            rc: 88,
+            matched: String::new(),
+            text: "search not read to its end".into(),
+            refs: vec![],
+            ctrls: vec![],
+        })
+    }
+
+    /// After the end: the continuation references met, and the final
+    /// result's response controls without the paged results control (the
+    /// pool's own).
+    pub(crate) fn end(&mut self) -> (Vec<String>, Vec<Control>) {
+        let controls = self
+            .done
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.ctrls))
+            .unwrap_or_default();
+        let controls = controls
+            .into_iter()
+            .filter(|Control(_, raw)| raw.ctype != PAGED_RESULTS_OID)
+            .collect();
+        (std::mem::take(&mut self.refs), controls)
+    }
+
+    /// Whether the search still runs on the server (it was not read to its
+    /// end and did not fail).
+    fn running(&self) -> bool {
+        !self.over && self.done.is_none()
+    }
+}
+
+impl Drop for PagedSearch {
+    fn drop(&mut self) {
+        if !self.running() {
+            return;
+        }
+        // The first poll queues the Abandon on the connection (ldap3's
+        // request channel is unbounded), ahead of anything sent after this
+        // drop, such as the unbind of a connection being closed; an Abandon
+        // has no answer to wait for.
+        let id = self.page.ldap_handle().last_id();
+        let mut ldap = self.ldap.clone();
+        let _ = ldap.abandon(id).now_or_never();
+        tracing::debug!(msgid = id, "search abandoned");
+        if self.cookie.is_empty() {
+            return;
+        }
+        let stop = Stop {
+            ldap,
+            cookie: std::mem::take(&mut self.cookie),
+            query: std::mem::replace(
+                &mut self.query,
+                Query {
+                    base: String::new(),
+                    scope: Scope::Base,
+                    filter: String::new(),
+                    attrs: Vec::new(),
+                    options: ldap3::SearchOptions::new(),
+                    controls: Vec::new(),
+                    page_size: None,
+                },
+            ),
+            within: self.stop_within,
+        };
+        // A runtime that is shutting down drops the task: its sockets are
+        // closing anyway.
+        self.rt.spawn(stop.run());
+    }
+}
+
+/// What it takes to tell a server to discard a search's paging state.
+struct Stop {
+    ldap: Ldap,
+    cookie: Vec<u8>,
+    query: Query,
+    within: Duration,
+}
+
+impl Stop {
+    /// A request with page size 0 and the last cookie, bounded by
+    /// `within`; a failure is logged, not returned (the caller is gone).
+    async fn run(mut self) {
+        let within = self.within;
+        let cookie = std::mem::take(&mut self.cookie);
+        let discard = async {
+            // The same search as its pages (RFC 2696), asking for none.
+            let mut controls = self.query.controls.clone();
+            controls.push(PagedResults { size: 0, cookie }.into());
+            let mut ldap = self.ldap.clone();
+            let attrs = self.query.attrs.clone();
+            ldap.with_search_options(self.query.options.clone());
+            ldap.with_controls(controls)
+                .search(
+                    &self.query.base,
+                    self.query.scope,
+                    &self.query.filter,
+                    attrs,
+                )
+                .await
+        };
+        match tokio::time::timeout(within, discard).await {
+            Ok(Ok(r)) => tracing::debug!(rc = r.1.rc, "paging state discarded"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "paging state not discarded"),
+            Err(_) => tracing::debug!("paging state not discarded in time"),
+        }
+    }
+}
+
+async fn send_page(
+    ldap: &Ldap,
+    query: &Query,
+    size: Option<NonZeroU32>,
+    cookie: Vec<u8>,
+) -> Result<Page, LdapError> {
+    let mut ldap = ldap.clone();
+    let mut controls = query.controls.clone();
+    if let Some(size) = size {
+        let size = i32::try_from(size.get()).unwrap_or(i32::MAX);
+        controls.push(PagedResults { size, cookie }.into());
+    }
+    if !controls.is_empty() {
+        ldap.with_controls(controls);
+    }
+    ldap.with_search_options(query.options.clone());
+    ldap.streaming_search(&query.base, query.scope, &query.filter, query.attrs.clone())
+        .await
+}
+
+/// The cookie in a page's answer: `None` if the server sent no paged
+/// results control (it did not page: the answer was complete), an error if
+/// the control cannot be read (a server's protocol error, reported as
+/// `protocolError`, rc 2, never a panic).
+fn response_cookie(ctrls: &[Control]) -> Result<Option<Vec<u8>>, LdapError> {
+    let Some(Control(_, raw)) = ctrls
+        .iter()
+        .find(|Control(_, raw)| raw.ctype == PAGED_RESULTS_OID)
+    else {
+        return Ok(None);
+    };
+    match raw.val.as_deref().and_then(parse_cookie) {
+        Some(cookie) => Ok(Some(cookie)),
+        None => Err(LdapError::LdapResult {
+            result: LdapResult {
+                rc: 2,
+                matched: String::new(),
+                text: "the server's paged results control could not be read".into(),
+                refs: vec![],
+                ctrls: vec![],
+            },
+        }),
+    }
+}
+
+/// `SEQUENCE { size INTEGER, cookie OCTET STRING }`, without panicking on
+/// anything else (ldap3's own parser panics).
+fn parse_cookie(val: &[u8]) -> Option<Vec<u8>> {
+    let (rest, tag) = parse_tag(val).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let mut parts = tag.expect_constructed()?.into_iter();
+    parts.next()?.expect_primitive()?;
+    let cookie = parts.next()?.expect_primitive()?;
+    parts.next().is_none().then_some(cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(size: i32, cookie: &[u8]) -> Vec<u8> {
+        let raw: RawControl = PagedResults {
+            size,
+            cookie: cookie.to_vec(),
+        }
+        .into();
+        raw.val.unwrap()
+    }
+
+    #[test]
+    fn a_cookie_reads_back_as_ldap3_writes_it() {
+        assert_eq!(parse_cookie(&encoded(500, b"abc")), Some(b"abc".to_vec()));
+        assert_eq!(parse_cookie(&encoded(0, b"")), Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_malformed_control_is_a_protocol_error_not_a_panic() {
+        let good = encoded(10, b"cookie");
+        let bad: [&[u8]; 4] = [b"", b"\x30", &good[..good.len() - 1], b"\x04\x03abc"];
+        for val in bad {
+            assert_eq!(parse_cookie(val), None, "{val:?}");
+        }
+        let ctrl = |val: &[u8]| {
+            Control(
+                None,
+                RawControl {
+                    ctype: PAGED_RESULTS_OID.into(),
+                    crit: false,
+                    val: Some(val.to_vec()),
+                },
+            )
+        };
+        match response_cookie(&[ctrl(b"\x30\x01")]) {
+            Err(LdapError::LdapResult { result }) => assert_eq!(result.rc, 2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            response_cookie(&[ctrl(&good)]).unwrap(),
+            Some(b"cookie".to_vec())
+        );
+        assert_eq!(response_cookie(&[]).unwrap(), None);
+    }
+}
