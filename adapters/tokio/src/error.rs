@@ -72,6 +72,7 @@ pub enum BuildError {
 /// operation. An ordinary outcome (noSuchObject, sizeLimitExceeded, an
 /// invalid filter …): the connection and the server are fine.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LdapStatus {
     /// The result code (RFC 4511 appendix A), e.g. 32 for noSuchObject.
     pub rc: u32,
@@ -79,6 +80,10 @@ pub struct LdapStatus {
     pub matched: String,
     /// The server's diagnostic text.
     pub text: String,
+    /// With `referral` (rc 10): the URLs of the servers that hold the
+    /// entry (RFC 4511 §4.1.10). Followed only when the search asks
+    /// ([`SearchOptions::follow_referrals`](crate::SearchOptions::follow_referrals)).
+    pub referrals: Vec<String>,
 }
 
 impl std::fmt::Display for LdapStatus {
@@ -146,6 +151,39 @@ pub enum Error {
     /// acquire a new one.
     #[error("this leased connection is dead: {0}")]
     LeaseDead(String),
+
+    // ---- the directory's data ----
+    /// A referral could not be followed
+    /// ([`SearchOptions::follow_referrals`](crate::SearchOptions::follow_referrals)):
+    /// `url` is the referral, `reason` why.
+    #[error("referral to {url}: {reason}")]
+    Referral {
+        /// The referral's URL, as the server sent it.
+        url: String,
+        /// Why it was not followed, or how following it failed.
+        reason: ReferralError,
+    },
+}
+
+/// Why a referral was not followed, or how following it failed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReferralError {
+    /// Not an `ldap://` or `ldaps://` URL with a host.
+    #[error("not an ldap:// or ldaps:// URL with a host")]
+    NotLdap,
+    /// An LDAP URL the pool cannot follow.
+    #[error("the URL has {0}")]
+    Invalid(&'static str),
+    /// More hops than the search allowed.
+    #[error("more than {0} hops")]
+    TooManyHops(u8),
+    /// It asks for a search already made in this chase (a referral loop).
+    #[error("a loop: that search was already made")]
+    Loop,
+    /// The search on the referred server failed.
+    #[error("{0}")]
+    Failed(Box<Error>),
 }
 
 /// The core's message with its server id (`s0`) replaced by `url`.
@@ -194,6 +232,12 @@ impl Error {
             Error::Ldap(_) | Error::InvalidRequest(_) | Error::LeaseDead(_) => Blame::Caller,
             Error::Pool { source, .. } => source.blame(),
             Error::OutcomeUnknown { .. } | Error::Timeout { .. } => Blame::Server,
+            Error::Referral {
+                reason: ReferralError::Failed(e),
+                ..
+            } => e.blame(),
+            // The directory's data sends the search where it cannot go.
+            Error::Referral { .. } => Blame::Server,
         }
     }
 

@@ -41,7 +41,7 @@ pub use builder::PoolBuilder;
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub use config_file::{ConfigFile, ConfigFileError};
 pub use credential::Credential;
-pub use error::{BuildError, Error, LdapStatus, result_name};
+pub use error::{BuildError, Error, LdapStatus, ReferralError, result_name};
 pub use guard::ConnGuard;
 pub use pool::{LeaseKind, Pool};
 pub use pool_config::PoolConfig;

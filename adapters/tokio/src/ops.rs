@@ -137,6 +137,15 @@ impl Op<'_> {
             Op::Bind { dn, .. } if dn.trim().is_empty() => {
                 Err(Error::InvalidRequest("empty DN".into()))
             }
+            Op::Search { options, .. } | Op::StartSearch { options, .. }
+                if options.follow_referrals > 0 =>
+            {
+                Err(Error::InvalidRequest(
+                    "referrals are followed by Pool::search_with only: a stream or a lease \
+                     is one connection and gives the references back"
+                        .into(),
+                ))
+            }
             Op::Search { options, .. } | Op::StartSearch { options, .. } => options.check(),
             _ => Ok(()),
         }
@@ -278,6 +287,7 @@ pub(crate) fn not_conn_error(e: LdapError) -> Error {
             rc: result.rc,
             matched: result.matched,
             text: result.text,
+            referrals: result.refs,
         }),
         LdapError::FilterParsing => Error::InvalidRequest("invalid search filter".into()),
         LdapError::AddNoValues => {

@@ -23,6 +23,7 @@ use crate::url::ServerUrl;
 use crate::{BuildError, Credential, Error, PoolBuilder};
 
 mod operations;
+mod referrals;
 mod reload;
 
 /// A pool of shared LDAP connections. Cheap to clone: clones share the
@@ -99,6 +100,8 @@ struct Options {
     server: Option<String>,
     credential: Option<Credential>,
     timeout: Option<Duration>,
+    /// Operations follow a referral: referral connections only.
+    referral: bool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -345,6 +348,9 @@ impl Pool {
             self.inner.shared.creds.key(cred)
         };
         let mut request = Request::new(kind, cred);
+        if self.opts.referral {
+            request = request.referral();
+        }
         if let Some(server) = &self.opts.server {
             let url = ServerUrl::parse(server).map_err(|e| Error::InvalidRequest(e.to_string()))?;
             request = request.server(url.as_str());

@@ -39,6 +39,7 @@ pub struct SearchOptions {
     pub(crate) types_only: bool,
     pub(crate) controls: Vec<RawControl>,
     pub(crate) page_size: Option<Option<u32>>,
+    pub(crate) follow_referrals: u8,
 }
 
 /// The options of a plain search.
@@ -49,6 +50,7 @@ pub(crate) static PLAIN: SearchOptions = SearchOptions {
     types_only: false,
     controls: Vec::new(),
     page_size: None,
+    follow_referrals: 0,
 };
 
 impl SearchOptions {
@@ -102,6 +104,21 @@ impl SearchOptions {
     /// unpaged.
     pub fn page_size(mut self, size: Option<u32>) -> Self {
         self.page_size = Some(size);
+        self
+    }
+
+    /// Follow referrals, at most `hops` deep (default 0: never). Only
+    /// [`Pool::search_with`](crate::Pool::search_with) follows them (a
+    /// stream and a lease are one connection each: they give the
+    /// references back). Each referral's search runs on a referral
+    /// connection to its server (never shared with other users), bound
+    /// with the pool's credential only if the configuration lists that
+    /// server and anonymously otherwise: a referral never carries a
+    /// password to a server nobody configured. A search made twice (a
+    /// loop), more than `hops` hops, or a URL that is not `ldap://` or
+    /// `ldaps://` is [`Error::Referral`] naming the URL.
+    pub fn follow_referrals(mut self, hops: u8) -> Self {
+        self.follow_referrals = hops;
         self
     }
 

@@ -317,3 +317,64 @@ async fn referral_references_come_back_as_data_from_every_search_with_options() 
     .await
     .unwrap();
 }
+
+/// A request control with a value and a response control: server-side
+/// sorting (RFC 2891, slapd's `sssvlv` overlay). The entries come back in
+/// the order asked for, paged or not, and the sort's response control is
+/// the caller's to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_or_not_a_sort_control_orders_the_entries_and_its_response_comes_back() {
+    init_tracing();
+    let server = Slapd::builder()
+        .users(120)
+        .global_config("moduleload sssvlv")
+        .database_config("overlay sssvlv")
+        .start()
+        .unwrap_or_else(|e| panic!("starting slapd: {e}"));
+    let pool = builder().server(server.url()).build().unwrap();
+    // SortKeyList ::= SEQUENCE OF SEQUENCE { attributeType "uidNumber",
+    // reverseOrder [1] TRUE } (uid has no ordering rule; uidNumber has).
+    let mut val = vec![0x30, 0x10, 0x30, 0x0e, 0x04, 0x09];
+    val.extend_from_slice(b"uidNumber");
+    val.extend_from_slice(&[0x81, 0x01, 0xff]);
+    let sort = RawControl {
+        ctype: "1.2.840.113556.1.4.473".into(),
+        crit: true,
+        val: Some(val),
+    };
+    for page_size in [None, Some(50)] {
+        let options = SearchOptions::new()
+            .control(sort.clone())
+            .page_size(page_size);
+        let found = pool
+            .search_with(
+                Slapd::people_base(),
+                Scope::OneLevel,
+                "(uid=*)",
+                &["uidNumber"],
+                &options,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{page_size:?}: {e}"));
+        let numbers: Vec<u64> = found
+            .entries
+            .iter()
+            .map(|e| e.attrs["uidNumber"][0].parse().unwrap())
+            .collect();
+        let mut want = numbers.clone();
+        want.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(numbers.len(), 120, "{page_size:?}");
+        assert_eq!(numbers, want, "{page_size:?}: descending uidNumber");
+        assert_ne!(numbers.first(), numbers.last());
+        let response: Vec<_> = found.controls.iter().map(|c| c.1.ctype.as_str()).collect();
+        assert_eq!(
+            response,
+            ["1.2.840.113556.1.4.474"],
+            "{page_size:?}: the sort's response"
+        );
+        // sortResult: SEQUENCE { sortResult ENUMERATED success (0) }
+        let value = found.controls[0].1.val.as_deref().unwrap();
+        assert_eq!(value, [0x30, 0x03, 0x0a, 0x01, 0x00], "{page_size:?}");
+    }
+    pool.shutdown().await;
+}

@@ -149,7 +149,9 @@ fn count_or_off(value: &str) -> Result<Value, Refused> {
 fn referrals(value: &str) -> Result<Value, Refused> {
     match value.to_ascii_lowercase().as_str() {
         "off" | "no" | "false" => Ok(Value::Nothing),
-        "on" | "yes" | "true" => Err(Refused::Unsupported("ldapmux never chases referrals")),
+        "on" | "yes" | "true" => Err(Refused::Unsupported(
+            "ldapmux follows referrals only for a search that asks (SearchOptions::follow_referrals)",
+        )),
         _ => Err(Refused::Bad(format!("{value:?}: expected on or off"))),
     }
 }

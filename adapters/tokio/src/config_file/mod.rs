@@ -104,7 +104,7 @@ impl Origin {
 /// | `NETWORK_TIMEOUT` | `connect_timeout` (whole seconds) |
 /// | `TIMEOUT` | `op_timeout` (whole seconds) |
 /// | `PAGESIZE` | `page_size`: entries per page, or `off` (nslcd.conf's name; libldap ignores it) |
-/// | `REFERRALS` | nothing: `off` accepted (ldapmux never chases referrals); `on` refused |
+/// | `REFERRALS` | nothing: `off` accepted; `on` refused (a search follows referrals only when it asks: `SearchOptions::follow_referrals`) |
 ///
 /// `SASL_*`, `GSSAPI_*`, other `TLS_*` keys (client certificates, CRLs,
 /// cipher suites, …), `HOST`, `PORT`, `SIZELIMIT`, `TIMELIMIT`, `DEREF` and

@@ -50,6 +50,11 @@ impl Outcome {
             Error::Timeout { .. } => Outcome::Timeout,
             Error::InvalidRequest(_) => Outcome::InvalidRequest,
             Error::LeaseDead(_) => Outcome::LeaseDead,
+            Error::Referral {
+                reason: crate::ReferralError::Failed(e),
+                ..
+            } => Outcome::of_error(e),
+            Error::Referral { .. } => Outcome::LdapError,
             Error::Pool { source: core, .. } => match core {
                 Core::InvalidCredentials { .. } => Outcome::InvalidCredentials,
                 Core::ConnectFailed { cause, .. } | Core::ConnectionLost { cause, .. }
@@ -95,6 +100,7 @@ mod tests {
                     rc: 32,
                     matched: String::new(),
                     text: "invalid credentials timeout".into(),
+                    referrals: vec![],
                 }),
                 Outcome::LdapError,
             ),

@@ -72,6 +72,12 @@ impl Pool {
         attrs: &[&str],
         options: &SearchOptions,
     ) -> Result<SearchResults, Error> {
+        if options.follow_referrals > 0 {
+            options.check()?;
+            return self
+                .search_following(base, scope, filter, attrs, options)
+                .await;
+        }
         let op = Op::Search {
             base,
             scope,
