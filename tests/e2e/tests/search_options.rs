@@ -11,7 +11,7 @@ use common::{builder, init_tracing, ops_initiated, slapd};
 use futures_util::StreamExt;
 use ldapmux::ldap3::controls::{MakeCritical, PagedResults, RawControl};
 use ldapmux::{Credential, Error, LeaseKind, Scope, SearchOptions, dn_escape, ldap_escape};
-use ldapmux_harness::Slapd;
+use ldapmux_harness::{FaultProxy, ProxyMode, Slapd};
 
 fn rc(e: &Error) -> Option<u32> {
     match e {
@@ -376,5 +376,60 @@ async fn paged_or_not_a_sort_control_orders_the_entries_and_its_response_comes_b
         let value = found.controls[0].1.val.as_deref().unwrap();
         assert_eq!(value, [0x30, 0x03, 0x0a, 0x01, 0x00], "{page_size:?}");
     }
+    pool.shutdown().await;
+}
+
+/// The client's time limit reaches the server: slapd is held in the middle
+/// of an unpaged search past the limit by a client that does not read (the
+/// proxy stops reading, so slapd's writes block); read again, slapd finds
+/// its time up and ends the search with timeLimitExceeded (rc 3). Without
+/// the limit the same search returns every entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_off_a_time_limit_gives_the_servers_time_limit_exceeded() {
+    init_tracing();
+    const N: usize = 30_000;
+    let server = Slapd::builder()
+        .users(N)
+        .groups(1)
+        .start()
+        .unwrap_or_else(|e| panic!("starting slapd: {e}"));
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let pool = builder()
+        .server(proxy.url())
+        .credential(Credential::simple(server.root_dn(), server.root_pw()))
+        .build()
+        .unwrap();
+    common::search_user(&pool, 1).await.unwrap();
+    let search = |options: SearchOptions| {
+        let pool = pool.clone();
+        async move {
+            pool.search_with(
+                Slapd::people_base(),
+                Scope::OneLevel,
+                "(uid=*)",
+                &["*"],
+                &options,
+            )
+            .await
+        }
+    };
+    let limited = SearchOptions::new()
+        .time_limit(std::time::Duration::from_secs(1))
+        .page_size(None);
+    proxy.set_live_conns_mode(ProxyMode::StallServer);
+    let running = tokio::spawn(search(limited));
+    // The scenario, not a wait for a result: slapd writes into sockets
+    // nobody reads and blocks, for longer than the search's 1 s.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    proxy.set_live_conns_mode(ProxyMode::Forward);
+    let e = match running.await.unwrap() {
+        Ok(found) => panic!("{} entries, not timeLimitExceeded", found.entries.len()),
+        Err(e) => e,
+    };
+    assert_eq!(rc(&e), Some(3), "{e}");
+    assert!(e.to_string().contains("timeLimitExceeded"), "{e}");
+
+    let all = search(SearchOptions::new().page_size(None)).await.unwrap();
+    assert_eq!(all.entries.len(), N, "the same search without the limit");
     pool.shutdown().await;
 }

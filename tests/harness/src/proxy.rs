@@ -62,6 +62,10 @@ pub enum ProxyMode {
     /// (never forwarded) and, past 64 KiB, its writes back up. Server bytes still
     /// reach the client. Setting another mode releases the held requests to it.
     StallReads,
+    /// Stop reading from the server while TCP stays up: its answers back
+    /// up in the sockets until its own writes block (a client that does not
+    /// read). Requests are still forwarded. Setting another mode reads on.
+    StallServer,
     /// Forward server→client bytes one byte per interval (a slow-loris server).
     Drip(Duration),
     /// Send [`GARBAGE`] (non-LDAP bytes) to the client: at once when set, or in
@@ -328,6 +332,7 @@ impl Shared {
 /// | `Close` (FIN) | orderly close of the client side (FIN), server side closed | forwarded; answer swallowed; then FIN |
 /// | `StallReads` | requests are held, never forwarded; after 64 KiB held the client is no longer read, so its writes back up; TCP stays up | the request is held |
 /// | `Blackhole` | client bytes discarded; server bytes discarded | the request is discarded |
+/// | `StallServer` | the server is not read: its writes back up and block; TCP stays up | forwarded; its answer is not read |
 /// | `Drip(n)` | server→client bytes forwarded one byte per `n` | forwarded; its answer drips |
 /// | `Garbage` | [`GARBAGE`] is written to the client at once, then forwarding | forwarded; its answer is replaced by [`GARBAGE`] |
 /// | `Delay(d)` | every server→client chunk is held for `d` | forwarded; its answer is delayed |
@@ -881,7 +886,8 @@ impl Conn {
             } else {
                 self.inbox.is_empty()
             };
-            let read_server = self.server.is_some() && !self.server_eof;
+            let read_server =
+                self.server.is_some() && !self.server_eof && self.mode != ProxyMode::StallServer;
             let next_out = self.out.front().map(|o| o.due);
             tokio::select! {
                 biased;
@@ -957,7 +963,7 @@ impl Conn {
                 self.set(mode);
                 return self.write_client(GARBAGE).await;
             }
-            ProxyMode::Drip(_) | ProxyMode::Delay(_) => {}
+            ProxyMode::Drip(_) | ProxyMode::Delay(_) | ProxyMode::StallServer => {}
             ProxyMode::Blackhole => self.out.clear(),
             ProxyMode::Forward | ProxyMode::StallReads => {
                 // Full speed again for what is queued.
@@ -1071,7 +1077,10 @@ impl Conn {
                 tell();
                 self.send_to_server(&frame.bytes).await
             }
-            ProxyMode::Drip(_) | ProxyMode::Delay(_) | ProxyMode::Forward => {
+            ProxyMode::Drip(_)
+            | ProxyMode::Delay(_)
+            | ProxyMode::Forward
+            | ProxyMode::StallServer => {
                 self.set(mode);
                 tell();
                 self.send_to_server(&frame.bytes).await
