@@ -149,9 +149,14 @@ impl PoolBuilder {
     }
     /// Entries per page of a search (default 500; `None`: unpaged). Searches
     /// page with the simple paged results control (RFC 2696) on servers whose
-    /// root DSE lists it, every page on the same connection; a server that
-    /// caps unpaged answers (Active Directory at 1 000, OpenLDAP's `limits`)
-    /// then answers every entry. `Some(0)` is refused by `build()`.
+    /// root DSE lists it, one paged search per connection at a time (a
+    /// server keeps one paging state per connection); a server that caps
+    /// unpaged answers (Active Directory at 1 000, OpenLDAP's `limits`) then
+    /// answers every entry. [`Pool::streaming_search`](crate::Pool::streaming_search)
+    /// pages on its enumeration connection; [`Pool::search`](crate::Pool::search)
+    /// asks unpaged first and pages, on a connection of its own, when the
+    /// server answers `sizeLimitExceeded`.
+    /// `Some(0)` is refused by `build()`.
     pub fn page_size(mut self, size: Option<u32>) -> Self {
         self.config.page_size = size;
         self

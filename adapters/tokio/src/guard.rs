@@ -87,6 +87,7 @@ impl ConnGuard {
             filter,
             attrs,
             options: &crate::search::PLAIN,
+            page: None,
         };
         Ok(reply!(self.call(&op).await?, Found).entries)
     }
@@ -109,12 +110,20 @@ impl ConnGuard {
         attrs: &[&str],
         options: &SearchOptions,
     ) -> Result<SearchResults, Error> {
+        if matches!(options.page_size, Some(Some(_))) {
+            return Err(Error::InvalidRequest(
+                "a lease is a shared connection and its searches are unpaged: \
+                 a paged search needs a connection of its own (Pool::search_with)"
+                    .into(),
+            ));
+        }
         let op = Op::Search {
             base,
             scope,
             filter,
             attrs,
             options,
+            page: None,
         };
         Ok(reply!(self.call(&op).await?, Found))
     }

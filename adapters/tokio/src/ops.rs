@@ -9,6 +9,7 @@
 //! [`Error::Ldap`]: crate::Error::Ldap
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 
 use ldap3::exop::{Exop, WhoAmI};
 use ldap3::{Ldap, LdapError, Mod, ResultEntry, Scope, SearchEntry};
@@ -39,6 +40,11 @@ pub(crate) enum Op<'a> {
         filter: &'a str,
         attrs: &'a [&'a str],
         options: &'a SearchOptions,
+        /// Entries per page, resolved from the options and the pool's
+        /// setting (`None`: unpaged). A paged `Search` runs on a private
+        /// connection: slapd keeps one paging state per connection and
+        /// refuses a second paged search beside it.
+        page: Option<NonZeroU32>,
     },
     StartSearch {
         base: &'a str,
@@ -46,6 +52,10 @@ pub(crate) enum Op<'a> {
         filter: &'a str,
         attrs: &'a [&'a str],
         options: &'a SearchOptions,
+        /// Entries per page, resolved from the options and the pool's
+        /// setting (`None`: unpaged); on the enumeration connection, unless
+        /// another search pages there already.
+        page: Option<NonZeroU32>,
     },
     Compare {
         dn: &'a str,
@@ -108,6 +118,13 @@ impl Op<'_> {
         }
     }
 
+    /// Whether it needs a connection of its own: a paged search (not an
+    /// enumeration, which holds its shared enumeration connection for its
+    /// whole length already).
+    pub(crate) fn private(&self) -> bool {
+        matches!(self, Op::Search { page: Some(_), .. })
+    }
+
     /// The kind of pool user it is.
     pub(crate) fn kind(&self) -> UserKind {
         match self {
@@ -137,6 +154,20 @@ impl Op<'_> {
             Op::Bind { dn, .. } if dn.trim().is_empty() => {
                 Err(Error::InvalidRequest("empty DN".into()))
             }
+            // A paged search reads the root DSE (and may open a connection)
+            // before it sends its filter: judge the filter first.
+            Op::Search {
+                filter,
+                page: Some(_),
+                ..
+            }
+            | Op::StartSearch {
+                filter,
+                page: Some(_),
+                ..
+            } if ldap3::parse_filter(filter).is_err() => {
+                Err(Error::InvalidRequest("invalid search filter".into()))
+            }
             Op::Search { options, .. } | Op::StartSearch { options, .. }
                 if options.follow_referrals > 0 =>
             {
@@ -165,10 +196,11 @@ pub(crate) async fn exec(
             filter,
             attrs,
             options,
+            page,
         } => {
             // Every page on this connection; entries are kept until the
             // last page, so a retry after a dead connection starts afresh.
-            let query = query(base, *scope, filter, attrs, options);
+            let query = query(base, *scope, filter, attrs, options, *page);
             let mut search = PagedSearch::start(ldap, query, paging).await?;
             let mut entries = Vec::new();
             while let Some(entry) = search.next().await? {
@@ -187,8 +219,9 @@ pub(crate) async fn exec(
             filter,
             attrs,
             options,
+            page,
         } => {
-            let query = query(base, *scope, filter, attrs, options);
+            let query = query(base, *scope, filter, attrs, options, *page);
             let mut search = PagedSearch::start(ldap, query, paging).await?;
             let first = search.next().await?;
             Reply::Stream(Box::new(Started { search, first }))
@@ -268,7 +301,14 @@ pub(crate) fn abandon_timed_out(op: &Op<'_>, ldap: &Ldap) {
 }
 
 /// The search as the pager keeps it (it outlives the caller's strings).
-fn query(base: &str, scope: Scope, filter: &str, attrs: &[&str], options: &SearchOptions) -> Query {
+fn query(
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[&str],
+    options: &SearchOptions,
+    page: Option<NonZeroU32>,
+) -> Query {
     Query {
         base: base.to_owned(),
         scope,
@@ -276,7 +316,7 @@ fn query(base: &str, scope: Scope, filter: &str, attrs: &[&str], options: &Searc
         attrs: attrs.iter().map(|a| (*a).to_owned()).collect(),
         options: options.ldap3(),
         controls: options.controls.clone(),
-        page_size: options.page_size,
+        page_size: page,
     }
 }
 

@@ -7,16 +7,16 @@
 //! state (the cookie) per connection, which is why an enumeration holds one
 //! connection for its whole length (behaviour 10).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use ldap3::asn1::parse_tag;
 use ldap3::controls::{Control, PagedResults, RawControl};
 use ldap3::{Ldap, LdapError, LdapResult, ResultEntry, Scope, SearchEntry, SearchStream};
-use ldapmux_core::ServerId;
+use ldapmux_core::{ConnId, ServerId};
 
 /// The simple paged results control (RFC 2696).
 pub(crate) const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
@@ -29,6 +29,33 @@ type Page = SearchStream<'static, String, Vec<String>>;
 #[derive(Default)]
 pub(crate) struct Support {
     known: Mutex<HashMap<ServerId, bool>>,
+    /// The connections a paged search runs on now. A server keeps one
+    /// paging state per connection (slapd answers a second paged search on
+    /// it with "paged results cookie is invalid"), so a search granted a
+    /// connection that already carries one is sent unpaged.
+    paging_on: Arc<Mutex<HashSet<ConnId>>>,
+}
+
+/// A connection's one paged search, held by it; dropped with it.
+struct Claim {
+    paging_on: Arc<Mutex<HashSet<ConnId>>>,
+    conn: ConnId,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&self.paging_on).remove(&self.conn);
+    }
+}
+
+impl Support {
+    /// Claims `conn` for a paged search, if no other pages on it.
+    fn claim(&self, conn: ConnId) -> Option<Claim> {
+        lock(&self.paging_on).insert(conn).then(|| Claim {
+            paging_on: self.paging_on.clone(),
+            conn,
+        })
+    }
 }
 
 impl Support {
@@ -58,18 +85,30 @@ impl Support {
         Ok(pages.then_some(size))
     }
 
+    /// Reads `server`'s root DSE on `ldap` unless it is known already.
+    pub(crate) async fn learn(&self, server: ServerId, ldap: &mut Ldap) -> Result<(), LdapError> {
+        if lock(&self.known).contains_key(&server) {
+            return Ok(());
+        }
+        let pages = offers_paging(ldap).await?;
+        tracing::debug!(%server, pages, "root DSE read: simple paged results");
+        lock(&self.known).insert(server, pages);
+        Ok(())
+    }
+
     /// Forgets every server (a reload).
     pub(crate) fn forget(&self) {
         lock(&self.known).clear();
     }
 }
 
-/// How one search pages: the pool's setting, and the server it runs on.
+/// Where one search runs, for paging: what the servers' root DSEs said,
+/// and the server it runs on.
 pub(crate) struct Paging<'a> {
     pub(crate) support: &'a Support,
-    /// `None`: paging is off.
-    pub(crate) size: Option<NonZeroU32>,
     pub(crate) server: ServerId,
+    /// The connection (`None`: a lease's, which never pages).
+    pub(crate) conn: Option<ConnId>,
     /// Bound on each message sent to stop a search left unread (the
     /// connect timeout: a small round trip).
     pub(crate) stop_within: Duration,
@@ -80,13 +119,9 @@ impl Paging<'_> {
     pub(crate) async fn page_size(
         &self,
         ldap: &mut Ldap,
-        instead: Option<Option<u32>>,
+        want: Option<NonZeroU32>,
     ) -> Result<Option<NonZeroU32>, LdapError> {
-        let setting = match instead {
-            Some(size) => size.and_then(NonZeroU32::new),
-            None => self.size,
-        };
-        self.support.page_size(setting, self.server, ldap).await
+        self.support.page_size(want, self.server, ldap).await
     }
 }
 
@@ -121,18 +156,15 @@ pub(crate) struct Query {
     pub(crate) options: ldap3::SearchOptions,
     /// The caller's request controls, sent with every page.
     pub(crate) controls: Vec<RawControl>,
-    /// This search's page size instead of the pool's (`Some(None)`: unpaged).
-    pub(crate) page_size: Option<Option<u32>>,
+    /// Entries per page (`None`: unpaged).
+    pub(crate) page_size: Option<NonZeroU32>,
 }
 
 /// A search read out page by page on one connection, or in one go when
 /// `size` is `None` (paging off, or a server that does not page).
 ///
-/// Dropped while the server still works on it (not read to its end, not
-/// failed: a stream dropped, an operation past its deadline), it tells the
-/// server to stop, from a task on the runtime it was started on: an
-/// Abandon of the page in flight, then a page of size 0 with the last
-/// cookie, which discards the server's paging state (RFC 2696 §3).
+/// Dropped while the server still works on it, it sends an Abandon
+/// ([`PagedSearch::stop`] also discards the paging state).
 pub(crate) struct PagedSearch {
     ldap: Ldap,
     query: Query,
@@ -143,9 +175,10 @@ pub(crate) struct PagedSearch {
     cookie: Vec<u8>,
     /// The final result, once the last page has ended.
     done: Option<LdapResult>,
-    /// Failed, or its result taken: nothing runs on the server.
+    /// Failed, ended, or abandoned: nothing runs on the server.
     over: bool,
-    rt: tokio::runtime::Handle,
+    /// This connection's paging, while the search pages.
+    claim: Option<Claim>,
     stop_within: Duration,
     /// The URLs of the search continuation references met so far (RFC 4511
     /// §4.5.3): kept apart, never handed out as entries.
@@ -159,7 +192,15 @@ impl PagedSearch {
         query: Query,
         paging: &Paging<'_>,
     ) -> Result<PagedSearch, LdapError> {
-        let size = paging.page_size(ldap, query.page_size).await?;
+        let mut size = paging.page_size(ldap, query.page_size).await?;
+        let claim = match (size, paging.conn) {
+            (Some(_), Some(conn)) => paging.support.claim(conn),
+            _ => None,
+        };
+        if size.is_some() && claim.is_none() {
+            tracing::debug!(server = %paging.server, "another search pages on this connection: unpaged");
+            size = None;
+        }
         let ldap = ldap.clone();
         let page = send_page(&ldap, &query, size, Vec::new()).await?;
         Ok(PagedSearch {
@@ -170,7 +211,7 @@ impl PagedSearch {
             cookie: Vec::new(),
             done: None,
             over: false,
-            rt: tokio::runtime::Handle::current(),
+            claim,
             stop_within: paging.stop_within,
             refs: Vec::new(),
         })
@@ -185,6 +226,7 @@ impl PagedSearch {
         let next = self.read().await;
         if next.is_err() {
             self.over = true;
+            self.claim = None;
         }
         next
     }
@@ -233,6 +275,7 @@ impl PagedSearch {
     /// The final result (after `next` gave `Ok(None)`).
     pub(crate) fn finish(&mut self) -> LdapResult {
         self.over = true;
+        self.claim = None;
         self.done.take().unwrap_or_else(|| LdapResult {
             rc: 88,
             matched: String::new(),
@@ -260,30 +303,40 @@ impl PagedSearch {
 
     /// Whether the search still runs on the server (it was not read to its
     /// end and did not fail).
-    fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         !self.over && self.done.is_none()
     }
 }
 
-impl Drop for PagedSearch {
-    fn drop(&mut self) {
+impl PagedSearch {
+    /// Tells the server to stop, if the search still runs there: an
+    /// Abandon of the page in flight, queued at once (the first poll of
+    /// ldap3's call puts it on the connection's unbounded request channel,
+    /// ahead of anything sent later, such as the unbind of a connection
+    /// being closed; an Abandon has no answer to wait for). Returns the last
+    /// cookie, whose paging state the server still keeps.
+    fn abandon_now(&mut self) -> Option<Vec<u8>> {
         if !self.running() {
-            return;
+            return None;
         }
-        // The first poll queues the Abandon on the connection (ldap3's
-        // request channel is unbounded), ahead of anything sent after this
-        // drop, such as the unbind of a connection being closed; an Abandon
-        // has no answer to wait for.
+        self.over = true;
         let id = self.page.ldap_handle().last_id();
         let mut ldap = self.ldap.clone();
         let _ = ldap.abandon(id).now_or_never();
         tracing::debug!(msgid = id, "search abandoned");
-        if self.cookie.is_empty() {
+        Some(std::mem::take(&mut self.cookie)).filter(|c| !c.is_empty())
+    }
+
+    /// Stops a search left unread whose connection lives on: the Abandon,
+    /// then a page of size 0 with the last cookie, which discards the
+    /// server's paging state (RFC 2696 §3), bounded by the connect timeout.
+    pub(crate) async fn stop(mut self) {
+        let Some(cookie) = self.abandon_now() else {
             return;
-        }
+        };
         let stop = Stop {
-            ldap,
-            cookie: std::mem::take(&mut self.cookie),
+            ldap: self.ldap.clone(),
+            cookie,
             query: std::mem::replace(
                 &mut self.query,
                 Query {
@@ -298,9 +351,17 @@ impl Drop for PagedSearch {
             ),
             within: self.stop_within,
         };
-        // A runtime that is shutting down drops the task: its sockets are
-        // closing anyway.
-        self.rt.spawn(stop.run());
+        stop.run().await;
+    }
+}
+
+/// Dropped while the server still works on it (an operation past its
+/// deadline, a stream whose cleanup could not be spawned): the Abandon
+/// only. Its connection is closing (a timeout retires it; a paged search's
+/// is private), which discards the paging state.
+impl Drop for PagedSearch {
+    fn drop(&mut self) {
+        let _ = self.abandon_now();
     }
 }
 

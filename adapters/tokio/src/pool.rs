@@ -405,7 +405,11 @@ impl Pool {
         let mcfg = &settings.metrics;
         let timeout = self.opts.timeout.unwrap_or(settings.op_timeout);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut tries = Tries::new(self.request(settings, kind)?);
+        let mut first = self.request(settings, kind)?;
+        if op.private() {
+            first = first.private();
+        }
+        let mut tries = Tries::new(first);
         // `server`: which server ran the operation (its URL), recorded at
         // each grant, so a subscriber sees where every operation went.
         let span = tracing::debug_span!("ldapmux.op", op = name, kind = ?kind, server = tracing::field::Empty);
@@ -445,7 +449,7 @@ impl Pool {
                                 span.record("server", url.as_str());
                             }
                             tracing::trace!(conn = %lease.conn(), %server, "granted");
-                            let paging = self.inner.shared.paging(settings, server);
+                            let paging = self.inner.shared.paging(settings, server, Some(lease.conn()));
                             match until(sleep.as_mut(), ops::exec(op, &mut ldap, &paging)).await {
                                 Ok(Ok(value)) => return Ok((value, lease, ldap, server)),
                                 Ok(Err(e)) if is_conn_dead(&e) => {

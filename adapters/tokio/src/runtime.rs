@@ -125,11 +125,16 @@ impl Shared {
     }
 
     /// How a search on `server` pages under `settings`.
-    pub(crate) fn paging<'a>(&'a self, settings: &Settings, server: ServerId) -> Paging<'a> {
+    pub(crate) fn paging<'a>(
+        &'a self,
+        settings: &Settings,
+        server: ServerId,
+        conn: Option<ConnId>,
+    ) -> Paging<'a> {
         Paging {
             support: &self.paging,
-            size: settings.page_size,
             server,
+            conn,
             stop_within: settings.core.connect_timeout,
         }
     }
@@ -218,12 +223,21 @@ impl Shared {
         let result = match (self.url_of(&settings, &req.addr), self.creds.get(req.cred)) {
             (Some(url), Some(cred)) => {
                 let bind_anonymous = req.purpose != Purpose::Private;
-                match tokio::time::timeout(
-                    settings.core.connect_timeout,
-                    connect::open(&settings, &url, &cred, bind_anonymous),
-                )
-                .await
-                {
+                // A shared read connection learns, as part of opening, whether
+                // its server pages (its root DSE, once per server and
+                // generation): a server that cannot answer it is one that
+                // cannot be connected to, and an enumeration's first request
+                // is its own search.
+                let learn = req.purpose == Purpose::Read && settings.page_size.is_some();
+                let open = async {
+                    let mut opened = connect::open(&settings, &url, &cred, bind_anonymous).await?;
+                    if learn && let Err(e) = self.paging.learn(req.server, &mut opened.ldap).await {
+                        opened.drive.abort();
+                        return Err(connect::classify(&e));
+                    }
+                    Ok(opened)
+                };
+                match tokio::time::timeout(settings.core.connect_timeout, open).await {
                     Ok(r) => r,
                     Err(_) => Err(ConnError::new(
                         ConnErrorKind::Timeout,

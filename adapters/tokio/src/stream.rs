@@ -26,11 +26,13 @@ type Item = Result<SearchEntry, Error>;
 /// entry is bounded by the operation timeout.
 ///
 /// When the server pages ([`PoolBuilder::page_size`](crate::PoolBuilder::page_size)),
-/// the next page is asked for on the same connection when one ends, so the
-/// entries arrive as one sequence, each once. Dropping the stream before
-/// its end gives the connection back and tells the server to stop, in the
-/// background: an Abandon of the page in flight and a page of size 0 with
-/// the last cookie, which discards the paging state.
+/// the next page is asked for on the stream's connection when one ends, so
+/// the entries arrive as one sequence, each once. A connection carries one
+/// paged search at a time: a stream given one that already does is sent
+/// unpaged. Dropping the stream before
+/// its end tells the server to stop, in the background (an Abandon of the
+/// page in flight and a page of size 0 with the last cookie, which discards
+/// the paging state), then gives the connection back.
 pub struct EntryStream {
     inner: Pin<Box<dyn Stream<Item = Item> + Send>>,
     tail: Arc<Mutex<Tail>>,
@@ -175,6 +177,26 @@ impl State {
                 }))
             }
         }
+    }
+}
+
+impl Drop for State {
+    /// A stream dropped before its end: the server is told to stop (the
+    /// Abandon and the discard of the paging state) from a task on the
+    /// pool's runtime, which then gives the connection back, so that the
+    /// connection's next user never meets the old search's state.
+    fn drop(&mut self) {
+        let (Some(lease), Some(search)) = (self.lease.take(), self.search.take()) else {
+            return;
+        };
+        if !search.running() {
+            lease.release();
+            return;
+        }
+        self.pool.runtime().spawn(async move {
+            search.stop().await;
+            lease.release();
+        });
     }
 }
 

@@ -425,7 +425,7 @@ async fn operation_and_connection_counts_match_slapds_monitor() {
 
     // What slapd completed, by operation type.
     let slapd = |t: &str| saw.ops.get(t).copied().unwrap_or(0);
-    // And the root DSE, read once for paging by the first search.
+    // And the root DSE, read once when the first read connection opened.
     assert_eq!(
         slapd("Search"),
         sent("search") + sent("streaming_search") + 1,

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::hash::Hash;
+use std::num::NonZeroU32;
 
 use ldap3::exop::Exop;
 use ldap3::{Mod, Scope, SearchEntry};
@@ -36,14 +37,10 @@ impl Pool {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, Error> {
-        let op = Op::Search {
-            base,
-            scope,
-            filter,
-            attrs,
-            options: &search::PLAIN,
-        };
-        Ok(reply!(self.run(&op).await?, Found).entries)
+        Ok(self
+            .search_with(base, scope, filter, attrs, &search::PLAIN)
+            .await?
+            .entries)
     }
 
     /// Searches with [`SearchOptions`] (limits, alias dereferencing, types
@@ -78,14 +75,33 @@ impl Pool {
                 .search_following(base, scope, filter, attrs, options)
                 .await;
         }
-        let op = Op::Search {
+        let op = |page| Op::Search {
             base,
             scope,
             filter,
             attrs,
             options,
+            page,
         };
-        Ok(reply!(self.run(&op).await?, Found))
+        let pool_page = self.inner.shared.settings().page_size;
+        match options.page_size {
+            Some(size) => Ok(reply!(
+                self.run(&op(size.and_then(NonZeroU32::new))).await?,
+                Found
+            )),
+            // The pool's setting: unpaged first, on a shared connection;
+            // paged, on a connection of its own, only when the server
+            // capped the answer (a limit of the caller's own is no cap).
+            None => match self.run(&op(None)).await {
+                Err(Error::Ldap(status))
+                    if status.rc == 4 && options.size_limit == 0 && pool_page.is_some() =>
+                {
+                    tracing::debug!(base, filter, "the server capped an unpaged search: paging");
+                    Ok(reply!(self.run(&op(pool_page)).await?, Found))
+                }
+                result => Ok(reply!(result?, Found)),
+            },
+        }
     }
 
     /// Searches and streams the entries, keeping one connection for the
@@ -137,12 +153,17 @@ impl Pool {
         attrs: &[&str],
         options: &SearchOptions,
     ) -> Result<EntryStream, Error> {
+        let page = match options.page_size {
+            Some(size) => size.and_then(NonZeroU32::new),
+            None => self.inner.shared.settings().page_size,
+        };
         let op = Op::StartSearch {
             base,
             scope,
             filter,
             attrs,
             options,
+            page,
         };
         let (reply, lease, _, server) = self.acquire_and_run(&op).await?;
         Ok(EntryStream::new(
@@ -324,6 +345,6 @@ impl Pool {
     pub(crate) fn paging(&self, server: ServerId) -> Paging<'_> {
         self.inner
             .shared
-            .paging(&self.inner.shared.settings(), server)
+            .paging(&self.inner.shared.settings(), server, None)
     }
 }

@@ -151,6 +151,7 @@ impl Pool {
             filter,
             attrs,
             options: &plain,
+            page: None,
         };
         let mut made = HashSet::new();
         let (mut found, pending) = match self.acquire_and_run(&op).await {
@@ -202,6 +203,7 @@ impl Pool {
                 filter: &target.filter,
                 attrs,
                 options: &plain,
+                page: None,
             };
             tracing::debug!(%url, hop, "following a referral");
             match there.run(&op).await {
