@@ -230,19 +230,7 @@ async fn referral_references_come_back_as_data_from_every_search_with_options() 
         .build()
         .unwrap();
     let url = format!("ldap://127.0.0.1:1/ou=away,{scratch}");
-    pool.add(
-        &format!("ou=away,{scratch}"),
-        vec![
-            (
-                "objectClass",
-                HashSet::from(["referral", "extensibleObject"]),
-            ),
-            ("ou", HashSet::from(["away"])),
-            ("ref", HashSet::from([url.as_str()])),
-        ],
-    )
-    .await
-    .unwrap();
+    common::add_referral(&server, &format!("ou=away,{scratch}"), &url).await;
     let options = SearchOptions::new();
     let all = "(objectClass=*)";
     let found = pool

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ldapmux::{Credential, Error, Password, Scope};
+use ldapmux::{Credential, EntryStream, Error, Password, Scope};
 use ldapmux_harness::{ROOT_DN, ROOT_PW, SCRATCH_BASE, Slapd};
 use tokio::task::JoinSet;
 
@@ -44,18 +44,7 @@ async fn paged_task(shared: Arc<Shared>, users: usize) {
         {
             Err(e) => classify(&e),
             Ok(mut stream) => {
-                let mut count = 0usize;
-                let mut outcome = Outcome::Ok;
-                while let Some(item) = stream.next_entry().await {
-                    match item {
-                        Ok(_) => count += 1,
-                        Err(e) if e.is_shut_down() => outcome = Outcome::ShutDown,
-                        Err(e) if e.conn_error_kind().is_some() => outcome = Outcome::Cut,
-                        Err(e) => {
-                            outcome = Outcome::Failed(format!("all users after {count}: {e}"))
-                        }
-                    }
-                }
+                let (count, outcome) = read_out(&mut stream, "all users").await;
                 if outcome == Outcome::Ok && count != users {
                     Outcome::Failed(format!("all users: {count} entries, expected {users}"))
                 } else {
@@ -95,6 +84,22 @@ fn classify(e: &Error) -> Outcome {
     } else {
         Outcome::Failed(e.to_string())
     }
+}
+
+/// Reads a stream to its end: the entries read, and how it ended (a
+/// connection cut by a kill is expected, by design: behaviour 10).
+async fn read_out(stream: &mut EntryStream, what: &str) -> (usize, Outcome) {
+    let mut count = 0usize;
+    let mut outcome = Outcome::Ok;
+    while let Some(item) = stream.next_entry().await {
+        match item {
+            Ok(_) => count += 1,
+            Err(e) if e.is_shut_down() => outcome = Outcome::ShutDown,
+            Err(e) if e.conn_error_kind().is_some() => outcome = Outcome::Cut,
+            Err(e) => outcome = Outcome::Failed(format!("{what} after {count} entries: {e}")),
+        }
+    }
+    (count, outcome)
 }
 
 async fn pause_after(outcome: &Outcome) {
@@ -170,25 +175,7 @@ async fn enumerate_task(shared: Arc<Shared>, users: usize, seed: u64) {
         {
             Err(e) => classify(&e),
             Ok(mut stream) => {
-                let mut count = 0usize;
-                let mut outcome = Outcome::Ok;
-                while let Some(item) = stream.next_entry().await {
-                    match item {
-                        Ok(_) => count += 1,
-                        Err(e) if e.is_shut_down() => outcome = Outcome::ShutDown,
-                        Err(e @ Error::Pool { .. }) => {
-                            outcome = if e.conn_error_kind().is_some() {
-                                Outcome::Cut
-                            } else {
-                                Outcome::Failed(format!("{filter} after {count} entries: {e}"))
-                            }
-                        }
-                        Err(e) => {
-                            outcome =
-                                Outcome::Failed(format!("{filter} after {count} entries: {e}"))
-                        }
-                    }
-                }
+                let (count, outcome) = read_out(&mut stream, &filter).await;
                 match expect {
                     Some(want) if outcome == Outcome::Ok && count != want => {
                         Outcome::Failed(format!("{filter}: {count} entries, expected {want}"))

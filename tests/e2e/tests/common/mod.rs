@@ -4,12 +4,13 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ldapmux::{Error, Pool, PoolBuilder, Scope};
+use ldapmux::{Credential, Error, Pool, PoolBuilder, Scope};
 use ldapmux_harness::Slapd;
 
 /// A server with `users` users; panics with the install command if slapd is missing.
@@ -276,4 +277,28 @@ pub fn person(cn: &str) -> Vec<(String, std::collections::HashSet<String>)> {
         ("cn".into(), [cn.into()].into()),
         ("sn".into(), [cn.into()].into()),
     ]
+}
+
+/// Adds a `referral` object (RFC 3296) at `dn` on `server`, pointing at `to`.
+pub async fn add_referral(server: &Slapd, dn: &str, to: &str) {
+    let pool = builder()
+        .server(server.url())
+        .credential(Credential::simple(server.root_dn(), server.root_pw()))
+        .build()
+        .unwrap();
+    let ou = dn.split(',').next().unwrap().trim_start_matches("ou=");
+    pool.add(
+        dn,
+        vec![
+            (
+                "objectClass",
+                HashSet::from(["referral", "extensibleObject"]),
+            ),
+            ("ou", HashSet::from([ou])),
+            ("ref", HashSet::from([to])),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("add referral {dn}: {e}"));
+    pool.shutdown().await;
 }
