@@ -56,6 +56,9 @@ pub(crate) enum Op<'a> {
         /// setting (`None`: unpaged); on the enumeration connection, unless
         /// another search pages there already.
         page: Option<NonZeroU32>,
+        /// On a private connection: the shared one it was given carried
+        /// another paged search ([`Reply::Busy`]).
+        own: bool,
     },
     Compare {
         dn: &'a str,
@@ -98,6 +101,9 @@ pub(crate) enum Reply {
     Done,
     Exop(Exop),
     Identity(String),
+    /// A paged search given a connection on which another search pages:
+    /// nothing was sent; the pool asks again for a private connection.
+    Busy,
 }
 
 impl Op<'_> {
@@ -122,7 +128,34 @@ impl Op<'_> {
     /// enumeration, which holds its shared enumeration connection for its
     /// whole length already).
     pub(crate) fn private(&self) -> bool {
-        matches!(self, Op::Search { page: Some(_), .. })
+        matches!(
+            self,
+            Op::Search { page: Some(_), .. } | Op::StartSearch { own: true, .. }
+        )
+    }
+
+    /// The same enumeration on a private connection (after [`Reply::Busy`]).
+    pub(crate) fn on_own_connection(&self) -> Option<Op<'_>> {
+        match *self {
+            Op::StartSearch {
+                base,
+                scope,
+                filter,
+                attrs,
+                options,
+                page,
+                own: false,
+            } => Some(Op::StartSearch {
+                base,
+                scope,
+                filter,
+                attrs,
+                options,
+                page,
+                own: true,
+            }),
+            _ => None,
+        }
     }
 
     /// The kind of pool user it is.
@@ -201,7 +234,10 @@ pub(crate) async fn exec(
             // Every page on this connection; entries are kept until the
             // last page, so a retry after a dead connection starts afresh.
             let query = query(base, *scope, filter, attrs, options, *page);
-            let mut search = PagedSearch::start(ldap, query, paging).await?;
+            // On a private connection when paged: never busy.
+            let Some(mut search) = PagedSearch::start(ldap, query, paging, true).await? else {
+                return Ok(Reply::Busy);
+            };
             let mut entries = Vec::new();
             while let Some(entry) = search.next().await? {
                 entries.push(SearchEntry::construct(entry));
@@ -220,9 +256,12 @@ pub(crate) async fn exec(
             attrs,
             options,
             page,
+            own,
         } => {
             let query = query(base, *scope, filter, attrs, options, *page);
-            let mut search = PagedSearch::start(ldap, query, paging).await?;
+            let Some(mut search) = PagedSearch::start(ldap, query, paging, *own).await? else {
+                return Ok(Reply::Busy);
+            };
             let first = search.next().await?;
             Reply::Stream(Box::new(Started { search, first }))
         }

@@ -32,7 +32,8 @@ pub(crate) struct Support {
     /// The connections a paged search runs on now. A server keeps one
     /// paging state per connection (slapd answers a second paged search on
     /// it with "paged results cookie is invalid"), so a search granted a
-    /// connection that already carries one is sent unpaged.
+    /// connection that already carries one does not page there (see
+    /// [`PagedSearch::start`]).
     paging_on: Arc<Mutex<HashSet<ConnId>>>,
 }
 
@@ -187,23 +188,31 @@ pub(crate) struct PagedSearch {
 
 impl PagedSearch {
     /// Sends the first page.
+    /// When the search would page but another search pages on this
+    /// connection already (a server keeps one paging state per
+    /// connection): unpaged if `else_unpaged`, otherwise `Ok(None)` with
+    /// nothing sent, and the caller asks for a connection of its own.
     pub(crate) async fn start(
         ldap: &mut Ldap,
         query: Query,
         paging: &Paging<'_>,
-    ) -> Result<PagedSearch, LdapError> {
+        else_unpaged: bool,
+    ) -> Result<Option<PagedSearch>, LdapError> {
         let mut size = paging.page_size(ldap, query.page_size).await?;
         let claim = match (size, paging.conn) {
             (Some(_), Some(conn)) => paging.support.claim(conn),
             _ => None,
         };
         if size.is_some() && claim.is_none() {
-            tracing::debug!(server = %paging.server, "another search pages on this connection: unpaged");
+            tracing::debug!(server = %paging.server, "another search pages on this connection");
+            if !else_unpaged {
+                return Ok(None);
+            }
             size = None;
         }
         let ldap = ldap.clone();
         let page = send_page(&ldap, &query, size, Vec::new()).await?;
-        Ok(PagedSearch {
+        Ok(Some(PagedSearch {
             ldap,
             query,
             size,
@@ -214,7 +223,7 @@ impl PagedSearch {
             claim,
             stop_within: paging.stop_within,
             refs: Vec::new(),
-        })
+        }))
     }
 
     /// The next entry, asking for the next page when one ends; `Ok(None)`

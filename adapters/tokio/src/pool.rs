@@ -375,7 +375,15 @@ impl Pool {
         // clone, contended when many tasks run operations): a reload during
         // the operation applies from the next one.
         let settings = self.inner.shared.settings();
-        let result = self.try_acquire_and_run(&settings, op).await;
+        let mut result = self.try_acquire_and_run(&settings, op).await;
+        // The shared connection it was given carries another paged search
+        // (one paging state per connection): again, on a connection of its own.
+        if let (Ok((Reply::Busy, ..)), Some(own)) = (&result, op.on_own_connection()) {
+            if let Ok((_, lease, ..)) = result {
+                lease.release();
+            }
+            result = self.try_acquire_and_run(&settings, &own).await;
+        }
         let outcome = match &result {
             // The server said invalidCredentials to a password check.
             Ok((Reply::Bool(false), ..)) if matches!(op, Op::Bind { .. }) => {

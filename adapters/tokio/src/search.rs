@@ -104,7 +104,8 @@ impl SearchOptions {
     /// pages from the start, on a connection of its own; `None` never pages.
     /// Left unset, `search_with` asks unpaged first and pages only when the
     /// server caps the answer, and a stream pages with the pool's size (on
-    /// its enumeration connection, unless another search pages there). A
+    /// its enumeration connection, or on one of its own if another search
+    /// pages there). A
     /// lease ([`ConnGuard`](crate::ConnGuard)) refuses `Some(n)`: it is a
     /// shared connection.
     pub fn page_size(mut self, size: Option<u32>) -> Self {

@@ -28,8 +28,8 @@ type Item = Result<SearchEntry, Error>;
 /// When the server pages ([`PoolBuilder::page_size`](crate::PoolBuilder::page_size)),
 /// the next page is asked for on the stream's connection when one ends, so
 /// the entries arrive as one sequence, each once. A connection carries one
-/// paged search at a time: a stream given one that already does is sent
-/// unpaged. Dropping the stream before
+/// paged search at a time: a stream given one that already does takes a
+/// connection of its own instead. Dropping the stream before
 /// its end tells the server to stop, in the background (an Abandon of the
 /// page in flight and a page of size 0 with the last cookie, which discards
 /// the paging state), then gives the connection back.

@@ -372,21 +372,19 @@ async fn paged_searches_run_side_by_side_each_on_its_own_connection() {
     pool.shutdown().await;
 }
 
-/// Enumerations that share one connection: only one of them pages (the
-/// server keeps one paging state per connection); the others are sent
-/// unpaged, which a server without a cap for them (here the root DN) answers
-/// in full. Before, the second paged stream's first page invalidated the
-/// first's cookie and both ended in protocolError / unwillingToPerform.
+/// Enumerations the pool would put on one connection: only one search can
+/// page on a connection (the server keeps one paging state per
+/// connection), so the others, before sending anything, move to connections of their
+/// own and page there: each gets every entry past the server's unpaged cap.
+/// Before, the second paged stream's first page invalidated the first's
+/// cookie and both ended in protocolError / unwillingToPerform; sent
+/// unpaged instead, they stopped at the cap (found by `make demo`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paged_enumerations_sharing_one_connection_each_get_every_entry() {
     init_tracing();
     let server = paged_server();
     let pool = builder()
         .server(server.url())
-        .credential(ldapmux::Credential::simple(
-            server.root_dn(),
-            server.root_pw(),
-        ))
         .max_connections_per_server(1)
         .page_size(Some(100))
         .build()
@@ -400,6 +398,10 @@ async fn paged_enumerations_sharing_one_connection_each_get_every_entry() {
     for task in tasks {
         assert_eq!(distinct_dns(task.await.unwrap()), every_user());
     }
-    assert_eq!(pool.status().counters.opens, 1, "all on the one connection");
+    assert!(
+        pool.status().counters.opens >= 2,
+        "a connection of its own for a stream that met another: {:?}",
+        pool.status().counters
+    );
     pool.shutdown().await;
 }

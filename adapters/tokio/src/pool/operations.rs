@@ -164,6 +164,7 @@ impl Pool {
             attrs,
             options,
             page,
+            own: false,
         };
         let (reply, lease, _, server) = self.acquire_and_run(&op).await?;
         Ok(EntryStream::new(
