@@ -57,9 +57,7 @@ impl Support {
             conn,
         })
     }
-}
 
-impl Support {
     /// The page size to use on `server` (`None`: one unpaged search), reading
     /// its root DSE on `ldap` the first time. A root DSE that cannot be read
     /// (an LDAP result other than success) counts as "does not page"; a dead
@@ -73,28 +71,19 @@ impl Support {
         let Some(size) = setting else {
             return Ok(None);
         };
-        let known = lock(&self.known).get(&server).copied();
-        let pages = match known {
-            Some(pages) => pages,
-            None => {
-                let pages = offers_paging(ldap).await?;
-                tracing::debug!(%server, pages, "root DSE read: simple paged results");
-                lock(&self.known).insert(server, pages);
-                pages
-            }
-        };
-        Ok(pages.then_some(size))
+        Ok(self.learn(server, ldap).await?.then_some(size))
     }
 
-    /// Reads `server`'s root DSE on `ldap` unless it is known already.
-    pub(crate) async fn learn(&self, server: ServerId, ldap: &mut Ldap) -> Result<(), LdapError> {
-        if lock(&self.known).contains_key(&server) {
-            return Ok(());
+    /// Whether `server` pages, reading its root DSE on `ldap` unless it is
+    /// known already.
+    pub(crate) async fn learn(&self, server: ServerId, ldap: &mut Ldap) -> Result<bool, LdapError> {
+        if let Some(pages) = lock(&self.known).get(&server).copied() {
+            return Ok(pages);
         }
         let pages = offers_paging(ldap).await?;
         tracing::debug!(%server, pages, "root DSE read: simple paged results");
         lock(&self.known).insert(server, pages);
-        Ok(())
+        Ok(pages)
     }
 
     /// Forgets every server (a reload).
@@ -281,23 +270,13 @@ impl PagedSearch {
         }
     }
 
-    /// The final result (after `next` gave `Ok(None)`).
-    pub(crate) fn finish(&mut self) -> LdapResult {
+    /// After the end (`next` gave `Ok(None)`, so the result was success):
+    /// the continuation references met, and the final result's response
+    /// controls without the paged results control (the pool's own). The
+    /// connection's paging is free again.
+    pub(crate) fn end(&mut self) -> (Vec<String>, Vec<Control>) {
         self.over = true;
         self.claim = None;
-        self.done.take().unwrap_or_else(|| LdapResult {
-            rc: 88,
-            matched: String::new(),
-            text: "search not read to its end".into(),
-            refs: vec![],
-            ctrls: vec![],
-        })
-    }
-
-    /// After the end: the continuation references met, and the final
-    /// result's response controls without the paged results control (the
-    /// pool's own).
-    pub(crate) fn end(&mut self) -> (Vec<String>, Vec<Control>) {
         let controls = self
             .done
             .as_mut()
@@ -343,24 +322,15 @@ impl PagedSearch {
         let Some(cookie) = self.abandon_now() else {
             return;
         };
-        let stop = Stop {
-            ldap: self.ldap.clone(),
-            cookie,
-            query: std::mem::replace(
-                &mut self.query,
-                Query {
-                    base: String::new(),
-                    scope: Scope::Base,
-                    filter: String::new(),
-                    attrs: Vec::new(),
-                    options: ldap3::SearchOptions::new(),
-                    controls: Vec::new(),
-                    page_size: None,
-                },
-            ),
-            within: self.stop_within,
-        };
-        stop.run().await;
+        // The same search as its pages (RFC 2696), asking for none.
+        let mut ldap = page_request(&self.ldap, &self.query, Some(0), cookie);
+        let q = &self.query;
+        let discard = ldap.search(&q.base, q.scope, &q.filter, q.attrs.clone());
+        match tokio::time::timeout(self.stop_within, discard).await {
+            Ok(Ok(r)) => tracing::debug!(rc = r.1.rc, "paging state discarded"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "paging state not discarded"),
+            Err(_) => tracing::debug!("paging state not discarded in time"),
+        }
     }
 }
 
@@ -374,62 +344,31 @@ impl Drop for PagedSearch {
     }
 }
 
-/// What it takes to tell a server to discard a search's paging state.
-struct Stop {
-    ldap: Ldap,
-    cookie: Vec<u8>,
-    query: Query,
-    within: Duration,
-}
-
-impl Stop {
-    /// A request with page size 0 and the last cookie, bounded by
-    /// `within`; a failure is logged, not returned (the caller is gone).
-    async fn run(mut self) {
-        let within = self.within;
-        let cookie = std::mem::take(&mut self.cookie);
-        let discard = async {
-            // The same search as its pages (RFC 2696), asking for none.
-            let mut controls = self.query.controls.clone();
-            controls.push(PagedResults { size: 0, cookie }.into());
-            let mut ldap = self.ldap.clone();
-            let attrs = self.query.attrs.clone();
-            ldap.with_search_options(self.query.options.clone());
-            ldap.with_controls(controls)
-                .search(
-                    &self.query.base,
-                    self.query.scope,
-                    &self.query.filter,
-                    attrs,
-                )
-                .await
-        };
-        match tokio::time::timeout(within, discard).await {
-            Ok(Ok(r)) => tracing::debug!(rc = r.1.rc, "paging state discarded"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "paging state not discarded"),
-            Err(_) => tracing::debug!("paging state not discarded in time"),
-        }
-    }
-}
-
 async fn send_page(
     ldap: &Ldap,
     query: &Query,
     size: Option<NonZeroU32>,
     cookie: Vec<u8>,
 ) -> Result<Page, LdapError> {
+    let size = size.map(|n| i32::try_from(n.get()).unwrap_or(i32::MAX));
+    page_request(ldap, query, size, cookie)
+        .streaming_search(&query.base, query.scope, &query.filter, query.attrs.clone())
+        .await
+}
+
+/// A handle for one page of `query`: its options, the caller's controls,
+/// and the paged results control when `size` is given.
+fn page_request(ldap: &Ldap, query: &Query, size: Option<i32>, cookie: Vec<u8>) -> Ldap {
     let mut ldap = ldap.clone();
     let mut controls = query.controls.clone();
     if let Some(size) = size {
-        let size = i32::try_from(size.get()).unwrap_or(i32::MAX);
         controls.push(PagedResults { size, cookie }.into());
     }
     if !controls.is_empty() {
         ldap.with_controls(controls);
     }
     ldap.with_search_options(query.options.clone());
-    ldap.streaming_search(&query.base, query.scope, &query.filter, query.attrs.clone())
-        .await
+    ldap
 }
 
 /// The cookie in a page's answer: `None` if the server sent no paged

@@ -150,13 +150,9 @@ impl State {
                     referrals,
                     controls,
                 };
-                let result = search.finish();
                 self.search = None;
                 self.lease.take()?.release();
-                match result.success() {
-                    Ok(_) => None,
-                    Err(e) => Some(Err(not_conn_error(e))),
-                }
+                None
             }
             Ok(Err(e)) if is_conn_dead(&e) => {
                 let lease = self.lease.take()?;

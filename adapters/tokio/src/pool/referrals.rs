@@ -102,12 +102,7 @@ fn target(url: &str, from: &Origin<'_>) -> Result<(ServerUrl, Target), ReferralE
         return Err(ReferralError::Invalid("a critical extension"));
     }
     let target = Target {
-        server: format!(
-            "{}://{}:{}",
-            parsed.scheme(),
-            server_url.host().to_ascii_lowercase(),
-            server_url.port()
-        ),
+        server: key(&server_url),
         base: if dn.is_empty() {
             from.base.to_owned()
         } else {
