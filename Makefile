@@ -27,10 +27,15 @@ fmt:
 clippy:
 	@echo "== cargo clippy (warnings denied)"
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p ldapmux-e2e --features gssapi --test gssapi --test interop_ad_gssapi -- -D warnings
 
 unit:
 	@echo "== cargo test --workspace"
 	$(CARGO) test --workspace
+	@echo "== SASL GSSAPI against a real KDC (tests/e2e/tests/gssapi.rs, feature gssapi)"
+	$(CARGO) test -p ldapmux-e2e --features gssapi --test gssapi
+	@echo "== SASL GSSAPI against Samba AD's KDC (tests/e2e/tests/interop_ad_gssapi.rs, feature gssapi)"
+	$(CARGO) test -p ldapmux-e2e --features gssapi --test interop_ad_gssapi
 
 doc:
 	@echo "== cargo doc (warnings denied)"
@@ -51,8 +56,8 @@ package:
 
 # Each optional part of the published crates builds, tests and lints alone and
 # without the others (the workspace build turns them all on, hiding a missing
-# cfg): none, each of metrics / config / dns-srv, and all of them.
-FEATURE_SETS = ring ring,metrics ring,config ring,dns-srv ring,metrics,config,dns-srv
+# cfg): none, each of metrics / config / dns-srv / gssapi, and all of them.
+FEATURE_SETS = ring ring,metrics ring,config ring,dns-srv ring,gssapi ring,metrics,config,dns-srv,gssapi
 features:
 	@echo "== feature sets of ldapmux and ldapmux-blocking"
 	@set -e; for f in $(FEATURE_SETS); do \

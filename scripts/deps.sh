@@ -20,7 +20,18 @@ say "rust: $(rustc --version)"
 
 # Debian packages: the integration tests (tests/harness, tests/e2e) run real OpenLDAP
 # servers, so slapd and ldap-utils are always wanted; callers may name more.
-want_apt=(slapd ldap-utils "$@")
+# The `gssapi` feature links MIT Kerberos (libkrb5-dev; its bindings are made by
+# bindgen, which needs libclang); its tests run a real KDC (krb5-kdc, and
+# kadmin.local from krb5-admin-server) and slapd's GSSAPI plugin
+# (libsasl2-modules-gssapi-mit); krb5-user gives kinit/klist for debugging.
+# The interop_ad tests (tests/e2e/tests/interop_ad.rs) run a Samba AD domain
+# controller (samba-ad-dc; samba-ad-provision holds the provisioning templates).
+# It brings its own embedded Heimdal KDC, which coexists with MIT's packages.
+# The interop_389 tests (tests/e2e/tests/interop_389.rs) create a 389
+# Directory Server instance with dscreate (389-ds-base).
+want_apt=(slapd ldap-utils libkrb5-dev libclang-dev clang pkg-config krb5-kdc
+  krb5-admin-server krb5-user libsasl2-modules-gssapi-mit samba-ad-dc
+  samba-ad-provision 389-ds-base "$@")
 need_apt=()
 for pkg in "${want_apt[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
@@ -33,6 +44,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 else
   say "Debian packages present: ${want_apt[*]}"
+fi
+if [ ! -x /usr/sbin/samba ] || [ ! -x /usr/bin/samba-tool ]; then
+  say "samba or samba-tool is still missing after installing samba-ad-dc; giving up"; exit 1
 fi
 if [ ! -x /usr/sbin/slapd ]; then
   say "slapd is still missing at /usr/sbin/slapd after installing; giving up"; exit 1

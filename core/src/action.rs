@@ -110,6 +110,19 @@ pub enum CloseReason {
     /// Another connection to its server died with an I/O error: it took no
     /// new users from then on, and its last user left.
     SiblingBroken,
+    /// A user left it in a state it could not vouch for
+    /// ([`Event::Retire`](crate::Event::Retire): a bind whose outcome is
+    /// unclear, say); it took no new users from then on, and its last user
+    /// left.
+    Retired,
+    /// The credential it was bound with (a Kerberos ticket) was about to
+    /// expire ([`Event::ConnExpires`](crate::Event::ConnExpires)); it took
+    /// no new users from then on, and its last user left.
+    CredentialExpiring,
+    /// Its server announced it is closing it (an LDAP Notice of
+    /// Disconnection, [`Event::ConnClosing`](crate::Event::ConnClosing)); it
+    /// took no new users from then on, and its last user left.
+    ServerNotice,
 }
 
 /// The next instant the core wants [`Pool::handle_timeout`](crate::Pool::handle_timeout)
@@ -140,4 +153,7 @@ pub enum TimerReason {
     ProbeOverdue,
     /// A slow connect gets a rival to the next server (connect racing).
     ConnectRace,
+    /// A connection's credential is about to expire
+    /// ([`Event::ConnExpires`](crate::Event::ConnExpires)).
+    CredentialExpiry,
 }

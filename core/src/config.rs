@@ -29,6 +29,13 @@ pub const DEFAULT_SPREAD_CONNS_PER_SERVER: u32 = 16;
 /// Default [`Config::max_conns_per_server`].
 pub const DEFAULT_MAX_CONNS_PER_SERVER: u32 = 32;
 
+/// Default [`Config::bind_conns_per_server`]: password checks from many
+/// tasks reuse this many bind connections per server (lloadd keeps a set of
+/// dedicated bind connections the same way), an eighth of the default
+/// [`Config::max_conns_per_server`]. Checks beyond it wait for a free one,
+/// which is one round trip away rather than a TCP (and TLS) handshake.
+pub const DEFAULT_BIND_CONNS_PER_SERVER: u32 = 4;
+
 /// Default [`Config::connect_race_delay`].
 pub const DEFAULT_CONNECT_RACE_DELAY: Duration = Duration::from_millis(200);
 
@@ -77,6 +84,11 @@ pub struct Config {
     /// How many matching connections (same generation, server, credential,
     /// purpose) spreading opens on one server. 1 turns spreading off.
     pub spread_conns_per_server: u32,
+    /// Bind connections ([`Purpose::Bind`](crate::Purpose::Bind)) per server
+    /// and generation: the password checks' own connections, each used by
+    /// one check at a time and re-bound by it. 0 turns them off: every check
+    /// opens a private connection and closes it after (as nslcd and SSSD do).
+    pub bind_conns_per_server: u32,
     /// Whether users share connections.
     pub sharing: Sharing,
     /// How long an opening connection may take before it counts as failed.
@@ -87,12 +99,21 @@ pub struct Config {
     /// the waiters of both. The preference order still holds for what follows
     /// (fail-back as usual). `None`: wait for the connect timeout.
     pub connect_race_delay: Option<Duration>,
-    /// Idle write connections are closed after this (behaviour 5; seed: 60 s).
+    /// Idle write connections are closed after this (behaviour 5; seed: 60 s),
+    /// and so are idle bind connections (still bound as the last user they
+    /// checked).
     pub write_idle_timeout: Duration,
     /// Idle read connections are closed after this, if set.
     pub read_idle_timeout: Option<Duration>,
     /// Connections are drained once they are this old, if set.
     pub max_conn_age: Option<Duration>,
+    /// A connection whose credential expires
+    /// ([`Event::ConnExpires`](crate::Event::ConnExpires): a Kerberos
+    /// ticket's end) takes no new users from this long before, or a tenth of
+    /// the ticket's time left if that is less (SSSD shortens its
+    /// connections' lifetime to the ticket's the same way): long enough for
+    /// an operation started just before to finish.
+    pub credential_expiry_margin: Duration,
     /// A server that came back must stay up this long before connections fail
     /// back to it (behaviour 7, hysteresis).
     pub failback_hold_down: Duration,
@@ -112,12 +133,14 @@ impl Default for Config {
             max_conns_per_server: DEFAULT_MAX_CONNS_PER_SERVER,
             spread_users_per_conn: DEFAULT_SPREAD_USERS_PER_CONN,
             spread_conns_per_server: DEFAULT_SPREAD_CONNS_PER_SERVER,
+            bind_conns_per_server: DEFAULT_BIND_CONNS_PER_SERVER,
             sharing: Sharing::Always,
             connect_timeout: Duration::from_secs(5),
             connect_race_delay: Some(DEFAULT_CONNECT_RACE_DELAY),
             write_idle_timeout: Duration::from_secs(60),
             read_idle_timeout: Some(Duration::from_secs(300)),
             max_conn_age: None,
+            credential_expiry_margin: Duration::from_secs(60),
             failback_hold_down: Duration::from_secs(30),
             probe_backoff_min: Duration::from_secs(1),
             probe_backoff_max: Duration::from_secs(60),
@@ -244,6 +267,12 @@ impl ConfigBuilder {
         self.0.spread_conns_per_server = conns_per_server;
         self
     }
+    /// Sets [`Config::bind_conns_per_server`] (0: a private connection per
+    /// password check).
+    pub fn bind_conns_per_server(mut self, n: u32) -> Self {
+        self.0.bind_conns_per_server = n;
+        self
+    }
     /// Sets [`Config::connect_race_delay`].
     pub fn connect_race_delay(mut self, d: Option<Duration>) -> Self {
         self.0.connect_race_delay = d;
@@ -272,6 +301,11 @@ impl ConfigBuilder {
     /// Sets [`Config::max_conn_age`].
     pub fn max_conn_age(mut self, d: Option<Duration>) -> Self {
         self.0.max_conn_age = d;
+        self
+    }
+    /// Sets [`Config::credential_expiry_margin`].
+    pub fn credential_expiry_margin(mut self, d: Duration) -> Self {
+        self.0.credential_expiry_margin = d;
         self
     }
     /// Sets [`Config::failback_hold_down`].

@@ -2,6 +2,7 @@
 //! drained, gone idle, removed. The transitions of behaviours 1–6 are built
 //! from these, with the reference counts (`Holder`) they keep.
 
+use crate::conn_table::Retired;
 use crate::gen_table::Holder;
 use crate::index::MatchKey;
 use crate::pool::Pool;
@@ -37,6 +38,9 @@ impl Pool {
                 race_at,
                 rival: None,
             },
+            paging: false,
+            noticed: false,
+            retire_at: None,
         });
         if let Some(at) = race_at {
             self.timers.arm(at, Timer::Race(conn));
@@ -60,6 +64,9 @@ impl Pool {
     pub(crate) fn attach(&mut self, _now: Instant, user: UserId, conn_id: ConnId) {
         let key = self.conns.key_of(conn_id);
         self.conns.add_user(conn_id);
+        if self.users.get(user).is_some_and(|u| u.pages) {
+            self.conns.set_paging(conn_id, true);
+        }
         let deadline = self.users.connect(user, conn_id);
         self.timers.disarm(deadline, Timer::User(user));
         self.servers.user_added(key.server);
@@ -91,7 +98,15 @@ impl Pool {
             }
             ConnState::Open {
                 opened, idle_timer, ..
-            } => self.retire_timers(conn_id, &key, *opened, *idle_timer),
+            } => self.retire_timers(
+                conn_id,
+                &key,
+                &Retired {
+                    opened: *opened,
+                    idle_timer: *idle_timer,
+                    retire_at: conn.retire_at,
+                },
+            ),
             ConnState::Draining { .. } | ConnState::Broken { .. } => {}
         }
         debug_assert_eq!(conn.state.users(), 0, "removing a connection with users");
@@ -131,10 +146,56 @@ impl Pool {
             return;
         };
         if let Some(r) = retired {
-            self.retire_timers(conn_id, &key, r.opened, r.idle_timer);
+            self.retire_timers(conn_id, &key, &r);
         }
         if users == 0 {
             self.close_conn(conn_id, reason);
+        }
+    }
+
+    /// The credential open `conn_id` was bound with expires at `expires`:
+    /// the connection takes no new users from
+    /// [`Config::credential_expiry_margin`](crate::Config::credential_expiry_margin)
+    /// before, or a tenth of the time left if that is less (at once if
+    /// `expires` has passed), so that no operation starts on it
+    /// while its credential may lapse; it closes when its last user leaves.
+    /// A later report replaces an earlier one (a renewed ticket).
+    pub(crate) fn expire_conn(&mut self, now: Instant, conn_id: ConnId, expires: Instant) {
+        #[cfg(feature = "fault-hooks")]
+        if self.has_bug(crate::PolicyBug::IgnoreCredentialExpiry) {
+            return;
+        }
+        let Some(conn) = self.conns.get(conn_id) else {
+            return;
+        };
+        if !matches!(conn.state, ConnState::Open { .. }) {
+            return;
+        }
+        // The margin, but never more than a tenth of the time left: a short
+        // ticket (minutes) is used for most of its life, not retired at once.
+        let margin = self
+            .gens
+            .config(conn.gen_id)
+            .map_or(std::time::Duration::ZERO, |c| c.credential_expiry_margin)
+            .min(expires.saturating_duration_since(now) / 10);
+        let at = expires.saturating_sub(margin);
+        if let Some(before) = self.conns.set_retire_at(conn_id, at) {
+            self.timers.disarm(before, Timer::CredentialExpiry(conn_id));
+        }
+        if at <= now {
+            self.drain_conn(conn_id, CloseReason::CredentialExpiring);
+        } else {
+            self.timers.arm(at, Timer::CredentialExpiry(conn_id));
+        }
+    }
+
+    /// The credential-expiry timer of `conn_id` fired.
+    pub(crate) fn on_credential_expiry(&mut self, now: Instant, conn_id: ConnId) {
+        let due = self.conns.get(conn_id).is_some_and(|c| {
+            matches!(c.state, ConnState::Open { .. }) && c.retire_at.is_some_and(|at| at <= now)
+        });
+        if due {
+            self.drain_conn(conn_id, CloseReason::CredentialExpiring);
         }
     }
 
@@ -144,7 +205,7 @@ impl Pool {
         let Some((users, r)) = self.conns.set_draining(conn_id, reason) else {
             return;
         };
-        self.retire_timers(conn_id, &key, r.opened, r.idle_timer);
+        self.retire_timers(conn_id, &key, &r);
         self.counters.drains += 1;
         if users == 0 {
             self.close_conn(conn_id, reason);
@@ -152,16 +213,10 @@ impl Pool {
     }
 
     /// An open connection stops taking users (it closes, breaks or drains;
-    /// the table took it out of the match index): its idle and maximum-age
-    /// timers are disarmed.
-    fn retire_timers(
-        &mut self,
-        conn_id: ConnId,
-        key: &MatchKey,
-        opened: Instant,
-        idle_timer: Option<Instant>,
-    ) {
-        if let Some(at) = idle_timer {
+    /// the table took it out of the match index): its idle, maximum-age and
+    /// credential-expiry timers are disarmed.
+    fn retire_timers(&mut self, conn_id: ConnId, key: &MatchKey, r: &Retired) {
+        if let Some(at) = r.idle_timer {
             self.timers.disarm(at, Timer::Idle(conn_id));
         }
         if let Some(age) = self
@@ -169,7 +224,10 @@ impl Pool {
             .get(key.gen_id)
             .and_then(|g| g.config.max_conn_age)
         {
-            self.timers.disarm(opened + age, Timer::MaxAge(conn_id));
+            self.timers.disarm(r.opened + age, Timer::MaxAge(conn_id));
+        }
+        if let Some(at) = r.retire_at {
+            self.timers.disarm(at, Timer::CredentialExpiry(conn_id));
         }
     }
 
@@ -177,7 +235,7 @@ impl Pool {
         let conn = self.conns.get(conn_id)?;
         let config = &self.gens.get(conn.gen_id)?.config;
         match conn.purpose {
-            Purpose::Write => Some(config.write_idle_timeout),
+            Purpose::Write | Purpose::Bind => Some(config.write_idle_timeout),
             Purpose::Read => config.read_idle_timeout,
             Purpose::Private => None,
         }

@@ -32,6 +32,8 @@ pub(crate) struct Opened {
 pub(crate) struct Retired {
     pub(crate) opened: Instant,
     pub(crate) idle_timer: Option<Instant>,
+    /// When it was to retire for its credential's expiry, if reported.
+    pub(crate) retire_at: Option<Instant>,
 }
 
 fn key(c: &Conn) -> MatchKey {
@@ -163,11 +165,19 @@ impl Conns {
         else {
             return None;
         };
+        let retire_at = conn.retire_at;
         let k = key(conn);
         if k.purpose != Purpose::Private {
             self.index.remove_open(&k, id, users);
         }
-        Some((users, Retired { opened, idle_timer }))
+        Some((
+            users,
+            Retired {
+                opened,
+                idle_timer,
+                retire_at,
+            },
+        ))
     }
 
     /// Open or draining `id` died with `error` (a broken one stays as it
@@ -248,6 +258,23 @@ impl Conns {
     // ------------------------------------------------------------------
     // What changes no index entry: waiters, rivals, race and idle timers.
     // ------------------------------------------------------------------
+
+    /// Marks `id` as held (or no longer held) by a paging user.
+    pub(crate) fn set_paging(&mut self, id: ConnId, on: bool) {
+        self.slab.get_mut(id).expect("conn exists").paging = on;
+    }
+
+    /// Marks `id` as announced closing by its server.
+    pub(crate) fn set_noticed(&mut self, id: ConnId) {
+        self.slab.get_mut(id).expect("conn exists").noticed = true;
+    }
+
+    /// Sets when `id` stops taking users for its credential's expiry;
+    /// returns the instant set before.
+    pub(crate) fn set_retire_at(&mut self, id: ConnId, at: Instant) -> Option<Instant> {
+        let conn = self.slab.get_mut(id).expect("conn exists");
+        conn.retire_at.replace(at)
+    }
 
     fn connecting_mut(&mut self, id: ConnId) -> Option<&mut ConnState> {
         self.get_mut(id)
@@ -372,6 +399,9 @@ mod tests {
                 race_at: None,
                 rival: None,
             },
+            paging: false,
+            noticed: false,
+            retire_at: None,
         }
     }
 

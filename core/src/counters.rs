@@ -29,6 +29,12 @@ pub struct Counters {
     pub releases: u64,
     /// Connections opened.
     pub opens: u64,
+    /// Bind connections ([`Purpose::Bind`](crate::Purpose::Bind)) opened,
+    /// counted in `opens` too.
+    pub bind_opens: u64,
+    /// Notices from servers that they are closing a connection
+    /// ([`Event::ConnClosing`](crate::Event::ConnClosing)).
+    pub notices: u64,
     /// Connections that failed to open.
     pub open_failures: u64,
     /// Connections found dead (each once, however many of its users

@@ -1,7 +1,7 @@
 //! Inputs to the core, other than [`Pool::handle_acquire`](crate::Pool::handle_acquire)
 //! and [`Pool::handle_timeout`](crate::Pool::handle_timeout).
 
-use crate::{Config, ConnError, ConnId, ServerId, UserId};
+use crate::{Config, ConnError, ConnId, Instant, ServerId, UserId};
 
 /// Something that happened outside the core.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -31,6 +31,45 @@ pub enum Event {
     /// `user` finished with its connection, successfully or with an ordinary
     /// LDAP result (the connection is fine).
     Release {
+        /// The user.
+        user: UserId,
+    },
+    /// The credential open connection `conn` was bound with expires at `at`
+    /// (a Kerberos ticket's end time, say). From
+    /// [`Config::credential_expiry_margin`](crate::Config::credential_expiry_margin)
+    /// before `at`, or a tenth of the time left if that is less (at once if
+    /// `at` has passed), the connection takes no new users; it closes with
+    /// [`CloseReason::CredentialExpiring`](crate::CloseReason::CredentialExpiring)
+    /// when its last user leaves. A later report for the same connection
+    /// replaces the earlier one. For a connection that is not open (no
+    /// longer takes users) it does nothing.
+    ConnExpires {
+        /// The connection.
+        conn: ConnId,
+        /// When its credential expires, on the core's clock.
+        at: Instant,
+    },
+    /// The server announced it is closing `conn`: an LDAP Notice of
+    /// Disconnection (RFC 4511 §4.4.1, the unsolicited notification Active
+    /// Directory sends past `MaxConnIdleTime`). An open connection takes no
+    /// new users and closes
+    /// ([`CloseReason::ServerNotice`](crate::CloseReason::ServerNotice)) once
+    /// its last user leaves; its users go on, and if the server then cuts it
+    /// they fail as on any lost connection (a read is retried). Its death is
+    /// expected: unlike an unexplained one it drains no sibling connection,
+    /// and the server is not suspected. For a connection being opened or
+    /// already closing it only marks the death as expected.
+    ConnClosing {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// `user` finished with its connection but cannot vouch for the state
+    /// it leaves it in (a bind answered with neither success nor
+    /// invalidCredentials, an answer cut off): the connection takes no new
+    /// users and closes ([`CloseReason::Retired`](crate::CloseReason::Retired))
+    /// once its last user leaves: at once for a bind or private connection.
+    /// The server is not suspected: it answered.
+    Retire {
         /// The user.
         user: UserId,
     },
@@ -102,6 +141,9 @@ impl Event {
             Event::ConnOpenFailed { .. } => "ConnOpenFailed",
             Event::ConnLost { .. } => "ConnLost",
             Event::Release { .. } => "Release",
+            Event::Retire { .. } => "Retire",
+            Event::ConnExpires { .. } => "ConnExpires",
+            Event::ConnClosing { .. } => "ConnClosing",
             Event::ConnBroken { .. } => "ConnBroken",
             Event::Cancel { .. } => "Cancel",
             Event::GetNext { .. } => "GetNext",

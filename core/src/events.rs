@@ -33,6 +33,9 @@ impl Pool {
             waiters.extend(self.won_race(rival, conn_id));
         }
         self.counters.opens += 1;
+        if key.purpose == crate::Purpose::Bind {
+            self.counters.bind_opens += 1;
+        }
         self.counters.servers[key.server.index()].opens += 1;
         self.server_answered(key.server);
         self.counters.reach(key.server);
@@ -45,11 +48,21 @@ impl Pool {
             self.timers.arm(now + age, Timer::MaxAge(conn_id));
         }
         let cap = self.gens.get(key.gen_id).map_or(1, |g| self.cap(&g.config));
-        let (granted, displaced) = waiters.split_at(waiters.len().min(cap as usize));
-        for &user in granted {
-            self.attach(now, user, conn_id);
+        // Up to the cap, and one paging user (a rival's waiters may bring a
+        // second); the others are placed again.
+        let mut displaced = Vec::new();
+        let mut granted = 0;
+        for user in waiters {
+            let second_pager =
+                self.pages(user) && self.conns.get(conn_id).is_some_and(|c| c.paging);
+            if granted < cap as usize && !second_pager {
+                self.attach(now, user, conn_id);
+                granted += 1;
+            } else {
+                displaced.push(user);
+            }
         }
-        for &user in displaced {
+        for user in displaced {
             self.users.unplace(user); // until placed again
             self.place(now, user, true);
         }
@@ -141,12 +154,28 @@ impl Pool {
             ConnState::Open { .. } | ConnState::Draining { .. } => {
                 self.counters.lost += 1;
                 let (kind, server) = (error.kind, conn.server);
+                let noticed = conn.noticed;
                 self.break_conn(conn_id, error, CloseReason::Broken);
-                self.drain_siblings(conn_id, server, kind);
+                if !noticed {
+                    self.drain_siblings(conn_id, server, kind);
+                }
             }
             ConnState::Broken { .. } => {}
         }
         Ok(())
+    }
+
+    /// The server announced it is closing `conn_id` (a Notice of
+    /// Disconnection): no new users; its death is expected.
+    pub(crate) fn on_conn_closing(&mut self, conn_id: ConnId) {
+        #[cfg(feature = "fault-hooks")]
+        if self.has_bug(crate::PolicyBug::IgnoreServerNotice) {
+            return;
+        }
+        self.conns.set_noticed(conn_id);
+        self.counters.notices += 1;
+        // Drains an open connection; one already closing keeps its reason.
+        self.drain_conn(conn_id, CloseReason::ServerNotice);
     }
 
     pub(crate) fn on_conn_broken(
@@ -157,10 +186,13 @@ impl Pool {
         error: ConnError,
         sent: bool,
     ) {
-        let (server, first) = self
+        let (server, first, noticed) = self
             .conns
             .get(conn_id)
-            .map(|c| (c.server, !matches!(c.state, ConnState::Broken { .. })))
+            .map(|c| {
+                let first = !matches!(c.state, ConnState::Broken { .. });
+                (c.server, first, c.noticed)
+            })
             .expect("user's conn exists");
         // Counted once per connection, by the first user to find it dead
         // (its other users report it too).
@@ -170,8 +202,10 @@ impl Pool {
         // Mark the connection before the user leaves, so the user's leaving
         // closes it if it was the last (behaviour 6).
         self.break_conn(conn_id, error.clone(), CloseReason::Broken);
-        self.drain_siblings(conn_id, server, error.kind);
-        if error.kind == ConnErrorKind::Timeout {
+        if !noticed {
+            self.drain_siblings(conn_id, server, error.kind);
+        }
+        if error.kind == ConnErrorKind::Timeout && !noticed {
             // No answer in time: is the server alive?
             self.check_server(now, server);
         }

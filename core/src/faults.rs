@@ -17,7 +17,7 @@ pub enum Fault {
     RebindConnection,
     /// The first connection with users is freed while they still use it.
     FreeConnectionUnderUsers,
-    /// The first private connection becomes a shared read connection.
+    /// The first private or bind connection becomes a shared read connection.
     SharePrivateConnection,
     /// The first user still waiting is forgotten: out of the queue and its
     /// connection's waiters, its deadline disarmed, so nothing wakes it.
@@ -59,6 +59,19 @@ pub enum PolicyBug {
     /// A user who finds every server down fails at once, though no server
     /// was tried within the probe backoff minimum.
     GiveUpWhenAllDown,
+    /// Search and getent users are placed on bind connections, as if they
+    /// were password checks.
+    BindToReaders,
+    /// A bind connection takes as many users at once as a shared one.
+    ShareBindConnections,
+    /// A connection's credential expiry is ignored: it serves on.
+    IgnoreCredentialExpiry,
+    /// A paging user may join a connection another paging user holds.
+    TwoPagersPerConnection,
+    /// A server's notice that it is closing a connection is ignored: the
+    /// connection takes new users until it dies, and its death drains its
+    /// siblings as an unexplained one would.
+    IgnoreServerNotice,
 }
 
 impl Pool {
@@ -85,7 +98,7 @@ impl Pool {
                 let found = self
                     .conns
                     .iter()
-                    .find(|(_, c)| c.purpose == Purpose::Private)
+                    .find(|(_, c)| matches!(c.purpose, Purpose::Private | Purpose::Bind))
                     .map(|(id, _)| id);
                 let Some(id) = found else { return false };
                 self.conns.corrupt(id).expect("exists").purpose = Purpose::Read;

@@ -138,6 +138,8 @@ pub struct UserInfo {
     pub conn: Option<ConnId>,
     /// Whether it follows a referral.
     pub referral: bool,
+    /// Whether it runs a paged search ([`Request::paging`](crate::Request::paging)).
+    pub pages: bool,
 }
 
 /// A connection's phase.
@@ -180,6 +182,8 @@ pub struct ConnInfo {
     /// The connection racing it to another server while both open
     /// (connect racing), if any.
     pub rival: Option<ConnId>,
+    /// Whether a paging user holds it: no second one joins.
+    pub paging: bool,
 }
 
 /// A snapshot of the pool, cheap enough to take often (it walks servers,
@@ -285,6 +289,7 @@ impl Pool {
             phase,
             conn,
             referral: u.referral,
+            pages: u.pages,
         })
     }
 
@@ -322,6 +327,7 @@ impl Pool {
             waiters,
             drain_reason,
             rival,
+            paging: c.paging,
         })
     }
 

@@ -30,7 +30,10 @@ impl Pool {
     /// * no user or connection points at a freed generation or connection;
     /// * a user waits on or uses only a connection of its generation, purpose,
     ///   referral flag, credential and (if it named one) server;
-    /// * a private connection has at most one user;
+    /// * a private or bind connection has at most one user or waiter; a
+    ///   bind connection's user is a password check; a server has at most
+    ///   [`Config::bind_conns_per_server`](crate::Config::bind_conns_per_server)
+    ///   bind connections open or opening per generation and credential;
     /// * nothing live after shutdown; no live connection to a server known
     ///   down that is not already broken;
     /// * the match index, the queue and the per-server and per-credential
@@ -80,6 +83,7 @@ impl Pool {
             refs.insert(cur, 1);
         }
         let mut conn_users: BTreeMap<ConnId, u32> = BTreeMap::new();
+        let mut pagers: BTreeMap<ConnId, u32> = BTreeMap::new();
         let mut server_users = vec![0u32; self.servers.len()];
         let mut cred_users: BTreeMap<crate::CredKey, u32> = BTreeMap::new();
         let mut queued = 0usize;
@@ -124,6 +128,9 @@ impl Pool {
                         .conns
                         .get(conn)
                         .ok_or_else(|| InvariantViolation(format!("{uid} uses freed {conn}")))?;
+                    if u.pages {
+                        *pagers.entry(conn).or_default() += 1;
+                    }
                     ensure!(
                         !matches!(c.state, ConnState::Connecting { .. }),
                         "{uid} connected to opening {conn}"
@@ -154,6 +161,11 @@ impl Pool {
                 c.purpose
             );
             ensure!(
+                c.purpose != Purpose::Bind || u.kind == crate::UserKind::Auth,
+                "{uid} ({:?}) on bind connection {conn_id}",
+                u.kind
+            );
+            ensure!(
                 c.referral == u.referral,
                 "{uid} referral={} on {conn_id} referral={}",
                 u.referral,
@@ -177,7 +189,20 @@ impl Pool {
         let mut cred_conns: BTreeMap<crate::CredKey, u32> = BTreeMap::new();
         let mut indexed_open: BTreeMap<ConnId, (MatchKey, u32)> = BTreeMap::new();
         let mut indexed_connecting: BTreeMap<ConnId, MatchKey> = BTreeMap::new();
+        let mut bind_sets: BTreeMap<MatchKey, u32> = BTreeMap::new();
         for (cid, c) in self.conns.iter() {
+            let n = pagers.get(&cid).copied().unwrap_or(0);
+            ensure!(
+                n <= 1,
+                "{cid} has {n} paging users: one paging state per connection"
+            );
+            ensure!(
+                c.paging == (n == 1),
+                "{cid} paging={} with {n} paging users",
+                c.paging
+            );
+            // (An opening connection may have two paging waiters: one inherited
+            // from a rival that failed; it takes one of them when it opens.)
             ensure!(
                 self.gens.contains(c.gen_id),
                 "{cid} points at freed generation {}",
@@ -216,21 +241,32 @@ impl Pool {
                     let ok = matches!(self.users.get(w).map(|u| &u.state), Some(UserState::Waiting { conn }) if *conn == cid);
                     ensure!(ok, "{cid} lists waiter {w} that does not wait on it");
                 }
-                if c.purpose == Purpose::Private {
+                if !c.purpose.is_shared() {
                     ensure!(
                         waiters.len() <= 1,
-                        "private {cid} has {} waiters",
+                        "{:?} {cid} has {} waiters",
+                        c.purpose,
                         waiters.len()
                     );
                 }
             }
-            if c.purpose == Purpose::Private {
+            if !c.purpose.is_shared() {
                 ensure!(
                     c.state.users() <= 1,
-                    "private {cid} has {} users",
+                    "{:?} {cid} has {} users",
+                    c.purpose,
                     c.state.users()
                 );
-            } else {
+            }
+            if c.purpose == Purpose::Bind
+                && matches!(
+                    c.state,
+                    ConnState::Open { .. } | ConnState::Connecting { .. }
+                )
+            {
+                *bind_sets.entry(key).or_default() += 1;
+            }
+            if c.purpose != Purpose::Private {
                 match &c.state {
                     ConnState::Open { users, .. } => {
                         indexed_open.insert(cid, (key, *users));
@@ -257,7 +293,27 @@ impl Pool {
                     (*users == 0) == idle_since.is_some(),
                     "{cid} has {users} users, idle_since {idle_since:?}"
                 );
+                if let Some(at) = c.retire_at {
+                    ensure!(
+                        self.timers
+                            .contains(at, crate::timers::Timer::CredentialExpiry(cid)),
+                        "{cid} retires for its credential at {at} with no timer armed"
+                    );
+                }
             }
+        }
+
+        for (key, set) in bind_sets {
+            let limit = self
+                .gens
+                .config(key.gen_id)
+                .map_or(0, |c| c.bind_conns_per_server);
+            ensure!(
+                set <= limit,
+                "{set} bind connections to {} in {}, the limit is {limit}",
+                key.server,
+                key.gen_id
+            );
         }
 
         for (gid, g) in self.gens.iter() {

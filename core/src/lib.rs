@@ -134,9 +134,9 @@ mod user_table;
 
 pub use action::{Action, CloseReason, Timeout, TimerReason};
 pub use config::{
-    Config, ConfigBuilder, DEFAULT_CONNECT_RACE_DELAY, DEFAULT_MAX_CONNS_PER_SERVER,
-    DEFAULT_MAX_USERS_PER_CONN, DEFAULT_SPREAD_CONNS_PER_SERVER, DEFAULT_SPREAD_USERS_PER_CONN,
-    MAX_TRIES, ServerConfig, Sharing,
+    Config, ConfigBuilder, DEFAULT_BIND_CONNS_PER_SERVER, DEFAULT_CONNECT_RACE_DELAY,
+    DEFAULT_MAX_CONNS_PER_SERVER, DEFAULT_MAX_USERS_PER_CONN, DEFAULT_SPREAD_CONNS_PER_SERVER,
+    DEFAULT_SPREAD_USERS_PER_CONN, MAX_TRIES, ServerConfig, Sharing,
 };
 pub use counters::{Counters, ServerCounters};
 pub use error::{Blame, ConfigError, ConnError, ConnErrorKind, Error};

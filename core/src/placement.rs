@@ -27,11 +27,24 @@ impl Pool {
             self.gens.drop_ref(old_gen, Holder::User);
         }
         let generation = self.gens.get(gen_id).expect("current generation exists");
-        let cap = self.cap(&generation.config);
-        let sharing = generation.config.sharing;
-        let user = self.users.decide_private(user_id, sharing);
-        let (cred, purpose, referral, named) =
-            (user.cred, user.purpose(), user.referral, user.server);
+        let (sharing, bind_conns) = (
+            generation.config.sharing,
+            generation.config.bind_conns_per_server,
+        );
+        let user = self.users.decide_private(user_id, sharing, bind_conns);
+        let (cred, purpose, referral, named, pages) = (
+            user.cred,
+            user.purpose(),
+            user.referral,
+            user.server,
+            user.pages,
+        );
+        #[cfg(feature = "fault-hooks")]
+        let purpose = match purpose {
+            Purpose::Read if self.has_bug(crate::PolicyBug::BindToReaders) => Purpose::Bind,
+            p => p,
+        };
+        let cap = self.users_per_conn(&generation.config, purpose);
 
         // Fast path, no allocation: the best server already has an open
         // connection with room (what the general search below tries first).
@@ -52,7 +65,7 @@ impl Pool {
                     purpose,
                     referral,
                 };
-                if let Some(conn) = self.conns.index().least_loaded(&key, cap) {
+                if let Some(conn) = self.usable_with_room(now, &key, cap, pages) {
                     self.attach_spreading(now, user_id, conn, key);
                     return true;
                 }
@@ -68,6 +81,7 @@ impl Pool {
             }
             Some(s) => vec![s],
             None => {
+                let generation = self.gens.get(gen_id).expect("current generation exists");
                 let order = &generation.servers;
                 let stable = order
                     .iter()
@@ -93,7 +107,7 @@ impl Pool {
         if purpose != Purpose::Private {
             // An open connection with room, on the best server that has one.
             for &s in &candidates {
-                if let Some(conn) = self.conns.index().least_loaded(&key(s), cap) {
+                if let Some(conn) = self.usable_with_room(now, &key(s), cap, pages) {
                     self.attach_spreading(now, user_id, conn, key(s));
                     return true;
                 }
@@ -102,7 +116,10 @@ impl Pool {
             for &s in &candidates {
                 let found = self.conns.index().connecting(&key(s)).find(|&c| {
                     match self.conns.get(c).map(|c| &c.state) {
-                        Some(ConnState::Connecting { waiters, .. }) => (waiters.len() as u32) < cap,
+                        Some(ConnState::Connecting { waiters, .. }) => {
+                            (waiters.len() as u32) < cap
+                                && !(pages && waiters.iter().any(|w| self.pages(*w)))
+                        }
                         _ => false,
                     }
                 });
@@ -130,6 +147,14 @@ impl Pool {
         // slot will free by itself: a server at its limit with only idle
         // connections of other kinds (another credential, a writer, …) must
         // not leave this user waiting until the idle timeout.
+        // Every bind connection of the best server is busy (an idle or an
+        // unclaimed opening one was taken above): wait for one to be free.
+        if purpose == Purpose::Bind && self.bind_set_full(&key(target), bind_conns) {
+            if enqueue {
+                self.enqueue(user_id);
+            }
+            return enqueue;
+        }
         let room = self.has_conn_room(gen_id, target)
             || match self.idle_to_evict(target) {
                 Some(idle) => {
@@ -147,6 +172,79 @@ impl Pool {
             self.enqueue(user_id);
         }
         enqueue
+    }
+
+    /// [`Pool::with_room`], skipping (and draining) a connection whose
+    /// credential retirement is due: an input handled late (its `now` past
+    /// the credential-expiry timer, not yet handled) must not hand it out.
+    fn usable_with_room(
+        &mut self,
+        now: Instant,
+        key: &MatchKey,
+        cap: u32,
+        pages: bool,
+    ) -> Option<crate::ConnId> {
+        loop {
+            let conn = self.with_room(key, cap, pages)?;
+            let lapsed = self
+                .conns
+                .get(conn)
+                .and_then(|c| c.retire_at)
+                .is_some_and(|at| at <= now);
+            if !lapsed {
+                return Some(conn);
+            }
+            // Draining takes it out of the index: the loop ends.
+            self.drain_conn(conn, CloseReason::CredentialExpiring);
+        }
+    }
+
+    /// The open connection of `key` with room for one more user, least
+    /// loaded first (ties: the lowest id); for a paging user, one that no
+    /// other paging user holds (a server keeps one paging state per
+    /// connection).
+    fn with_room(&self, key: &MatchKey, cap: u32, pages: bool) -> Option<crate::ConnId> {
+        let index = self.conns.index();
+        if !pages {
+            return index.least_loaded(key, cap);
+        }
+        #[cfg(feature = "fault-hooks")]
+        if self.has_bug(crate::PolicyBug::TwoPagersPerConnection) {
+            return index.least_loaded(key, cap);
+        }
+        index
+            .open_conns(key)
+            .into_iter()
+            .filter_map(|id| self.conns.get(id).map(|c| (c.state.users(), id, c.paging)))
+            .filter(|&(users, _, paging)| users < cap && !paging)
+            .min_by_key(|&(users, id, _)| (users, id))
+            .map(|(_, id, _)| id)
+    }
+
+    /// Whether `user` runs a paged search.
+    pub(crate) fn pages(&self, user: UserId) -> bool {
+        self.users.get(user).is_some_and(|u| u.pages)
+    }
+
+    /// Users a connection of `purpose` takes at once under `config`: one on
+    /// a bind connection (a check re-binds it), else the per-connection cap.
+    pub(crate) fn users_per_conn(&self, config: &crate::Config, purpose: Purpose) -> u32 {
+        #[cfg(feature = "fault-hooks")]
+        if self.has_bug(crate::PolicyBug::ShareBindConnections) {
+            return self.cap(config);
+        }
+        match purpose {
+            Purpose::Bind => 1,
+            _ => self.cap(config),
+        }
+    }
+
+    /// Whether the bind connections of `key` (open or opening) number
+    /// `limit` or more.
+    fn bind_set_full(&self, key: &MatchKey, limit: u32) -> bool {
+        let index = self.conns.index();
+        let set = index.open_count(key) + index.connecting(key).count();
+        set >= limit as usize
     }
 
     /// Queues unplaced `user` with its deadline armed; the queue places it
@@ -174,6 +272,9 @@ impl Pool {
     ) {
         let load = self.conns.get(conn).map_or(0, |c| c.state.users());
         self.attach(now, user_id, conn);
+        if !key.purpose.is_shared() {
+            return;
+        }
         let Some(config) = self.gens.get(key.gen_id).map(|g| &g.config) else {
             return;
         };

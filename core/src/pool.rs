@@ -115,9 +115,10 @@ impl Pool {
             cred: request.cred,
             server,
             private: false,
-            wants_private: request.kind == UserKind::Auth || request.private,
+            wants_private: request.private,
             keep: request.keep,
             referral: request.referral,
+            pages: request.pages,
             attempt: request.attempt,
             deadline,
             state: UserState::Queued,
@@ -151,6 +152,23 @@ impl Pool {
                 if let Some(server) = self.conns.get(conn).map(|c| c.server) {
                     self.server_answered(server);
                 }
+                self.end_user(now, user);
+                self.counters.releases += 1;
+                Ok(())
+            }
+            Event::ConnExpires { conn, at } => {
+                self.conns.get(conn).ok_or(Error::UnknownConn(conn))?;
+                self.expire_conn(now, conn, at);
+                Ok(())
+            }
+            Event::ConnClosing { conn } => {
+                self.conns.get(conn).ok_or(Error::UnknownConn(conn))?;
+                self.on_conn_closing(conn);
+                Ok(())
+            }
+            Event::Retire { user } => {
+                let conn = self.connected_conn(user, "Retire")?;
+                self.drain_conn(conn, CloseReason::Retired);
                 self.end_user(now, user);
                 self.counters.releases += 1;
                 Ok(())
@@ -215,6 +233,7 @@ impl Pool {
                 Timer::Probe(server) => self.on_probe_timer(now, server),
                 Timer::ProbeOverdue(server) => self.on_probe_overdue(now, server),
                 Timer::Race(conn) => self.on_race_timer(now, conn),
+                Timer::CredentialExpiry(conn) => self.on_credential_expiry(now, conn),
             }
         }
         self.service_queue(now);
@@ -359,7 +378,12 @@ impl Pool {
                     self.close_conn(conn, CloseReason::Done);
                 }
             }
-            UserState::Connected { conn, .. } => self.leave_conn(now, conn),
+            UserState::Connected { conn, .. } => {
+                if user.pages {
+                    self.conns.set_paging(conn, false);
+                }
+                self.leave_conn(now, conn);
+            }
         }
         self.gens.drop_ref(user.gen_id, Holder::User);
     }

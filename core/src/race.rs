@@ -14,16 +14,17 @@ use crate::index::MatchKey;
 use crate::pool::Pool;
 use crate::state::ConnState;
 use crate::timers::Timer;
-use crate::{CloseReason, ConnId, Purpose, ServerId, UserId};
+use crate::{CloseReason, ConnId, ServerId, UserId};
 
 impl Pool {
     /// When a connection of `key` opening at `now` should get a rival, if
-    /// racing applies to it: shared, not for a referral, racing on, and its
+    /// racing applies to it: shared (read or write: a password check waits
+    /// for its own server's connect), not for a referral, racing on, and its
     /// delay shorter than the connect timeout.
     pub(crate) fn race_at(&self, now: Instant, key: &MatchKey) -> Option<Instant> {
         let config = &self.gens.get(key.gen_id)?.config;
         let delay = config.connect_race_delay?;
-        let racing = key.purpose != Purpose::Private
+        let racing = key.purpose.is_shared()
             && !key.referral
             && config.servers.len() > 1
             && delay < config.connect_timeout;

@@ -12,7 +12,10 @@ pub enum UserKind {
     /// An add/modify/delete. Shares only write connections; never retried once
     /// its request may have reached the server.
     Write,
-    /// A password check (`pam_ldap`): always a private connection.
+    /// A password check (`pam_ldap`): one of the server's exclusive bind
+    /// connections ([`Purpose::Bind`]), re-bound by each check, or a private
+    /// connection when [`Config::bind_conns_per_server`](crate::Config::bind_conns_per_server)
+    /// is 0.
     Auth,
 }
 
@@ -23,9 +26,27 @@ pub enum Purpose {
     Read,
     /// Writes.
     Write,
-    /// A private connection for one AUTH user (or one user that asked for a
-    /// private connection); it is closed when that user is done.
+    /// A private connection for one user that asked for one (or an AUTH
+    /// user when bind connections are off); it is closed when that user is
+    /// done.
     Private,
+    /// A bind connection: password checks only, one at a time, each check
+    /// re-binding it. It is never given to a search or write user and never
+    /// to two users at once; it stays open for the next check until it idles
+    /// out ([`Config::write_idle_timeout`](crate::Config::write_idle_timeout)),
+    /// and there are at most
+    /// [`Config::bind_conns_per_server`](crate::Config::bind_conns_per_server)
+    /// per server and generation: further checks wait for one to be free.
+    Bind,
+}
+
+impl Purpose {
+    /// Whether users share connections of this purpose at once (read and
+    /// write connections; a private one has one user, a bind connection one
+    /// at a time).
+    pub fn is_shared(self) -> bool {
+        matches!(self, Purpose::Read | Purpose::Write)
+    }
 }
 
 impl UserKind {
@@ -34,7 +55,7 @@ impl UserKind {
         match self {
             UserKind::Search | UserKind::Getent => Purpose::Read,
             UserKind::Write => Purpose::Write,
-            UserKind::Auth => Purpose::Private,
+            UserKind::Auth => Purpose::Bind,
         }
     }
 }
@@ -56,6 +77,11 @@ pub struct Request {
     pub keep: bool,
     /// The user follows a referral; referral users share only with each other.
     pub referral: bool,
+    /// The user runs a paged search (RFC 2696) on its connection. A server
+    /// keeps one paging state per connection (slapd refuses a second paged
+    /// search beside the first), so the core puts at most one paging user on
+    /// a connection at a time; other users share it as usual.
+    pub pages: bool,
     /// Which try this is, from 1. A retry after a [`Action::Fail`](crate::Action)
     /// with `retry: true` passes the previous value plus one.
     pub attempt: u8,
@@ -73,6 +99,7 @@ impl Request {
             private: false,
             keep: false,
             referral: false,
+            pages: false,
             attempt: 1,
             deadline: None,
         }
@@ -95,6 +122,11 @@ impl Request {
     /// Marks the user as following a referral.
     pub fn referral(mut self) -> Self {
         self.referral = true;
+        self
+    }
+    /// Marks the user as running a paged search on its connection.
+    pub fn paging(mut self) -> Self {
+        self.pages = true;
         self
     }
     /// Sets the try number (1 for a first try).

@@ -37,6 +37,8 @@ pub(crate) struct User {
     /// Asked to share even when sharing is on request (seed `NS_LDAP_KEEP_CONN`).
     pub(crate) keep: bool,
     pub(crate) referral: bool,
+    /// Runs a paged search on its connection ([`Request::pages`](crate::Request::pages)).
+    pub(crate) pages: bool,
     pub(crate) attempt: u8,
     pub(crate) deadline: Instant,
     pub(crate) state: UserState,
@@ -82,6 +84,16 @@ pub(crate) struct Conn {
     pub(crate) purpose: Purpose,
     pub(crate) referral: bool,
     pub(crate) state: ConnState,
+    /// A user that pages holds it ([`Request::pages`](crate::Request::pages)):
+    /// no second one may join.
+    pub(crate) paging: bool,
+    /// Its server announced it is closing it
+    /// ([`Event::ConnClosing`](crate::Event::ConnClosing)): its death is
+    /// expected and says nothing about the server.
+    pub(crate) noticed: bool,
+    /// When it stops taking users because the credential it was bound with
+    /// is about to expire ([`Event::ConnExpires`](crate::Event::ConnExpires)).
+    pub(crate) retire_at: Option<Instant>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -3,7 +3,7 @@
 //! the input they apply.
 
 use crate::invariants::InvariantViolation;
-use crate::{ConnInfo, ConnPhase, Instant, Pool, Purpose, UserId, UserPhase};
+use crate::{ConnInfo, ConnPhase, Instant, Pool, UserId, UserPhase};
 
 /// Connections alike for sharing: generation, server, credential, purpose
 /// and referral flag.
@@ -47,7 +47,7 @@ pub fn check_spread_step(
     if let Some(u) = pool.user(user)
         && u.phase == UserPhase::Connected
         && let Some(was) = before.iter().find(|c| Some(c.id) == u.conn)
-        && was.purpose != Purpose::Private
+        && was.purpose.is_shared()
         && was.users >= busy_at
     {
         let kind = kind_of(&after, was);
@@ -68,13 +68,18 @@ pub fn check_spread_step(
     }
     for new in after.iter().filter(|c| {
         c.phase == ConnPhase::Connecting
-            && c.purpose != Purpose::Private
+            && c.purpose.is_shared()
             && !before.iter().any(|b| b.id == c.id)
     }) {
         let kind = kind_of(before, new);
+        // A paging user joins no connection another paging user holds.
+        let for_pager = new
+            .waiters
+            .iter()
+            .any(|&w| pool.user(w).is_some_and(|u| u.pages));
         let had_room = kind
             .iter()
-            .any(|c| c.phase == ConnPhase::Open && c.users < cap);
+            .any(|c| c.phase == ConnPhase::Open && c.users < cap && !(for_pager && c.paging));
         if had_room && kind.len() >= target {
             return Err(InvariantViolation(format!(
                 "{} opened with {} of {target} connections of its kind, one with room",

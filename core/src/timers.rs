@@ -16,6 +16,7 @@ pub(crate) enum Timer {
     Probe(ServerId),
     ProbeOverdue(ServerId),
     Race(ConnId),
+    CredentialExpiry(ConnId),
 }
 
 impl Timer {
@@ -28,6 +29,7 @@ impl Timer {
             Timer::Probe(_) => TimerReason::Probe,
             Timer::ProbeOverdue(_) => TimerReason::ProbeOverdue,
             Timer::Race(_) => TimerReason::ConnectRace,
+            Timer::CredentialExpiry(_) => TimerReason::CredentialExpiry,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use crate::slab::Slab;
 use crate::state::{User, UserState};
-use crate::{ConnId, GenId, Instant, Sharing, UserId};
+use crate::{ConnId, GenId, Instant, Sharing, UserId, UserKind};
 
 /// The live users and the queue.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -106,10 +106,23 @@ impl Users {
     }
 
     /// Decides whether `id` needs a connection of its own under `sharing`
-    /// (AUTH, asked for one, or sharing on request without asking to keep).
-    pub(crate) fn decide_private(&mut self, id: UserId, sharing: Sharing) -> &User {
+    /// and `bind_conns` (the generation's bind connections per server): it
+    /// asked for one; an AUTH user when there are no bind connections; any
+    /// other user when sharing is on request and it did not ask to keep.
+    /// (An AUTH user never shares either way: a bind connection takes one
+    /// user at a time.)
+    pub(crate) fn decide_private(
+        &mut self,
+        id: UserId,
+        sharing: Sharing,
+        bind_conns: u32,
+    ) -> &User {
         let user = self.get_mut(id);
-        user.private = user.wants_private || (sharing == Sharing::OnRequest && !user.keep);
+        user.private = user.wants_private
+            || match user.kind {
+                UserKind::Auth => bind_conns == 0,
+                _ => sharing == Sharing::OnRequest && !user.keep,
+            };
         user
     }
 
@@ -172,6 +185,7 @@ mod tests {
             wants_private: false,
             keep: false,
             referral: false,
+            pages: false,
             attempt: 1,
             deadline: Instant::ZERO,
             state: UserState::Queued,

@@ -61,7 +61,9 @@ fn b01_searches_and_getents_share_a_read_connection_writes_get_their_own() {
 
 #[test]
 fn b01_auth_users_never_share_and_their_connection_closes_when_done() {
-    let mut sim = Sim::with(config());
+    // The seed's rule, kept when bind connections are off; with them on (the
+    // default), see `bind_connections.rs`.
+    let mut sim = Sim::with(config().bind_conns_per_server(0));
     let u1 = sim.acquire(req(UserKind::Auth));
     let c1 = Sim::open_of(&sim.drain());
     let u2 = sim.acquire(req(UserKind::Auth));
@@ -346,7 +348,9 @@ fn b04_beyond_the_server_limit_users_queue_fifo_until_their_deadline() {
 fn b04_at_the_server_limit_an_idle_connection_of_another_kind_makes_room() {
     // Found by the soak: a server at its limit whose connections all sat idle
     // left a password check and a new credential waiting until their deadline.
-    let mut sim = Sim::with(config().max_conns_per_server(2));
+    // (Password checks on private connections here; a bind connection
+    // making room is in `bind_connections.rs`.)
+    let mut sim = Sim::with(config().max_conns_per_server(2).bind_conns_per_server(0));
     let r = sim.search();
     let read = Sim::open_of(&sim.drain());
     sim.opened(read);

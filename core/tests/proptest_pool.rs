@@ -37,12 +37,21 @@ enum Step {
         server: Option<u8>,
         private: bool,
         referral: bool,
+        /// Runs a paged search (`Request::paging`).
+        pages: bool,
         attempt: u8,
     },
     Opened(u8),
     OpenFailed(u8, bool),
     Lost(u8),
+    /// A live connection's credential expires this many seconds from now.
+    Expires(u8, u16),
+    /// The server announces it is closing a live connection.
+    Notice(u8),
     Release(u8),
+    /// A connected user leaves its connection in a state it cannot vouch
+    /// for (a bind with an unclear outcome).
+    Retire(u8),
     Broken(u8, bool),
     /// A connected user's operation got no answer in time.
     TimedOut(u8),
@@ -55,6 +64,8 @@ enum Step {
         valid: bool,
         cap: u8,
         sharing_on_request: bool,
+        /// Bind connections per server (0: a private one per check).
+        binds: u8,
     },
     /// A new server list: `mask` picks servers (bit i = `SERVERS[i]`); with
     /// `same` false the cap changes too, so nothing may be kept.
@@ -90,12 +101,15 @@ impl ReferenceStateMachine for Reference {
     fn transitions(_: &Expected) -> BoxedStrategy<Step> {
         let idx = any::<u8>();
         prop_oneof![
-            10 => (0..4u8, 0..3u8, prop::option::weighted(0.2, 0..4u8), prop::bool::weighted(0.15), prop::bool::weighted(0.15), prop_oneof![8 => 1..=3u8, 1 => Just(0u8), 1 => Just(4u8)])
-                .prop_map(|(kind, cred, server, private, referral, attempt)| Step::Acquire { kind, cred, server, private, referral, attempt }),
+            10 => (0..4u8, 0..3u8, prop::option::weighted(0.2, 0..4u8), prop::bool::weighted(0.15), prop::bool::weighted(0.15), prop::bool::weighted(0.3), prop_oneof![8 => 1..=3u8, 1 => Just(0u8), 1 => Just(4u8)])
+                .prop_map(|(kind, cred, server, private, referral, pages, attempt)| Step::Acquire { kind, cred, server, private, referral, pages, attempt }),
             6 => idx.prop_map(Step::Opened),
             2 => (idx, any::<bool>()).prop_map(|(i, creds)| Step::OpenFailed(i, creds)),
             1 => idx.prop_map(Step::Lost),
+            1 => (idx, prop_oneof![1 => Just(0u16), 3 => 0..60u16]).prop_map(|(i, secs)| Step::Expires(i, secs)),
+            1 => idx.prop_map(Step::Notice),
             5 => idx.prop_map(Step::Release),
+            1 => idx.prop_map(Step::Retire),
             2 => (idx, any::<bool>()).prop_map(|(i, sent)| Step::Broken(i, sent)),
             1 => idx.prop_map(Step::TimedOut),
             2 => idx.prop_map(Step::Cancel),
@@ -103,7 +117,7 @@ impl ReferenceStateMachine for Reference {
             1 => (0..3u8).prop_map(Step::ServerDown),
             1 => (0..3u8).prop_map(Step::ServerUp),
             1 => (0..3u8, any::<bool>()).prop_map(|(s, ok)| Step::Probe(s, ok)),
-            1 => (prop::bool::weighted(0.8), 1..4u8, prop::bool::weighted(0.2)).prop_map(|(valid, cap, sharing_on_request)| Step::Reload { valid, cap, sharing_on_request }),
+            1 => (prop::bool::weighted(0.8), 1..4u8, prop::bool::weighted(0.2), 0..3u8).prop_map(|(valid, cap, sharing_on_request, binds)| Step::Reload { valid, cap, sharing_on_request, binds }),
             1 => (1..8u8, prop::bool::weighted(0.8)).prop_map(|(mask, same)| Step::ReloadServers { mask, same }),
             1 => prop_oneof![3 => Just(Step::NoMultiplex), 1 => Just(Step::Forked), 1 => Just(Step::Shutdown)],
             3 => Just(Step::NextTimer),
@@ -136,6 +150,8 @@ struct Told {
     kind: Option<UserKind>,
     /// It asked for a private connection.
     private: bool,
+    /// It runs a paged search.
+    pages: bool,
     attempt: u8,
     wakeups: u32,
     granted: bool,
@@ -143,14 +159,24 @@ struct Told {
     sent: bool,
 }
 
-/// What the test asked for, not what the pool recorded: an AUTH user, or
-/// one that asked for a private connection, is granted a private connection
-/// with no other user on it.
+/// What the test asked for, not what the pool recorded: a user that asked
+/// for a private connection is granted a private connection, an AUTH user a
+/// private or bind connection, with no other user on it; a bind connection
+/// goes to AUTH users only.
 fn alone_if_private(kind: Option<UserKind>, private: bool, conn: &ConnInfo) -> Result<(), String> {
-    if kind != Some(UserKind::Auth) && !private {
+    let auth = kind == Some(UserKind::Auth);
+    if !auth && conn.purpose == Purpose::Bind {
+        return Err(format!("{kind:?} user granted bind connection {}", conn.id));
+    }
+    if !auth && !private {
         return Ok(());
     }
-    if conn.purpose != Purpose::Private {
+    let fits = match conn.purpose {
+        Purpose::Private => true,
+        Purpose::Bind => auth && !private,
+        _ => false,
+    };
+    if !fits {
         return Err(format!("granted {} opened for {:?}", conn.id, conn.purpose));
     }
     if conn.users != 1 || !conn.waiters.is_empty() {
@@ -243,6 +269,15 @@ fn the_private_check_bites_on_a_shared_or_read_connection() {
     private.purpose = Purpose::Private;
     private.users = 1;
     assert!(alone_if_private(Some(UserKind::Auth), false, &private).is_ok());
+    // A bind connection: a password check alone, never a search, never two.
+    let mut bind = private.clone();
+    bind.purpose = Purpose::Bind;
+    assert!(alone_if_private(Some(UserKind::Auth), false, &bind).is_ok());
+    assert!(alone_if_private(Some(UserKind::Auth), true, &bind).is_err());
+    assert!(alone_if_private(Some(UserKind::Search), false, &bind).is_err());
+    assert!(alone_if_private(Some(UserKind::Getent), false, &bind).is_err());
+    bind.users = 2;
+    assert!(alone_if_private(Some(UserKind::Auth), false, &bind).is_err());
 }
 
 struct Sut {
@@ -255,6 +290,11 @@ struct Sut {
     seen: Seen,
     /// Health evidence, for the rules of issue 16.
     evidence: evidence::Evidence,
+    /// When each connection whose credential expiry was reported stops
+    /// taking users (the expiry minus the margin).
+    retire_at: BTreeMap<ldapmux_core::ConnId, Instant>,
+    /// Connections their server announced it is closing.
+    noticed: std::collections::BTreeSet<ldapmux_core::ConnId>,
 }
 
 /// A ledger of inputs and actions, to check the pool's counters against.
@@ -316,6 +356,7 @@ fn config(cap: u32, sharing: Sharing) -> Config {
         .server(SERVERS[2])
         .max_users_per_conn(cap)
         .max_conns_per_server(3)
+        .bind_conns_per_server(2)
         .spread(1, 2)
         .sharing(sharing)
         .failback_hold_down(Duration::from_secs(3))
@@ -460,9 +501,33 @@ impl Sut {
                     if let Some(s) = u.server {
                         assert_eq!(c.server, s, "{user} named {s}");
                     }
+                    if let Some(at) = self.retire_at.get(&conn) {
+                        assert!(
+                            self.now < *at,
+                            "{user} granted {conn} at {}, retired for its credential at {at}",
+                            self.now
+                        );
+                    }
+                    assert!(
+                        !self.noticed.contains(&conn),
+                        "{user} granted {conn}, which its server announced closing"
+                    );
                     let asked = self.told.get(&user).expect("known user");
                     if let Err(e) = alone_if_private(asked.kind, asked.private, &c) {
                         panic!("{user}: {e}");
+                    }
+                    if asked.pages {
+                        let others = self
+                            .pool
+                            .users()
+                            .filter(|o| o.id != user && o.conn == Some(conn))
+                            .filter(|o| o.phase == UserPhase::Connected)
+                            .filter(|o| self.told.get(&o.id).is_some_and(|t| t.pages))
+                            .count();
+                        assert_eq!(
+                            others, 0,
+                            "{user} pages on {conn} beside another paged search"
+                        );
                     }
                     let server = SERVERS
                         .iter()
@@ -527,6 +592,8 @@ impl StateMachineTest for PoolTest {
             now: Instant::ZERO,
             told: BTreeMap::new(),
             refused: Vec::new(),
+            retire_at: BTreeMap::new(),
+            noticed: std::collections::BTreeSet::new(),
             seen: Seen {
                 generations: 1,
                 ..Seen::default()
@@ -553,6 +620,7 @@ impl StateMachineTest for PoolTest {
                 server,
                 private,
                 referral,
+                pages,
                 attempt,
             } => {
                 let kind = [
@@ -574,6 +642,9 @@ impl StateMachineTest for PoolTest {
                 }
                 if referral {
                     req = req.referral();
+                }
+                if pages {
+                    req = req.paging();
                 }
                 let was_shut = sut.pool.is_shut_down();
                 let before: Vec<ConnInfo> = sut.pool.conns().collect();
@@ -612,6 +683,7 @@ impl StateMachineTest for PoolTest {
                         Told {
                             kind: Some(kind),
                             private,
+                            pages,
                             attempt,
                             ..Told::default()
                         },
@@ -650,6 +722,43 @@ impl StateMachineTest for PoolTest {
                     sut.seen.open_failures_reported += 1;
                 }
             }
+            Step::Expires(i, secs) => {
+                let open: Vec<_> = sut
+                    .pool
+                    .conns()
+                    .filter(|c| c.phase == ConnPhase::Open)
+                    .map(|c| c.id)
+                    .collect();
+                if let Some(c) = Sut::pick(&open, i) {
+                    let at = now + Duration::from_secs(u64::from(secs));
+                    // The margin, at most a tenth of the time left.
+                    let margin = sut
+                        .pool
+                        .config()
+                        .map_or(Duration::ZERO, |c| c.credential_expiry_margin)
+                        .min(Duration::from_secs(u64::from(secs)) / 10);
+                    sut.pool
+                        .handle(now, Event::ConnExpires { conn: c, at })
+                        .expect("live connection");
+                    sut.retire_at.insert(c, at.saturating_sub(margin));
+                }
+            }
+            Step::Notice(i) => {
+                // A notice comes on an established connection (one being
+                // opened reports its failure instead).
+                let conns: Vec<_> = sut
+                    .pool
+                    .conns()
+                    .filter(|c| c.phase != ConnPhase::Connecting)
+                    .map(|c| c.id)
+                    .collect();
+                if let Some(c) = Sut::pick(&conns, i) {
+                    sut.pool
+                        .handle(now, Event::ConnClosing { conn: c })
+                        .expect("live connection");
+                    sut.noticed.insert(c);
+                }
+            }
             Step::Lost(i) => {
                 let conns: Vec<_> = sut.pool.conns().map(|c| c.id).collect();
                 if let Some(c) = Sut::pick(&conns, i) {
@@ -683,6 +792,28 @@ impl StateMachineTest for PoolTest {
                         .expect("connected user");
                     sut.seen.releases += 1;
                     sut.told.get_mut(&u).expect("known").ended = true;
+                }
+            }
+            Step::Retire(i) => {
+                if let Some(u) = Sut::pick(&sut.live_users(Some(UserPhase::Connected)), i) {
+                    let conn = sut.pool.user(u).and_then(|u| u.conn).expect("connected");
+                    let was = sut.pool.conn(conn).expect("live");
+                    sut.pool
+                        .handle(now, Event::Retire { user: u })
+                        .expect("connected user");
+                    sut.seen.releases += 1;
+                    sut.told.get_mut(&u).expect("known").ended = true;
+                    // It takes no new user: closed now if it was the last
+                    // one (at once for a bind or private connection).
+                    let after = sut.pool.conn(conn);
+                    if was.users == 1 || !was.purpose.is_shared() {
+                        assert!(after.is_none(), "{conn} retired but kept: {after:?}");
+                    } else if let Some(after) = after {
+                        assert!(
+                            !matches!(after.phase, ConnPhase::Open),
+                            "{conn} retired but still takes users: {after:?}"
+                        );
+                    }
                 }
             }
             Step::Broken(i, sent) => {
@@ -775,6 +906,7 @@ impl StateMachineTest for PoolTest {
                 valid,
                 cap,
                 sharing_on_request,
+                binds,
             } => {
                 let sharing = if sharing_on_request {
                     Sharing::OnRequest
@@ -782,6 +914,7 @@ impl StateMachineTest for PoolTest {
                     Sharing::Always
                 };
                 let mut c = config(u32::from(cap), sharing);
+                c.bind_conns_per_server = u32::from(binds);
                 if !valid {
                     c.max_users_per_conn = 0;
                 }
@@ -1028,7 +1161,7 @@ mod planted {
         fn never_spreads(sequential 1..120 => NeverSpreads);
     }
     prop_state_machine! {
-        #![proptest_config(ProptestConfig { cases: 20_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(5), ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 20_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(7), ..ProptestConfig::default() })]
         fn spreads_past_target(sequential 1..120 => SpreadsPastTarget);
     }
 
@@ -1062,6 +1195,31 @@ mod planted {
     prop_state_machine! {
         #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(SEED_ALL_DOWN), ..ProptestConfig::default() })]
         fn give_up_when_all_down(sequential 1..120 => GiveUpWhenAllDown);
+    }
+    planted_test!(BindToReaders, PolicyBug::BindToReaders);
+    planted_test!(IgnoreCredentialExpiry, PolicyBug::IgnoreCredentialExpiry);
+    planted_test!(TwoPagersPerConnection, PolicyBug::TwoPagersPerConnection);
+    planted_test!(IgnoreServerNotice, PolicyBug::IgnoreServerNotice);
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(1), ..ProptestConfig::default() })]
+        fn ignore_server_notice(sequential 1..120 => IgnoreServerNotice);
+    }
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(1), ..ProptestConfig::default() })]
+        fn two_pagers_per_connection(sequential 1..120 => TwoPagersPerConnection);
+    }
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(1), ..ProptestConfig::default() })]
+        fn ignore_credential_expiry(sequential 1..120 => IgnoreCredentialExpiry);
+    }
+    planted_test!(ShareBindConnections, PolicyBug::ShareBindConnections);
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(1), ..ProptestConfig::default() })]
+        fn bind_to_readers(sequential 1..120 => BindToReaders);
+    }
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, max_shrink_iters: 0, rng_seed: proptest::test_runner::RngSeed::Fixed(1), ..ProptestConfig::default() })]
+        fn share_bind_connections(sequential 1..120 => ShareBindConnections);
     }
     const SEED_ALL_DOWN: u64 = 1;
     const SEED_VERDICT: u64 = 1;
@@ -1124,6 +1282,45 @@ mod planted {
         let msg = caught(give_up_when_all_down);
         assert!(
             msg.contains("a user who finds every server down gets a connect tried"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_search_given_a_bind_connection_is_caught() {
+        let msg = caught(bind_to_readers);
+        assert!(
+            msg.contains("user granted bind connection") || msg.contains("on bind connection"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn two_checks_on_one_bind_connection_are_caught() {
+        let msg = caught(share_bind_connections);
+        assert!(
+            msg.contains("shared: 2 users") || msg.contains("Bind c"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_connection_serving_after_its_servers_notice_is_caught() {
+        let msg = caught(ignore_server_notice);
+        assert!(msg.contains("announced closing"), "{msg}");
+    }
+
+    #[test]
+    fn a_connection_serving_past_its_credential_is_caught() {
+        let msg = caught(ignore_credential_expiry);
+        assert!(msg.contains("retired for its credential"), "{msg}");
+    }
+
+    #[test]
+    fn two_paged_searches_on_one_connection_are_caught() {
+        let msg = caught(two_pagers_per_connection);
+        assert!(
+            msg.contains("beside another paged search") || msg.contains("paging users"),
             "{msg}"
         );
     }

@@ -30,7 +30,7 @@ pub(crate) fn base(servers: usize) -> ldapmux_core::ConfigBuilder {
 
 /// Unique states of each default model, checked by `ldapmux-model check`: a
 /// change means the state space changed; look at why before updating.
-pub const PINNED_STATES: [(&str, usize); 8] = [
+pub const PINNED_STATES: [(&str, usize); 10] = [
     // 23 496 319 since a user who finds every server down brings a probe
     // forward (issue 16); 22 309 085 when fail-back first needed a good
     // probe after the hold-down (this model has no probe answer to spend),
@@ -41,7 +41,9 @@ pub const PINNED_STATES: [(&str, usize); 8] = [
     // 1 604 354 since siblings retire (issue 15): was 1 497 168, and
     // 1 409 901 before an idle connection made room at the per-server limit
     // for a user of another credential.
-    ("credentials", 1_604_354),
+    // 2 523 976 since its password check takes a bind connection, kept
+    // for the next check (issue 19): was 1 604 354.
+    ("credentials", 2_523_976),
     // 5 123 075 since a user who finds every server down brings a probe
     // forward, and 4 361 333 since a returning server is probed during its
     // hold-down and falls back down on a failed probe (issue 16): was
@@ -61,8 +63,15 @@ pub const PINNED_STATES: [(&str, usize); 8] = [
     ("racing", 2_098_263),
     // Liveness checks and probed hold-downs (issue 16).
     ("evidence", 2_294_238),
-    // Refused credentials held back (issue 16).
-    ("refusals", 318_422),
+    // Refused credentials held back (issue 16). 473 012 since password
+    // checks take bind connections (issue 19): was 318 422.
+    ("refusals", 473_012),
+    // Bind connections (issue 19): two checks and a search of the same
+    // credential on one server with one bind connection.
+    ("binds", 4_530_723),
+    // One paged search per connection (issues 18, 19): two paging getents
+    // and a search on one server of at most two connections.
+    ("paging", 297_390),
 ];
 
 /// The models `check` runs; `deep` widens their bounds.
@@ -106,6 +115,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
                     kind: UserKind::Getent,
                     cred: CredKey(2),
                     server: Some(1),
+                    pages: false,
                 },
             ],
             budget: Budget {
@@ -190,6 +200,7 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
                     kind: UserKind::Search,
                     cred: CredKey(0),
                     server: Some(0),
+                    pages: false,
                 },
             ],
             budget: Budget {
@@ -242,6 +253,55 @@ pub fn models(deep: bool) -> Vec<PoolModel> {
             plant: None,
             policy: None,
             reaches: &[HELD_BACK],
+        },
+        PoolModel {
+            name: "binds",
+            config: base(1)
+                .bind_conns_per_server(1)
+                .max_conns_per_server(2)
+                .build()
+                .expect("valid"),
+            users: vec![
+                UserSpec::new(UserKind::Auth, 0),
+                UserSpec::new(UserKind::Auth, 0),
+                UserSpec::new(UserKind::Search, 0),
+            ],
+            budget: Budget {
+                open_failures: 1,
+                breaks: 1,
+                cancels: 1,
+                retries: 1,
+                retires: 1,
+                reloads: 1,
+                downs: 1,
+                ticks: 2 + extra,
+                ..Budget::default()
+            },
+            bug: None,
+            plant: None,
+            policy: None,
+            reaches: &[BIND_REUSED],
+        },
+        PoolModel {
+            name: "paging",
+            config: base(1).max_conns_per_server(2).build().expect("valid"),
+            users: vec![
+                UserSpec::new(UserKind::Getent, 0).paging(),
+                UserSpec::new(UserKind::Getent, 0).paging(),
+                UserSpec::new(UserKind::Search, 0),
+            ],
+            budget: Budget {
+                open_failures: 1,
+                breaks: 1,
+                cancels: 1,
+                retries: 1,
+                ticks: 1 + extra,
+                ..Budget::default()
+            },
+            bug: None,
+            plant: None,
+            policy: None,
+            reaches: &[PAGER_BESIDE_SEARCH],
         },
     ]
 }

@@ -23,8 +23,8 @@ mod transitions;
 pub use catalog::{PINNED_STATES, models};
 pub use evidence::Evidence;
 pub use observe::{
-    auth_never_shares, every_waiter_woken_once, no_user_on_freed_objects,
-    refcounts_follow_the_rule, users_match_their_connections,
+    auth_never_shares, bind_connections_serve_one_check, every_waiter_woken_once,
+    no_user_on_freed_objects, refcounts_follow_the_rule, users_match_their_connections,
 };
 pub use simulate::{SimulationReport, simulate, simulate_with_bug};
 
@@ -54,6 +54,8 @@ pub struct UserSpec {
     pub cred: CredKey,
     /// The server it names, by index into [`SERVERS`].
     pub server: Option<usize>,
+    /// It runs a paged search on its connection (`Request::paging`).
+    pub pages: bool,
 }
 
 impl UserSpec {
@@ -63,6 +65,15 @@ impl UserSpec {
             kind,
             cred: CredKey(cred),
             server: None,
+            pages: false,
+        }
+    }
+
+    /// The same user, running a paged search.
+    pub fn paging(self) -> Self {
+        UserSpec {
+            pages: true,
+            ..self
         }
     }
 }
@@ -89,6 +100,9 @@ pub struct Budget {
     pub probes: u8,
     /// Retries after a `Fail { retry: true }`.
     pub retries: u8,
+    /// Users that leave their connection in a state they cannot vouch for
+    /// (`Event::Retire`).
+    pub retires: u8,
     /// Reloads.
     pub reloads: u8,
     /// New server lists (`Event::ReloadServers`, as DNS SRV discovery sends):
@@ -163,6 +177,10 @@ pub const RIVAL_SERVED: &str = "a rival serves the waiters of a slow connect";
 pub const VERDICT_YIELDS: &str = "a late verdict yields to a fresher answer";
 /// "a refused credential is held back"
 pub const HELD_BACK: &str = "a refused credential is held back";
+/// "a paged search shares its connection with another search"
+pub const PAGER_BESIDE_SEARCH: &str = "a paged search shares its connection with another search";
+/// "a bind connection serves a second check"
+pub const BIND_REUSED: &str = "a bind connection serves a second check";
 /// "a read that finds every server down waits for a probe brought forward"
 pub const BROUGHT_FORWARD: &str =
     "a read that finds every server down waits for a probe brought forward";
@@ -242,6 +260,8 @@ pub struct Ledger {
     pub race_broken: bool,
     /// A rival that opened first served waiters of the slow connection.
     pub rival_served: bool,
+    /// A bind connection was granted to a check after another check used it.
+    pub bind_reused: bool,
     /// Liveness checks, hold-downs and refused credentials (issue 16).
     pub evidence: Evidence,
     /// The planted corruption was applied.
@@ -274,6 +294,8 @@ pub enum Step {
     RuntimeLoses(ConnId),
     /// User `i` releases its connection.
     UserReleases(usize),
+    /// User `i` is done but cannot vouch for its connection's state.
+    UserRetires(usize),
     /// User `i` sees its connection die; `sent`: its request may have left.
     UserSeesBroken(usize, bool),
     /// User `i`'s operation gets no answer in time.

@@ -21,6 +21,9 @@ impl PoolModel {
         if let Some(s) = spec.server {
             r = r.server(SERVERS[s]);
         }
+        if spec.pages {
+            r = r.paging();
+        }
         for _ in 1..attempt {
             r = r.retry();
         }
@@ -139,6 +142,18 @@ impl PoolModel {
             if known_down || pool_down {
                 st.ledger.granted_to_down_server = true;
             }
+        }
+        let bind = st
+            .pool
+            .conn(conn)
+            .is_some_and(|c| c.purpose == Purpose::Bind);
+        let used_before = st
+            .ledger
+            .users
+            .iter()
+            .any(|r| r.conn == Some(conn) && r.seen == Seen::Done);
+        if bind && used_before {
+            st.ledger.bind_reused = true;
         }
         if let Some(i) = Self::index_of(st, user) {
             let rec = &mut st.ledger.users[i];
@@ -314,14 +329,60 @@ pub fn users_match_their_connections(pool: &Pool) -> bool {
         })
 }
 
-/// An AUTH user's connection is private and has no other user.
+/// An AUTH user's connection is private or a bind connection, and has no
+/// other user.
 pub fn auth_never_shares(pool: &Pool) -> bool {
     pool.users().filter(|u| u.kind == UserKind::Auth).all(|u| {
         match u.conn.and_then(|c| pool.conn(c)) {
-            Some(c) => c.purpose == Purpose::Private && c.users + c.waiters.len() as u32 <= 1,
+            Some(c) => {
+                matches!(c.purpose, Purpose::Private | Purpose::Bind)
+                    && c.users + c.waiters.len() as u32 <= 1
+            }
             None => true,
         }
     })
+}
+
+impl PoolModel {
+    /// The connected users of `conn` that run a paged search (by the
+    /// model's own specs, not the pool's records).
+    fn pagers_on(&self, st: &State, conn: ConnId) -> usize {
+        st.pool
+            .users()
+            .filter(|u| u.conn == Some(conn) && u.phase == UserPhase::Connected)
+            .filter(|u| Self::index_of(st, u.id).is_some_and(|i| self.users[i].pages))
+            .count()
+    }
+
+    /// No connection carries two paged searches.
+    pub(crate) fn one_paged_search_per_connection(&self, st: &State) -> bool {
+        st.pool.conns().all(|c| self.pagers_on(st, c.id) <= 1)
+    }
+
+    /// A connection carries a paged search and another search at once.
+    pub(crate) fn pager_beside_search(&self, st: &State) -> bool {
+        st.pool.conns().any(|c| {
+            let connected = st
+                .pool
+                .users()
+                .filter(|u| u.conn == Some(c.id) && u.phase == UserPhase::Connected)
+                .count();
+            self.pagers_on(st, c.id) == 1 && connected >= 2
+        })
+    }
+}
+
+/// A bind connection has at most one user or waiter, and every user and
+/// waiter it has is a password check (AUTH).
+pub fn bind_connections_serve_one_check(pool: &Pool) -> bool {
+    pool.conns()
+        .filter(|c| c.purpose == Purpose::Bind)
+        .all(|c| {
+            let users = pool.users().filter(|u| u.conn == Some(c.id));
+            let waiters = c.waiters.iter().filter_map(|w| pool.user(*w));
+            c.users + c.waiters.len() as u32 <= 1
+                && users.chain(waiters).all(|u| u.kind == UserKind::Auth)
+        })
 }
 
 /// No user is woken twice; one that finished without cancelling was woken

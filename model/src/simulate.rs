@@ -58,6 +58,7 @@ fn population() -> PoolModel {
             ups: 20,
             probes: 40,
             retries: 40,
+            retires: 20,
             reloads: 4,
             server_changes: 4,
             shutdowns: 1,

@@ -52,6 +52,7 @@ impl Model for PoolModel {
                 spare_opened: false,
                 race_broken: false,
                 rival_served: false,
+                bind_reused: false,
                 evidence: Evidence::default(),
                 planted: false,
             },
@@ -75,6 +76,9 @@ impl Model for PoolModel {
                 Seen::Done if st.left.repeats > 0 => out.push(Step::UserAsks(i)),
                 Seen::Granted => {
                     out.push(Step::UserReleases(i));
+                    if st.left.retires > 0 {
+                        out.push(Step::UserRetires(i));
+                    }
                     if st.left.breaks > 0 {
                         out.push(Step::UserSeesBroken(i, false));
                         out.push(Step::UserSeesBroken(i, true));
@@ -236,6 +240,12 @@ impl Model for PoolModel {
                     st.ledger.evidence.answered(&st.pool, server);
                 }
                 st.pool.handle(now, Event::Release { user }).ok()?;
+                st.ledger.users[i].seen = Seen::Done;
+            }
+            Step::UserRetires(i) => {
+                st.left.retires -= 1;
+                let user = id(&st, i);
+                st.pool.handle(now, Event::Retire { user }).ok()?;
                 st.ledger.users[i].seen = Seen::Done;
             }
             Step::UserSeesBroken(i, sent) => {
@@ -415,6 +425,14 @@ impl Model for PoolModel {
             Property::always("an AUTH user never shares", |_, st: &State| {
                 auth_never_shares(&st.pool)
             }),
+            Property::always(
+                "a bind connection serves one password check at a time and nothing else",
+                |_, st: &State| bind_connections_serve_one_check(&st.pool),
+            ),
+            Property::always(
+                "a connection carries at most one paged search",
+                |m: &Self, st: &State| m.one_paged_search_per_connection(st),
+            ),
             Property::always("nothing is granted after shutdown", |_, st: &State| {
                 !st.ledger.granted_after_shutdown
             }),
@@ -481,6 +499,10 @@ impl Model for PoolModel {
                 st.ledger.evidence.stale_verdict_ignored
             }),
             Property::sometimes(HELD_BACK, |_, st: &State| st.ledger.evidence.held_back),
+            Property::sometimes(BIND_REUSED, |_, st: &State| st.ledger.bind_reused),
+            Property::sometimes(PAGER_BESIDE_SEARCH, |m: &Self, st: &State| {
+                m.pager_beside_search(st)
+            }),
             Property::sometimes(BROUGHT_FORWARD, |_, st: &State| {
                 st.ledger.evidence.brought_forward
             }),

@@ -377,3 +377,59 @@ fn a_simulation_finds_a_planted_bug_and_its_seed_replays_it() {
     let replay = simulate_with_bug(3, step, Some(Bug::DuplicateWake));
     assert_eq!(replay, found);
 }
+
+const BIND_RULE: &str = "a bind connection serves one password check at a time and nothing else";
+
+#[test]
+fn a_bind_connection_serves_a_second_check() {
+    let m = model("binds");
+    let actions = path(
+        &m,
+        &[
+            Some(Step::UserAsks(0)),
+            None,
+            Some(Step::UserReleases(0)),
+            Some(Step::UserAsks(1)),
+        ],
+    );
+    until_found(m, ldapmux_model::BIND_REUSED)
+        .assert_discovery(ldapmux_model::BIND_REUSED, actions);
+}
+
+#[test]
+fn a_search_given_a_bind_connection_is_found() {
+    breaks(
+        with_policy("binds", |p| p.plant_policy_bug(PolicyBug::BindToReaders)),
+        BIND_RULE,
+    );
+}
+
+#[test]
+fn two_checks_on_one_bind_connection_are_found() {
+    breaks(
+        with_policy("binds", |p| {
+            p.plant_policy_bug(PolicyBug::ShareBindConnections)
+        }),
+        BIND_RULE,
+    );
+}
+
+#[test]
+fn a_paged_search_shares_its_connection_with_another_search() {
+    let checker = until_found(model("paging"), ldapmux_model::PAGER_BESIDE_SEARCH);
+    assert!(
+        checker
+            .discovery(ldapmux_model::PAGER_BESIDE_SEARCH)
+            .is_some()
+    );
+}
+
+#[test]
+fn two_paged_searches_on_one_connection_are_found() {
+    breaks(
+        with_policy("paging", |p| {
+            p.plant_policy_bug(PolicyBug::TwoPagersPerConnection)
+        }),
+        "a connection carries at most one paged search",
+    );
+}

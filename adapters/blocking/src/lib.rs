@@ -61,7 +61,8 @@ pub use ldapmux::ldap3;
 /// (see [`ldapmux::status`]).
 pub use ldapmux::status;
 pub use ldapmux::{
-    BuildError, ConfigError, ConnId, ConnInfo, Credential, DerefAliases, Error, Health, Instant,
-    LdapStatus, LeaseKind, Mod, Password, PoolBuilder, PoolError, Scope, SearchEntry,
-    SearchOptions, SearchResults, ServerId, SrvStatus, Status, dn_escape, ldap_escape,
+    AuthOutcome, BuildError, ConfigError, ConnId, ConnInfo, Credential, DerefAliases, Error,
+    Health, Instant, LdapStatus, LeaseKind, Mod, Password, PasswordChange, PolicyError,
+    PoolBuilder, PoolError, Scope, SearchEntry, SearchOptions, SearchResults, ServerId, SrvStatus,
+    Status, dn_escape, ldap_escape,
 };

@@ -12,8 +12,9 @@ use ldapmux_blocking::SrvStatus;
 use ldapmux_blocking::ldap3::exop::Exop;
 use ldapmux_blocking::status::{ConnId, Instant};
 use ldapmux_blocking::{
-    BuildError, ConnGuard, ConnInfo, Credential, Entries, Error, LeaseKind, Mod, Password, Pool,
-    PoolBuilder, Scope, SearchEntry, SearchOptions, SearchResults, ServerId, Status,
+    AuthOutcome, BuildError, ConnGuard, ConnInfo, Credential, Entries, Error, LeaseKind, Mod,
+    Password, PasswordChange, Pool, PoolBuilder, Scope, SearchEntry, SearchOptions, SearchResults,
+    ServerId, Status,
 };
 
 /// Nothing listens there: the pool starts (no connection opens until an
@@ -63,7 +64,9 @@ fn the_signatures_are_the_async_ones_without_async() {
     let _: fn(&Pool, &str, &str, bool, Option<&str>) -> Result<(), Error> = Pool::modify_dn;
     let _: fn(&Pool, Exop) -> Result<Exop, Error> = Pool::extended;
     let _: fn(&Pool) -> Result<String, Error> = Pool::whoami;
-    let _: fn(&Pool, &str, &Password) -> Result<bool, Error> = Pool::authenticate;
+    let _: fn(&Pool, &str, &Password) -> Result<AuthOutcome, Error> = Pool::authenticate;
+    let _: fn(&Pool, &str, &Password, &Password) -> Result<PasswordChange, Error> =
+        Pool::change_password;
     let _: fn(&Pool, LeaseKind) -> Result<ConnGuard, Error> = Pool::lease;
 
     let _: fn(&ConnGuard) -> Option<ConnId> = ConnGuard::conn;

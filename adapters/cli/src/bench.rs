@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use ldapmux_bench::{BenchError, BenchOptions, BenchSummary};
+use ldapmux_bench::{AuthFigures, BenchError, BenchOptions, BenchSummary};
 
 /// Runs the benchmark with progress on stderr. `sweep_only`: only the core
 /// group and the spread sweep (`pairs`, or the crate's default pairs).
@@ -14,14 +14,37 @@ pub async fn run(
     pairs: Option<Vec<(u32, u32)>>,
     write_docs: Option<PathBuf>,
 ) -> Result<BenchSummary, BenchError> {
-    ldapmux_bench::run(BenchOptions {
+    let mut summary = ldapmux_bench::run(BenchOptions {
         quick,
         sweep_only,
         sweep_pairs: pairs,
         write_docs,
         progress: true,
     })
-    .await
+    .await?;
+    if !sweep_only {
+        eprintln!("bench: password checks (bind connections vs one connection per check)");
+        let auth = ldapmux_bench::run_auth().await?;
+        summary.checks.extend(auth.checks());
+        summary.lines.extend(auth.lines);
+    }
+    Ok(summary)
+}
+
+/// The closing report of `ldapmux bench --auth` for stderr: its two targets.
+pub fn auth_report(figures: &AuthFigures) -> String {
+    let checks = figures.checks();
+    checks.iter().map(check_line).collect::<Vec<_>>().join("\n")
+}
+
+fn check_line(t: &ldapmux_bench::TargetCheck) -> String {
+    format!(
+        "  check {} {}: target {}, measured {}",
+        if t.met { "met   " } else { "MISSED" },
+        t.name,
+        t.target,
+        t.measured
+    )
 }
 
 /// The closing report for stderr: the targets (also on stdout), the
@@ -45,15 +68,7 @@ pub fn report(summary: &BenchSummary) -> String {
             t.measured
         ));
     }
-    for t in &summary.checks {
-        lines.push(format!(
-            "  check {} {}: target {}, measured {}",
-            if t.met { "met   " } else { "MISSED" },
-            t.name,
-            t.target,
-            t.measured
-        ));
-    }
+    lines.extend(summary.checks.iter().map(check_line));
     for n in &summary.notes {
         lines.push(format!("note: {n}"));
     }

@@ -20,6 +20,10 @@ pub struct CheckOptions {
     pub bind_dn: Option<String>,
     /// The bind password, read from a file by the caller. Never printed.
     pub password: Option<ldapmux::Password>,
+    /// Bind with SASL EXTERNAL: with this client certificate and key
+    /// (`cert`, `key`) over TLS, or with the peer credentials over
+    /// `ldapi://` when `None`.
+    pub sasl_external: Option<Option<(PathBuf, PathBuf)>>,
     /// Accept any certificate.
     pub no_verify: bool,
     /// Bound on each server's check (connect + root DSE + whoami).
@@ -93,10 +97,15 @@ pub struct ServerReport {
     pub unverified_by: &'static str,
     /// The bind DN used (anonymous if none).
     pub bind_dn: Option<String>,
+    /// The SASL bind used instead, in words (`EXTERNAL with the client
+    /// certificate /etc/…`); `None`: simple or anonymous.
+    pub sasl: Option<String>,
     /// The root DSE's naming contexts, when it was read.
     pub naming_contexts: Vec<String>,
     /// The root DSE's vendor, when it says.
     pub vendor: Option<String>,
+    /// The request controls the root DSE lists (`supportedControl`), OIDs.
+    pub controls: Vec<String>,
     /// The identity the connection is bound as (`dn:…`, empty = anonymous).
     pub identity: Option<String>,
     /// What failed, typed.
@@ -186,6 +195,23 @@ pub async fn check_one(url: &str, opts: &CheckOptions) -> ServerReport {
     if let (Some(dn), Some(pw)) = (&opts.bind_dn, &opts.password) {
         builder = builder.credential(Credential::simple(dn.clone(), pw.clone()));
     }
+    match &opts.sasl_external {
+        Some(Some((cert, key))) => match ldapmux::ClientCert::from_pem_files(cert, key) {
+            Ok(c) => {
+                report.sasl = Some(crate::config_check::sasl_external(Some((cert, key))));
+                builder = builder.credential(Credential::sasl_external_tls(c));
+            }
+            Err(e) => {
+                report.error = fail("configuration", e.to_string());
+                return report;
+            }
+        },
+        Some(None) => {
+            report.sasl = Some(crate::config_check::sasl_external(None));
+            builder = builder.credential(Credential::sasl_external_peer());
+        }
+        None => {}
+    }
     let pool = match builder.build() {
         Ok(p) => p,
         Err(e) => {
@@ -207,8 +233,10 @@ pub fn blank_report(url: &str, bind_dn: Option<String>) -> ServerReport {
         starttls: false,
         unverified_by: NO_VERIFY_FLAG,
         bind_dn,
+        sasl: None,
         naming_contexts: Vec::new(),
         vendor: None,
+        controls: Vec::new(),
         identity: None,
         error: None,
         took: Duration::ZERO,
@@ -226,13 +254,19 @@ pub async fn probe(pool: &Pool, report: &mut ServerReport) {
             "",
             Scope::Base,
             "(objectClass=*)",
-            &["namingContexts", "vendorName", "vendorVersion"],
+            &[
+                "namingContexts",
+                "vendorName",
+                "vendorVersion",
+                "supportedControl",
+            ],
         )
         .await;
     match dse {
         Ok(entries) => {
             if let Some(e) = entries.first() {
                 report.naming_contexts = e.attrs.get("namingContexts").cloned().unwrap_or_default();
+                report.controls = e.attrs.get("supportedControl").cloned().unwrap_or_default();
                 report.vendor = e
                     .attrs
                     .get("vendorName")
@@ -278,9 +312,10 @@ pub fn render(r: &ServerReport) -> String {
         r.tls
             .describe(r.starttls, r.error.as_ref(), r.unverified_by)
     ));
-    let who = match &r.bind_dn {
-        Some(dn) => format!("simple bind as {dn}"),
-        None => "anonymous".to_owned(),
+    let who = match (&r.sasl, &r.bind_dn) {
+        (Some(sasl), _) => format!("SASL {sasl}"),
+        (None, Some(dn)) => format!("simple bind as {dn}"),
+        (None, None) => "anonymous".to_owned(),
     };
     match (&r.identity, &r.error) {
         (Some(id), _) => lines.push(format!(
@@ -309,10 +344,34 @@ pub fn render(r: &ServerReport) -> String {
                 .map_or(String::new(), |v| format!("; vendor {v}"))
         ));
     }
+    if !r.controls.is_empty() {
+        let names: Vec<&str> = r.controls.iter().map(|oid| control_name(oid)).collect();
+        lines.push(format!("  controls: {}", names.join(", ")));
+    }
     if let Some(e) = &r.error {
         lines.push(format!("  error: {}", e.message));
     }
     lines.join("\n")
+}
+
+/// The name of a control the pool, or an operator of a pool, cares about;
+/// other OIDs as they are.
+fn control_name(oid: &str) -> &str {
+    match oid {
+        "1.2.840.113556.1.4.319" => "paged results",
+        "1.2.840.113556.1.4.473" => "server-side sort",
+        "2.16.840.1.113730.3.4.9" => "VLV",
+        "1.3.6.1.4.1.42.2.27.8.5.1" => "password policy",
+        "2.16.840.1.113730.3.4.18" => "proxied authorization",
+        "1.3.6.1.4.1.4203.1.9.1.1" => "sync (syncrepl)",
+        "2.16.840.1.113730.3.4.2" => "manageDsaIT",
+        "1.3.6.1.1.12" => "assertion",
+        "1.3.6.1.1.13.1" => "pre-read",
+        "1.3.6.1.1.13.2" => "post-read",
+        "1.2.840.113556.1.4.1413" => "permissive modify",
+        "1.3.6.1.1.22" => "don't use copy",
+        other => other,
+    }
 }
 
 /// Reads a password from a file: the first line, without its line end.
@@ -368,8 +427,10 @@ mod tests {
             starttls: false,
             unverified_by: NO_VERIFY_FLAG,
             bind_dn: Some("cn=admin,dc=example,dc=com".into()),
+            sasl: None,
             naming_contexts: vec![],
             vendor: None,
+            controls: vec![],
             identity: None,
             error: fail("invalid credentials", "server s0 rejected the credential"),
             took: Duration::from_millis(3),

@@ -72,15 +72,51 @@ pub fn plan(source: &ConfigSource, cfg: &ConfigFile) -> Vec<String> {
             describe_tls(url, &settings)
         ));
     }
-    lines.push(match cfg.bind_dn() {
-        Some(dn) => format!("bind: simple bind as {dn} (password read from its file, not shown)"),
-        None => "bind: anonymous".to_owned(),
+    lines.push(match (sasl_bind(cfg.config()), cfg.bind_dn()) {
+        (Some(sasl), _) => format!("bind: SASL {sasl}"),
+        (None, Some(dn)) => {
+            format!("bind: simple bind as {dn} (password read from its file, not shown)")
+        }
+        (None, None) => "bind: anonymous".to_owned(),
     });
     if let Some(base) = cfg.base() {
         lines.push(format!("base: {base}"));
     }
     lines.extend(settings.lines());
     lines
+}
+
+/// The SASL bind a configuration asks for, in words (`None`: simple or
+/// anonymous). Names the files, never the key's content.
+pub fn sasl_bind(config: &ldapmux::PoolConfig) -> Option<String> {
+    let mech = config.sasl_mech?;
+    Some(match (mech, &config.tls_cert_file, &config.tls_key_file) {
+        (ldapmux::SaslMech::External, Some(cert), Some(key)) => sasl_external(Some((cert, key))),
+        (ldapmux::SaslMech::External, _, _) => sasl_external(None),
+        (ldapmux::SaslMech::Gssapi, _, _) => format!(
+            "GSSAPI as {} (the Kerberos credentials of the environment: \
+             KRB5_CLIENT_KTNAME or KRB5CCNAME)",
+            config
+                .gssapi_principal
+                .as_deref()
+                .unwrap_or("the default principal")
+        ),
+        (other, _, _) => other.to_string(),
+    })
+}
+
+/// A SASL EXTERNAL bind in words: with the client certificate and key
+/// files `(cert, key)` (named, the key never shown), or with the Unix peer
+/// credentials.
+pub fn sasl_external(files: Option<(&std::path::Path, &std::path::Path)>) -> String {
+    match files {
+        Some((cert, key)) => format!(
+            "EXTERNAL with the client certificate {} (key {}, not shown)",
+            cert.display(),
+            key.display()
+        ),
+        None => "EXTERNAL with the Unix peer credentials (ldapi://)".to_owned(),
+    }
 }
 
 /// Builds the pool `builder` describes, looking its servers up in DNS
@@ -138,6 +174,7 @@ pub async fn probe_servers(
         let url = url.as_str();
         let started = Instant::now();
         let mut report = check::blank_report(url, cfg.bind_dn().map(str::to_owned));
+        report.sasl = sasl_bind(cfg.config());
         (report.tls, report.starttls) = tls_of(url, &settings);
         report.unverified_by = REQCERT_NEVER;
         check::probe(&pool.with_server(url).with_timeout(timeout), &mut report).await;

@@ -105,6 +105,7 @@ async fn run_check(args: ldapmux_cli::cli::CheckArgs) -> ExitCode {
         starttls: args.starttls,
         bind_dn: args.bind_dn,
         password,
+        sasl_external: args.sasl_external.then(|| args.tls_cert.zip(args.tls_key)),
         no_verify: args.no_verify,
         timeout,
     };
@@ -238,6 +239,18 @@ async fn run_status(args: StatusArgs) -> ExitCode {
 
 #[cfg(feature = "bench")]
 async fn run_bench(args: ldapmux_cli::cli::BenchArgs) -> ExitCode {
+    if args.auth {
+        return match ldapmux_bench::run_auth().await {
+            Ok(f) => {
+                eprintln!("{}", ldapmux_cli::bench::auth_report(&f));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ldapmux bench --auth: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.paged {
         return match ldapmux_bench::run_paged().await {
             Ok(_) => ExitCode::SUCCESS,

@@ -89,7 +89,12 @@ fn demo_plain_runs_the_script_passes_its_checks_and_leaves_nothing() {
     assert!(stdout.contains("== ldapmux demo: summary =="), "{all}");
     assert!(stdout.contains("PASS zero failed reads: 0 failed"), "{all}");
     assert!(stdout.contains("PASS paged enumerations: "), "{all}");
-    assert!(stdout.contains("checks: 8 of 8 passed"), "{all}");
+    assert!(
+        stdout.contains("PASS password verdicts: 7 of 7 kinds seen"),
+        "{all}"
+    );
+    assert!(stdout.contains("PASS bind connections reused: "), "{all}");
+    assert!(stdout.contains("checks: 10 of 10 passed"), "{all}");
 
     let pids = printed_pids(&stdout);
     assert!(pids.len() >= 4, "3 starts and a restart: {pids:?}\n{all}");
@@ -122,6 +127,14 @@ fn check_reports_a_live_server_with_and_without_a_bind() {
         stdout.contains("naming contexts dc=example,dc=com"),
         "{stdout}"
     );
+    // The controls the root DSE offers, known ones by name (slapd lists
+    // paged results and manageDsaIT at least).
+    let controls = stdout
+        .lines()
+        .find(|l| l.starts_with("  controls: "))
+        .unwrap_or_else(|| panic!("no controls line: {stdout}"));
+    assert!(controls.contains("paged results"), "{controls}");
+    assert!(controls.contains("manageDsaIT"), "{controls}");
 
     let dir = std::env::temp_dir().join(format!("ldapmux-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -177,6 +177,21 @@ impl Driver {
         self.event(Event::ConnLost { conn, error })
     }
 
+    /// The credential `conn` was bound with expires at `at` (a Kerberos
+    /// ticket's end): the core retires the connection
+    /// [`Config::credential_expiry_margin`](ldapmux_core::Config::credential_expiry_margin)
+    /// before ([`Event::ConnExpires`]).
+    pub fn conn_expires(&self, conn: ConnId, at: Instant) -> Result<(), Error> {
+        self.event(Event::ConnExpires { conn, at })
+    }
+
+    /// The server announced it is closing `conn` (an LDAP Notice of
+    /// Disconnection): no new users, and its death is expected
+    /// ([`Event::ConnClosing`]).
+    pub fn conn_closing(&self, conn: ConnId) -> Result<(), Error> {
+        self.event(Event::ConnClosing { conn })
+    }
+
     /// Answer to [`Io::probe`].
     pub fn probe_result(&self, server: ServerId, ok: bool) -> Result<(), Error> {
         self.event(Event::ProbeResult { server, ok })

@@ -40,6 +40,14 @@ impl Lease {
         self.finish();
     }
 
+    /// The operation finished, but left the connection in a state it cannot
+    /// vouch for (a bind answered with neither success nor
+    /// invalidCredentials): the pool closes the connection once its last
+    /// user leaves ([`Event::Retire`]), without suspecting the server.
+    pub fn retire(mut self) {
+        self.finish_with(|user| Event::Retire { user });
+    }
+
     /// The connection died under the operation. Returns the pool's verdict:
     /// the error to report and whether another try is worth making. Never
     /// `retry` for a write whose request may have reached the server.
@@ -127,6 +135,10 @@ impl Lease {
     }
 
     fn finish(&mut self) {
+        self.finish_with(|user| Event::Release { user });
+    }
+
+    fn finish_with(&mut self, event: impl FnOnce(UserId) -> Event) {
         if self.done {
             return;
         }
@@ -135,7 +147,7 @@ impl Lease {
         self.driver.run(|st, now| {
             st.interrupted.remove(&user);
             // After shutdown or fork the user is already gone: harmless.
-            let _ = st.pool.handle(now, Event::Release { user });
+            let _ = st.pool.handle(now, event(user));
         });
     }
 }

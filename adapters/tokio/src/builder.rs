@@ -1,7 +1,7 @@
 //! [`PoolBuilder`]: every knob with a default a demanding user would pick,
 //! checked as a whole by `build()`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use crate::credential::CredTable;
 use crate::metrics::MetricsConfig;
 use crate::tls::{self, TlsOptions};
 use crate::url::ServerUrl;
-use crate::{BuildError, Credential, Password, Pool, PoolConfig};
+use crate::{BuildError, ClientCert, Credential, Password, Pool, PoolConfig, SaslMech};
 
 /// Builds a [`Pool`]. Servers are tried in the order given: preferred ones
 /// first (in the order they were added), then the others.
@@ -27,6 +27,9 @@ pub struct PoolBuilder {
     /// The password of `config.bind_dn`, when given with
     /// [`PoolBuilder::credential`] or read from a configuration file.
     password: Option<Password>,
+    /// A SASL credential given with [`PoolBuilder::credential`] (its client
+    /// certificate may not come from a file `config` could name).
+    sasl: Option<Credential>,
     runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -47,15 +50,35 @@ impl PoolBuilder {
         self
     }
     /// The credential pooled connections are bound with (default anonymous).
+    ///
+    /// A SASL credential replaces the configuration's `sasl_mech`,
+    /// `tls_cert_file` and `tls_key_file` (`config()` shows the mechanism
+    /// and the certificate file). `build()` checks that the servers fit it:
+    /// [`Credential::sasl_external_tls`] needs `ldaps://` (or StartTLS),
+    /// [`Credential::sasl_external_peer`] needs `ldapi://`.
     pub fn credential(mut self, credential: Credential) -> Self {
+        self.config.bind_dn = None;
+        self.password = None;
+        self.sasl = None;
+        self.config.sasl_mech = credential.sasl_mech();
+        (self.config.tls_cert_file, self.config.tls_key_file) = (None, None);
+        self.config.gssapi_principal = None;
         match credential {
             Credential::Simple { dn, password } => {
                 self.config.bind_dn = Some(dn);
                 self.password = Some(password);
             }
-            _ => {
-                self.config.bind_dn = None;
-                self.password = None;
+            Credential::Anonymous => {}
+            sasl => {
+                if let Some(cert) = sasl.client_cert() {
+                    self.config.tls_cert_file = cert.cert_file().map(Path::to_owned);
+                    self.config.tls_key_file = cert.key_file().map(Path::to_owned);
+                }
+                #[cfg(feature = "gssapi")]
+                if let Credential::Gssapi { principal } = &sasl {
+                    self.config.gssapi_principal = principal.clone();
+                }
+                self.sasl = Some(sasl);
             }
         }
         self.config.bind_password_file = None;
@@ -117,6 +140,18 @@ impl PoolBuilder {
     /// Default [`ldapmux_core::DEFAULT_SPREAD_CONNS_PER_SERVER`].
     pub fn spread_connections_per_server(mut self, n: u32) -> Self {
         self.config.spread_conns_per_server = n;
+        self
+    }
+    /// Bind connections per server: password checks
+    /// ([`Pool::authenticate`](crate::Pool::authenticate),
+    /// [`Pool::change_password`](crate::Pool::change_password)) reuse this
+    /// many connections, each re-bound by one check at a time and never
+    /// given to another operation; further checks wait for one to be free.
+    /// 0: every check opens a fresh connection and closes it after (as
+    /// nslcd and SSSD do). Default
+    /// [`ldapmux_core::DEFAULT_BIND_CONNS_PER_SERVER`], 4.
+    pub fn bind_connections_per_server(mut self, n: u32) -> Self {
+        self.config.bind_conns_per_server = n;
         self
     }
     /// Connect racing: a connection that has not opened after `d` while
@@ -264,8 +299,10 @@ impl PoolBuilder {
 
     /// This builder with the password of its bind DN (from a file already
     /// read by [`ConfigFile`](crate::ConfigFile)).
+    /// It replaces a SASL credential given in code.
     pub(crate) fn with_password(mut self, password: Option<Password>) -> Self {
         self.password = password;
+        self.sasl = None;
         self
     }
 
@@ -320,6 +357,27 @@ impl PoolBuilder {
     /// `bind_password_file`), or anonymous.
     pub(crate) fn credential_checked(&self) -> Result<Credential, BuildError> {
         let c = &self.config;
+        if let Some(sasl) = &self.sasl {
+            return Ok(sasl.clone());
+        }
+        match c.sasl_mech {
+            Some(SaslMech::External) => {
+                let client_cert = match (&c.tls_cert_file, &c.tls_key_file) {
+                    (Some(cert), Some(key)) => Some(ClientCert::from_pem_files(cert, key)?),
+                    _ => None,
+                };
+                return Ok(Credential::SaslExternal { client_cert });
+            }
+            #[cfg(feature = "gssapi")]
+            Some(SaslMech::Gssapi) => {
+                return Ok(Credential::Gssapi {
+                    principal: c.gssapi_principal.clone(),
+                });
+            }
+            #[cfg(not(feature = "gssapi"))]
+            Some(SaslMech::Gssapi) => return Err(crate::credential::gssapi_unavailable()),
+            None => {}
+        }
         let password = match (&self.password, &c.bind_password_file) {
             (Some(pw), _) => Some(pw.clone()),
             (None, Some(file)) => {
@@ -379,6 +437,11 @@ impl PoolBuilder {
         let checked = c.checked()?;
         let credential = self.credential_checked()?;
         let c = &self.config;
+        credential.check_transport(&checked.urls, c.starttls)?;
+        #[cfg(feature = "gssapi")]
+        if matches!(credential, Credential::Gssapi { .. }) {
+            crate::gssapi::check_environment()?;
+        }
         let tls_options = TlsOptions {
             system_roots: c.tls_system_roots,
             ca_file: c.tls_ca_file.clone(),

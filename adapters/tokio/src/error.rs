@@ -50,6 +50,22 @@ pub enum BuildError {
         /// What went wrong.
         reason: String,
     },
+    /// A TLS client certificate ([`ClientCert`](crate::ClientCert), for
+    /// SASL EXTERNAL) or its private key cannot be read or parsed, or the
+    /// key does not belong to the certificate. Never quotes the key.
+    #[error("{field} {path}: {reason}")]
+    ClientCert {
+        /// The configuration key: `tls_cert_file` or `tls_key_file`.
+        field: &'static str,
+        /// The file (or "(PEM given in memory)").
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A GSSAPI credential cannot work in this process: the client keytab
+    /// or the Kerberos configuration its environment names cannot be read.
+    #[error("GSSAPI: {0}")]
+    Gssapi(String),
     /// TLS is needed but no trust anchor is configured (system roots off and
     /// no CA file), or the TLS configuration could not be built.
     #[error("TLS configuration: {0}")]
@@ -84,6 +100,18 @@ pub struct LdapStatus {
     /// entry (RFC 4511 §4.1.10). Followed only when the search asks
     /// ([`SearchOptions::follow_referrals`](crate::SearchOptions::follow_referrals)).
     pub referrals: Vec<String>,
+}
+
+impl LdapStatus {
+    /// The status of a result ldap3 read.
+    pub(crate) fn of(result: ldap3::LdapResult) -> LdapStatus {
+        LdapStatus {
+            rc: result.rc,
+            matched: result.matched,
+            text: result.text,
+            referrals: result.refs,
+        }
+    }
 }
 
 impl std::fmt::Display for LdapStatus {

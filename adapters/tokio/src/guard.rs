@@ -228,6 +228,7 @@ impl ConnGuard {
                 let error = classify(&e);
                 self.dead = Some(error.to_string());
                 if let Some(lease) = self.lease.take() {
+                    self.pool.settle(lease.conn()).await;
                     let _ = lease.broken(error.clone(), sent);
                 }
                 if write && sent {

@@ -8,12 +8,15 @@
     not(all(feature = "metrics", feature = "config", feature = "dns-srv")),
     allow(dead_code)
 )]
+mod auth;
 mod builder;
 #[cfg(feature = "config")]
 mod config_file;
 mod connect;
 mod credential;
 mod error;
+#[cfg(feature = "gssapi")]
+mod gssapi;
 mod guard;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -21,10 +24,12 @@ pub mod metrics;
 #[cfg(not(feature = "metrics"))]
 #[path = "metrics_off.rs"]
 mod metrics;
+mod notice;
 mod ops;
 mod paging;
 mod pool;
 mod pool_config;
+mod ppolicy;
 mod retry;
 mod runtime;
 mod search;
@@ -36,11 +41,12 @@ mod url;
 #[cfg(feature = "config")]
 mod watch;
 
+pub use auth::{AuthOutcome, PasswordChange, PolicyError};
 pub use builder::PoolBuilder;
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub use config_file::{ConfigFile, ConfigFileError};
-pub use credential::Credential;
+pub use credential::{Credential, SaslMech};
 pub use error::{BuildError, Error, LdapStatus, ReferralError, result_name};
 pub use guard::ConnGuard;
 pub use pool::{LeaseKind, Pool};
@@ -52,7 +58,7 @@ pub use secret::Password;
 pub use srv::SrvPoolBuilder;
 pub use srv::{SrvError, SrvRecord, SrvService, SrvStatus};
 pub use stream::EntryStream;
-pub use tls::TlsOptions;
+pub use tls::{ClientCert, TlsOptions};
 pub use url::{Scheme, ServerUrl};
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]

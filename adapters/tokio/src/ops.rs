@@ -53,12 +53,9 @@ pub(crate) enum Op<'a> {
         attrs: &'a [&'a str],
         options: &'a SearchOptions,
         /// Entries per page, resolved from the options and the pool's
-        /// setting (`None`: unpaged); on the enumeration connection, unless
-        /// another search pages there already.
+        /// setting (`None`: unpaged), on the enumeration connection, which
+        /// no other paging search holds (the core's `Request::paging`).
         page: Option<NonZeroU32>,
-        /// On a private connection: the shared one it was given carried
-        /// another paged search ([`Reply::Busy`]).
-        own: bool,
     },
     Compare {
         dn: &'a str,
@@ -84,10 +81,18 @@ pub(crate) enum Op<'a> {
     },
     Extended(Exop),
     WhoAmI,
-    /// A password check: the only bind ever sent by a user, on a private connection.
+    /// A password check: a bind sent by a user, on a bind (or private)
+    /// connection, never on a shared one.
     Bind {
         dn: &'a str,
         password: &'a Password,
+    },
+    /// A password check, then Password Modify as that user, on the same
+    /// bind (or private) connection.
+    ChangePassword {
+        dn: &'a str,
+        old: &'a Password,
+        new: &'a Password,
     },
     /// Nothing: take a connection for a [`ConnGuard`](crate::ConnGuard).
     Lease(UserKind),
@@ -98,12 +103,11 @@ pub(crate) enum Reply {
     Found(SearchResults),
     Stream(Box<Started>),
     Bool(bool),
+    Auth(crate::AuthOutcome),
+    PasswordChange(crate::PasswordChange),
     Done,
     Exop(Exop),
     Identity(String),
-    /// A paged search given a connection on which another search pages:
-    /// nothing was sent; the pool asks again for a private connection.
-    Busy,
 }
 
 impl Op<'_> {
@@ -120,6 +124,7 @@ impl Op<'_> {
             Op::Extended(_) => "extended",
             Op::WhoAmI => "whoami",
             Op::Bind { .. } => "authenticate",
+            Op::ChangePassword { .. } => "change_password",
             Op::Lease(_) => "lease",
         }
     }
@@ -128,34 +133,14 @@ impl Op<'_> {
     /// enumeration, which holds its shared enumeration connection for its
     /// whole length already).
     pub(crate) fn private(&self) -> bool {
-        matches!(
-            self,
-            Op::Search { page: Some(_), .. } | Op::StartSearch { own: true, .. }
-        )
+        matches!(self, Op::Search { page: Some(_), .. })
     }
 
-    /// The same enumeration on a private connection (after [`Reply::Busy`]).
-    pub(crate) fn on_own_connection(&self) -> Option<Op<'_>> {
-        match *self {
-            Op::StartSearch {
-                base,
-                scope,
-                filter,
-                attrs,
-                options,
-                page,
-                own: false,
-            } => Some(Op::StartSearch {
-                base,
-                scope,
-                filter,
-                attrs,
-                options,
-                page,
-                own: true,
-            }),
-            _ => None,
-        }
+    /// Whether it runs a paged search on a shared connection: the core puts
+    /// at most one such user on a connection (`Request::paging`), since a
+    /// server keeps one paging state per connection.
+    pub(crate) fn pages(&self) -> bool {
+        matches!(self, Op::StartSearch { page: Some(_), .. })
     }
 
     /// The kind of pool user it is.
@@ -168,7 +153,7 @@ impl Op<'_> {
             Op::Add { .. } | Op::Modify { .. } | Op::Delete { .. } | Op::ModifyDn { .. } => {
                 UserKind::Write
             }
-            Op::Bind { .. } => UserKind::Auth,
+            Op::Bind { .. } | Op::ChangePassword { .. } => UserKind::Auth,
             Op::Lease(kind) => *kind,
         }
     }
@@ -184,8 +169,13 @@ impl Op<'_> {
             Op::Bind { password, .. } if password.is_empty() => Err(Error::InvalidRequest(
                 "empty password: an empty simple bind is unauthenticated, refusing".into(),
             )),
-            Op::Bind { dn, .. } if dn.trim().is_empty() => {
+            Op::Bind { dn, .. } | Op::ChangePassword { dn, .. } if dn.trim().is_empty() => {
                 Err(Error::InvalidRequest("empty DN".into()))
+            }
+            Op::ChangePassword { old, new, .. } if old.is_empty() || new.is_empty() => {
+                Err(Error::InvalidRequest(
+                    "empty password: a change needs the old and the new one".into(),
+                ))
             }
             // A paged search reads the root DSE (and may open a connection)
             // before it sends its filter: judge the filter first.
@@ -234,10 +224,8 @@ pub(crate) async fn exec(
             // Every page on this connection; entries are kept until the
             // last page, so a retry after a dead connection starts afresh.
             let query = query(base, *scope, filter, attrs, options, *page);
-            // On a private connection when paged: never busy.
-            let Some(mut search) = PagedSearch::start(ldap, query, paging, true).await? else {
-                return Ok(Reply::Busy);
-            };
+            // Paged: on a private connection.
+            let mut search = PagedSearch::start(ldap, query, paging).await?;
             let mut entries = Vec::new();
             while let Some(entry) = search.next().await? {
                 entries.push(SearchEntry::construct(entry));
@@ -256,12 +244,9 @@ pub(crate) async fn exec(
             attrs,
             options,
             page,
-            own,
         } => {
             let query = query(base, *scope, filter, attrs, options, *page);
-            let Some(mut search) = PagedSearch::start(ldap, query, paging, *own).await? else {
-                return Ok(Reply::Busy);
-            };
+            let mut search = PagedSearch::start(ldap, query, paging).await?;
             let first = search.next().await?;
             Reply::Stream(Box::new(Started { search, first }))
         }
@@ -307,13 +292,9 @@ pub(crate) async fn exec(
                     .unwrap_or_default(),
             )
         }
-        Op::Bind { dn, password } => {
-            let result = ldap.simple_bind(dn, password.expose()).await?;
-            match result.rc {
-                0 => Reply::Bool(true),
-                49 => Reply::Bool(false),
-                _ => return Err(LdapError::LdapResult { result }),
-            }
+        Op::Bind { dn, password } => Reply::Auth(crate::auth::check(ldap, dn, password).await?),
+        Op::ChangePassword { dn, old, new } => {
+            Reply::PasswordChange(crate::auth::change(ldap, dn, old, new).await?)
         }
         Op::Lease(_) => Reply::Done,
     })
@@ -329,7 +310,11 @@ pub(crate) async fn exec(
 pub(crate) fn abandon_timed_out(op: &Op<'_>, ldap: &Ldap) {
     if matches!(
         op,
-        Op::Search { .. } | Op::StartSearch { .. } | Op::Bind { .. } | Op::Lease(_)
+        Op::Search { .. }
+            | Op::StartSearch { .. }
+            | Op::Bind { .. }
+            | Op::ChangePassword { .. }
+            | Op::Lease(_)
     ) {
         return;
     }
@@ -362,12 +347,7 @@ fn query(
 /// An error that is not a dead connection, as the caller sees it.
 pub(crate) fn not_conn_error(e: LdapError) -> Error {
     match e {
-        LdapError::LdapResult { result } => Error::Ldap(LdapStatus {
-            rc: result.rc,
-            matched: result.matched,
-            text: result.text,
-            referrals: result.refs,
-        }),
+        LdapError::LdapResult { result } => Error::Ldap(LdapStatus::of(result)),
         LdapError::FilterParsing => Error::InvalidRequest("invalid search filter".into()),
         LdapError::AddNoValues => {
             Error::InvalidRequest("an attribute of the entry has no value".into())

@@ -7,16 +7,16 @@
 //! state (the cookie) per connection, which is why an enumeration holds one
 //! connection for its whole length (behaviour 10).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use ldap3::asn1::parse_tag;
 use ldap3::controls::{Control, PagedResults, RawControl};
 use ldap3::{Ldap, LdapError, LdapResult, ResultEntry, Scope, SearchEntry, SearchStream};
-use ldapmux_core::{ConnId, ServerId};
+use ldapmux_core::ServerId;
 
 /// The simple paged results control (RFC 2696).
 pub(crate) const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
@@ -29,35 +29,9 @@ type Page = SearchStream<'static, String, Vec<String>>;
 #[derive(Default)]
 pub(crate) struct Support {
     known: Mutex<HashMap<ServerId, bool>>,
-    /// The connections a paged search runs on now. A server keeps one
-    /// paging state per connection (slapd answers a second paged search on
-    /// it with "paged results cookie is invalid"), so a search granted a
-    /// connection that already carries one does not page there (see
-    /// [`PagedSearch::start`]).
-    paging_on: Arc<Mutex<HashSet<ConnId>>>,
-}
-
-/// A connection's one paged search, held by it; dropped with it.
-struct Claim {
-    paging_on: Arc<Mutex<HashSet<ConnId>>>,
-    conn: ConnId,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        lock(&self.paging_on).remove(&self.conn);
-    }
 }
 
 impl Support {
-    /// Claims `conn` for a paged search, if no other pages on it.
-    fn claim(&self, conn: ConnId) -> Option<Claim> {
-        lock(&self.paging_on).insert(conn).then(|| Claim {
-            paging_on: self.paging_on.clone(),
-            conn,
-        })
-    }
-
     /// The page size to use on `server` (`None`: one unpaged search), reading
     /// its root DSE on `ldap` the first time. A root DSE that cannot be read
     /// (an LDAP result other than success) counts as "does not page"; a dead
@@ -97,8 +71,6 @@ impl Support {
 pub(crate) struct Paging<'a> {
     pub(crate) support: &'a Support,
     pub(crate) server: ServerId,
-    /// The connection (`None`: a lease's, which never pages).
-    pub(crate) conn: Option<ConnId>,
     /// Bound on each message sent to stop a search left unread (the
     /// connect timeout: a small round trip).
     pub(crate) stop_within: Duration,
@@ -167,8 +139,6 @@ pub(crate) struct PagedSearch {
     done: Option<LdapResult>,
     /// Failed, ended, or abandoned: nothing runs on the server.
     over: bool,
-    /// This connection's paging, while the search pages.
-    claim: Option<Claim>,
     stop_within: Duration,
     /// The URLs of the search continuation references met so far (RFC 4511
     /// §4.5.3): kept apart, never handed out as entries.
@@ -176,32 +146,20 @@ pub(crate) struct PagedSearch {
 }
 
 impl PagedSearch {
-    /// Sends the first page.
-    /// When the search would page but another search pages on this
-    /// connection already (a server keeps one paging state per
-    /// connection): unpaged if `else_unpaged`, otherwise `Ok(None)` with
-    /// nothing sent, and the caller asks for a connection of its own.
+    /// Sends the first page. A server keeps one paging state per
+    /// connection (slapd answers a second paged search beside the first
+    /// with "paged results cookie is invalid"): the core gives a paging
+    /// search a connection no other paging search holds
+    /// (`Request::paging`), and a paged `search` takes a private one.
     pub(crate) async fn start(
         ldap: &mut Ldap,
         query: Query,
         paging: &Paging<'_>,
-        else_unpaged: bool,
-    ) -> Result<Option<PagedSearch>, LdapError> {
-        let mut size = paging.page_size(ldap, query.page_size).await?;
-        let claim = match (size, paging.conn) {
-            (Some(_), Some(conn)) => paging.support.claim(conn),
-            _ => None,
-        };
-        if size.is_some() && claim.is_none() {
-            tracing::debug!(server = %paging.server, "another search pages on this connection");
-            if !else_unpaged {
-                return Ok(None);
-            }
-            size = None;
-        }
+    ) -> Result<PagedSearch, LdapError> {
+        let size = paging.page_size(ldap, query.page_size).await?;
         let ldap = ldap.clone();
         let page = send_page(&ldap, &query, size, Vec::new()).await?;
-        Ok(Some(PagedSearch {
+        Ok(PagedSearch {
             ldap,
             query,
             size,
@@ -209,10 +167,9 @@ impl PagedSearch {
             cookie: Vec::new(),
             done: None,
             over: false,
-            claim,
             stop_within: paging.stop_within,
             refs: Vec::new(),
-        }))
+        })
     }
 
     /// The next entry, asking for the next page when one ends; `Ok(None)`
@@ -224,7 +181,6 @@ impl PagedSearch {
         let next = self.read().await;
         if next.is_err() {
             self.over = true;
-            self.claim = None;
         }
         next
     }
@@ -272,11 +228,9 @@ impl PagedSearch {
 
     /// After the end (`next` gave `Ok(None)`, so the result was success):
     /// the continuation references met, and the final result's response
-    /// controls without the paged results control (the pool's own). The
-    /// connection's paging is free again.
+    /// controls without the paged results control (the pool's own).
     pub(crate) fn end(&mut self) -> (Vec<String>, Vec<Control>) {
         self.over = true;
-        self.claim = None;
         let controls = self
             .done
             .as_mut()

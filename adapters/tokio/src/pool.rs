@@ -328,6 +328,12 @@ impl Pool {
     }
 
     /// The operation timeout for this handle.
+    /// [`Shared::settle`](crate::runtime::Shared::settle): waits until a dead
+    /// connection's notices have reached the core.
+    pub(crate) async fn settle(&self, conn: ldapmux_core::ConnId) {
+        self.inner.shared.settle(conn).await;
+    }
+
     pub(crate) fn op_timeout(&self) -> Duration {
         self.opts
             .timeout
@@ -375,20 +381,15 @@ impl Pool {
         // clone, contended when many tasks run operations): a reload during
         // the operation applies from the next one.
         let settings = self.inner.shared.settings();
-        let mut result = self.try_acquire_and_run(&settings, op).await;
-        // The shared connection it was given carries another paged search
-        // (one paging state per connection): again, on a connection of its own.
-        if let (Ok((Reply::Busy, ..)), Some(own)) = (&result, op.on_own_connection()) {
-            if let Ok((_, lease, ..)) = result {
-                lease.release();
-            }
-            result = self.try_acquire_and_run(&settings, &own).await;
-        }
+        let result = self.try_acquire_and_run(&settings, op).await;
         let outcome = match &result {
-            // The server said invalidCredentials to a password check.
-            Ok((Reply::Bool(false), ..)) if matches!(op, Op::Bind { .. }) => {
-                Outcome::InvalidCredentials
-            }
+            // A password check's verdict.
+            Ok((Reply::Auth(verdict), ..)) => verdict.label(),
+            Ok((Reply::PasswordChange(change), ..)) => match change {
+                crate::PasswordChange::Changed => Outcome::Ok,
+                crate::PasswordChange::NotAuthenticated(verdict) => verdict.label(),
+                crate::PasswordChange::Refused { .. } => Outcome::PasswordRefused,
+            },
             Ok(_) => Outcome::Ok,
             Err(e) => Outcome::of_error(e),
         };
@@ -416,6 +417,9 @@ impl Pool {
         let mut first = self.request(settings, kind)?;
         if op.private() {
             first = first.private();
+        }
+        if op.pages() {
+            first = first.paging();
         }
         let mut tries = Tries::new(first);
         // `server`: which server ran the operation (its URL), recorded at
@@ -457,7 +461,7 @@ impl Pool {
                                 span.record("server", url.as_str());
                             }
                             tracing::trace!(conn = %lease.conn(), %server, "granted");
-                            let paging = self.inner.shared.paging(settings, server, Some(lease.conn()));
+                            let paging = self.inner.shared.paging(settings, server);
                             match until(sleep.as_mut(), ops::exec(op, &mut ldap, &paging)).await {
                                 Ok(Ok(value)) => return Ok((value, lease, ldap, server)),
                                 Ok(Err(e)) if is_conn_dead(&e) => {
@@ -468,11 +472,20 @@ impl Pool {
                                     } else {
                                         tracing::warn!(conn = %lease.conn(), %server, %error, sent, "connection died under the operation");
                                     }
+                                    self.inner.shared.settle(lease.conn()).await;
                                     let failure = lease.broken(error.clone(), sent);
                                     if kind == UserKind::Write && sent {
                                         return Err(self.outcome_unknown(name, server, error.to_string()));
                                     }
                                     failure
+                                }
+                                // A bind answered with neither success nor
+                                // invalidCredentials leaves the connection in a
+                                // state no one can vouch for: it is closed.
+                                Ok(Err(e)) if kind == UserKind::Auth => {
+                                    tracing::debug!(conn = %lease.conn(), %server, "bind connection retired after an unclear answer");
+                                    lease.retire();
+                                    return Err(ops::not_conn_error(e));
                                 }
                                 Ok(Err(e)) => {
                                     lease.release();

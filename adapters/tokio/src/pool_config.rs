@@ -15,7 +15,7 @@ use std::time::Duration;
 use ldapmux_core::{Config, Sharing};
 use serde::{Deserialize, Serialize};
 
-use crate::SrvService;
+use crate::{SaslMech, SrvService};
 
 /// Every setting of a pool, with the defaults a demanding user would pick.
 ///
@@ -31,6 +31,9 @@ use crate::SrvService;
 /// | `base` | none | the search base, for the application (not used by the pool) |
 /// | `bind_dn` | none (anonymous) | the bind DN; its password comes from `bind_password_file` or [`PoolBuilder::credential`](crate::PoolBuilder::credential) |
 /// | `bind_password_file` | none | a file holding the bind password (its content minus one trailing newline) |
+/// | `sasl_mech` | none (simple or anonymous) | `"EXTERNAL"` or `"GSSAPI"`: bind with SASL instead (no `bind_dn`; docs/security.md) |
+/// | `tls_cert_file`, `tls_key_file` | none | with `sasl_mech = "EXTERNAL"`: the PEM client certificate chain and its private key, presented over TLS; without them EXTERNAL binds with the Unix peer credentials of `ldapi://` |
+/// | `gssapi_principal` | none (the default one) | with `sasl_mech = "GSSAPI"`: the client principal, out of the keytab or cache the process environment names (`KRB5_CLIENT_KTNAME`, `KRB5CCNAME`) |
 /// | `tls_ca_file` | none | a PEM file of CA certificates to trust |
 /// | `tls_system_roots` | `true` | trust the operating system's roots |
 /// | `tls_verify` | `true` | verify certificates and host names (**`false` is dangerous**) |
@@ -46,6 +49,7 @@ use crate::SrvService;
 /// | `max_conns_per_server` | 32 | connections per server, all kinds |
 /// | `spread_users_per_conn` | 2 | a connection with this many users is busy: another opens |
 /// | `spread_conns_per_server` | 16 | connections spreading opens per kind and server (1: off) |
+/// | `bind_conns_per_server` | 4 | password checks' bind connections per server, each re-bound by one check at a time (0: a fresh connection per check) |
 /// | `connect_race_delay` | `"200ms"` | a connect not open by then gets a rival on the next server (`"off"`) |
 /// | `failback_hold_down` | `"30s"` | a server that came back must stay up this long before fail-back |
 /// | `probe_backoff_min`, `probe_backoff_max` | `"1s"`, `"1m"` | probes of a down server, doubling with jitter |
@@ -91,6 +95,14 @@ pub struct PoolConfig {
     pub bind_dn: Option<String>,
     /// A file holding the bind password.
     pub bind_password_file: Option<PathBuf>,
+    /// Bind with this SASL mechanism (`None`: simple bind or anonymous).
+    pub sasl_mech: Option<SaslMech>,
+    /// The client certificate chain (PEM) for SASL EXTERNAL over TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// The Kerberos client principal of SASL GSSAPI (`None`: the default).
+    pub gssapi_principal: Option<String>,
     /// A PEM file of CA certificates to trust.
     pub tls_ca_file: Option<PathBuf>,
     /// Trust the operating system's roots.
@@ -128,6 +140,9 @@ pub struct PoolConfig {
     pub spread_users_per_conn: u32,
     /// Connections spreading opens per kind and server.
     pub spread_conns_per_server: u32,
+    /// Bind connections per server, for password checks (0: a fresh
+    /// connection per check).
+    pub bind_conns_per_server: u32,
     /// Connect racing's delay (`None`: off).
     #[serde(with = "serde_forms::duration_or_off")]
     pub connect_race_delay: Option<Duration>,
@@ -187,6 +202,10 @@ impl Default for PoolConfig {
             base: None,
             bind_dn: None,
             bind_password_file: None,
+            sasl_mech: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            gssapi_principal: None,
             tls_ca_file: None,
             tls_system_roots: true,
             tls_verify: true,
@@ -202,6 +221,7 @@ impl Default for PoolConfig {
             max_conns_per_server: core.max_conns_per_server,
             spread_users_per_conn: core.spread_users_per_conn,
             spread_conns_per_server: core.spread_conns_per_server,
+            bind_conns_per_server: core.bind_conns_per_server,
             connect_race_delay: core.connect_race_delay,
             failback_hold_down: core.failback_hold_down,
             probe_backoff_min: core.probe_backoff_min,
@@ -283,6 +303,7 @@ impl PoolConfig {
         c.max_conns_per_server = self.max_conns_per_server;
         c.spread_users_per_conn = self.spread_users_per_conn;
         c.spread_conns_per_server = self.spread_conns_per_server;
+        c.bind_conns_per_server = self.bind_conns_per_server;
         c.sharing = self.sharing;
         c.connect_timeout = self.connect_timeout;
         c.connect_race_delay = self.connect_race_delay;

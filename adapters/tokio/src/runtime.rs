@@ -33,12 +33,19 @@ pub(crate) enum Notice {
     MarkedDown(String),
 }
 
+/// How long an operation that found its connection dead waits for the
+/// connection's watch to read what came before the end ([`Shared::settle`]).
+const SETTLE_WAIT: Duration = Duration::from_millis(250);
+
 /// An open, bound connection as the runtime holds it; users clone `ldap`.
 struct OpenConn {
     ldap: Ldap,
     server: ServerId,
     drive: AbortHandle,
     labels: ConnLabels,
+    /// True once its watch has read everything the server sent before the
+    /// socket ended (a Notice of Disconnection included).
+    settled: tokio::sync::watch::Receiver<bool>,
 }
 
 /// State shared by the pool handle, the [`Io`] given to the driver, and the
@@ -125,16 +132,10 @@ impl Shared {
     }
 
     /// How a search on `server` pages under `settings`.
-    pub(crate) fn paging<'a>(
-        &'a self,
-        settings: &Settings,
-        server: ServerId,
-        conn: Option<ConnId>,
-    ) -> Paging<'a> {
+    pub(crate) fn paging<'a>(&'a self, settings: &Settings, server: ServerId) -> Paging<'a> {
         Paging {
             support: &self.paging,
             server,
-            conn,
             stop_within: settings.core.connect_timeout,
         }
     }
@@ -188,6 +189,19 @@ impl Shared {
         self.conns.with_open(conn, |c| (c.ldap.clone(), c.server))
     }
 
+    /// An operation found `conn` dead: waits (briefly) until its watch has
+    /// read what the server sent before the end, so that a Notice of
+    /// Disconnection reaches the core before the operation's report does
+    /// (the notice makes the death expected: no sibling drained, no one
+    /// suspected). The socket has ended, so this is a matter of the watch
+    /// task being scheduled, not of the network.
+    pub(crate) async fn settle(&self, conn: ConnId) {
+        let Some(mut settled) = self.conns.with_open(conn, |c| c.settled.clone()) else {
+            return;
+        };
+        let _ = tokio::time::timeout(SETTLE_WAIT, settled.wait_for(|done| *done)).await;
+    }
+
     /// Open sockets (0 once everything is closed).
     pub(crate) fn open_sockets(&self) -> usize {
         self.sockets.load(Ordering::SeqCst)
@@ -222,7 +236,9 @@ impl Shared {
         // `Open` is asked for it during its hold-down): every open is sent.
         let result = match (self.url_of(&settings, &req.addr), self.creds.get(req.cred)) {
             (Some(url), Some(cred)) => {
-                let bind_anonymous = req.purpose != Purpose::Private;
+                // A private or bind connection is opened unbound: its user's
+                // bind is the operation.
+                let bind_anonymous = req.purpose.is_shared();
                 // A shared read connection learns, as part of opening, whether
                 // its server pages (its root DSE, once per server and
                 // generation): a server that cannot answer it is one that
@@ -263,7 +279,12 @@ impl Shared {
         }
         let Some(driver) = self.driver() else { return };
         match result {
-            Ok(Opened { ldap, drive }) => {
+            Ok(Opened {
+                ldap,
+                drive,
+                expires_at,
+                notices,
+            }) => {
                 let labels = ConnLabels::new(
                     mcfg,
                     &req.addr,
@@ -272,11 +293,13 @@ impl Shared {
                     req.purpose,
                 );
                 metrics::record_opened(mcfg, &labels);
+                let (settle_tx, settled) = tokio::sync::watch::channel(false);
                 let open = OpenConn {
                     ldap,
                     server: req.server,
                     drive: drive.abort_handle(),
                     labels,
+                    settled,
                 };
                 let counted = || {
                     self.sockets.fetch_add(1, Ordering::SeqCst);
@@ -290,9 +313,15 @@ impl Shared {
                 let shared = self.clone();
                 let conn = req.conn;
                 self.handle
-                    .spawn(async move { shared.watch(conn, drive).await });
+                    .spawn(async move { shared.watch(conn, drive, notices, settle_tx).await });
                 tracing::debug!(conn = %req.conn, server = %req.server, addr = req.addr, cred = %req.cred, purpose = ?req.purpose, "connection open and bound");
                 let _ = driver.conn_opened(req.conn);
+                // Retiring it before its credentials end is the core's
+                // decision (its margin, its timer).
+                if let Some(at) = expires_at {
+                    let at = self.to_core(tokio::time::Instant::from_std(at));
+                    let _ = driver.conn_expires(conn, at);
+                }
             }
             Err(error) => {
                 self.conns.failed(req.conn);
@@ -307,13 +336,30 @@ impl Shared {
     }
 
     /// Waits for the connection's driving task to end; if the pool still
-    /// counts on the connection, tells it at once (`ConnLost`).
+    /// counts on the connection, tells it at once (`ConnLost`). Meanwhile a
+    /// Notice of Disconnection from the server tells the core the
+    /// connection is going away (`ConnClosing`): no new users, and its end
+    /// is no sign about the server.
     async fn watch(
         self: Arc<Self>,
         conn: ConnId,
-        drive: tokio::task::JoinHandle<ldap3::result::Result<()>>,
+        mut drive: tokio::task::JoinHandle<ldap3::result::Result<()>>,
+        mut notices: connect::Notices,
+        settled: tokio::sync::watch::Sender<bool>,
     ) {
-        let outcome = drive.await;
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some((op, _)) = notices.recv() => self.on_unsolicited(conn, &op),
+                outcome = &mut drive => break outcome,
+            }
+        };
+        // A notice right before the close (the usual order) is in the
+        // channel before the driving task sees the end of the stream.
+        while let Ok((op, _)) = notices.try_recv() {
+            self.on_unsolicited(conn, &op);
+        }
+        settled.send_replace(true);
         self.sockets.fetch_sub(1, Ordering::SeqCst);
         self.sockets_changed.notify_waiters();
         let Some(Slot::Open(OpenConn { labels, .. })) = self.conns.take(conn) else {
@@ -328,6 +374,22 @@ impl Shared {
         tracing::warn!(%conn, cause, "connection lost");
         if let Some(driver) = self.driver() {
             let _ = driver.conn_lost(conn, ConnError::new(ConnErrorKind::Io, cause));
+        }
+    }
+
+    /// An unsolicited notification arrived on `conn`.
+    fn on_unsolicited(&self, conn: ConnId, op: &ldap3::asn1::Tag) {
+        let Some(notice) = crate::notice::Unsolicited::read(op) else {
+            tracing::warn!(%conn, "unsolicited message that is not an extended response, ignored");
+            return;
+        };
+        if !notice.is_disconnection() {
+            tracing::info!(%conn, name = ?notice.name, "unsolicited notification ignored");
+            return;
+        }
+        tracing::info!(%conn, rc = ?notice.rc, text = notice.text, "the server announced it is closing the connection");
+        if let Some(driver) = self.driver() {
+            let _ = driver.conn_closing(conn);
         }
     }
 
@@ -440,6 +502,7 @@ impl Io for TokioIo {
                 drive,
                 server,
                 labels,
+                ..
             })) => {
                 metrics::record_closed(&self.0.settings().metrics, &labels, Closed::Core(reason));
                 if reason == CloseReason::FailBack {

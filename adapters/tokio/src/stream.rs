@@ -156,6 +156,7 @@ impl State {
             }
             Ok(Err(e)) if is_conn_dead(&e) => {
                 let lease = self.lease.take()?;
+                self.pool.settle(lease.conn()).await;
                 let failure = lease.broken(classify(&e), true);
                 Some(Err(self.pool.pool_error(failure.error)))
             }

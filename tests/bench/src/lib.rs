@@ -21,6 +21,7 @@
 //! (one worker per CPU) on a dedicated thread, whatever runtime calls it,
 //! so figures do not depend on the caller.
 
+mod auth;
 mod contender;
 mod paged;
 mod raw;
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use ldapmux_harness::Slapd;
 
+pub use crate::auth::{AUTH_TARGET_LDAP, AUTH_TARGET_LDAPS, AuthFigures, run_auth};
 use crate::contender::Kind;
 pub use crate::paged::{PagedFigures, run_paged};
 use crate::scenarios::FailoverPlan;

@@ -63,11 +63,12 @@ fn many_threads_share_a_few_connections_with_blocking_calls() {
     assert!(
         pool.authenticate(&Slapd::user_dn(7), &Password::new(Slapd::user_password(7)))
             .unwrap()
+            .is_accepted()
     );
-    assert!(
-        !pool
-            .authenticate(&Slapd::user_dn(7), &Password::new("nope"))
-            .unwrap()
+    assert_eq!(
+        pool.authenticate(&Slapd::user_dn(7), &Password::new("nope"))
+            .unwrap(),
+        ldapmux_blocking::AuthOutcome::InvalidCredentials
     );
     assert_eq!(pool.shutdown(), 0);
     server

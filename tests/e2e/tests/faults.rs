@@ -447,10 +447,10 @@ async fn run_op(cell: Cell, pool: Pool) -> Ran {
             let dn = Slapd::user_dn(USER);
             let auth = pool.authenticate(&dn, &password);
             match tokio::time::timeout(call_bound(), auth).await {
-                Ok(Ok(true)) => ran(Ok(()), started),
-                Ok(Ok(false)) => Ran {
+                Ok(Ok(verdict)) if verdict.is_accepted() => ran(Ok(()), started),
+                Ok(Ok(verdict)) => Ran {
                     class: Class::Other,
-                    detail: "the right password was refused".into(),
+                    detail: format!("the right password was refused: {verdict:?}"),
                     took: started.elapsed(),
                 },
                 Ok(Err(e)) => ran(Err(e), started),

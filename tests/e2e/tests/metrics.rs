@@ -369,7 +369,7 @@ async fn operation_and_connection_counts_match_slapds_monitor() {
                 .authenticate(&Slapd::user_dn(i), &Password::new(pw))
                 .await
                 .unwrap();
-            assert_eq!(ok, right);
+            assert_eq!(ok.is_accepted(), right);
         }
         // A lease: 2 searches and a WhoAmI on one connection.
         let mut g = pool.lease(LeaseKind::Read).await.unwrap();
@@ -438,12 +438,20 @@ async fn operation_and_connection_counts_match_slapds_monitor() {
     assert_eq!(slapd("Modify"), sent("modify"));
     assert_eq!(slapd("Modrdn"), sent("modify_dn"));
     assert_eq!(slapd("Delete"), sent("delete"));
-    // Each shared connection binds once when it opens (password checks'
-    // private connections open unbound); each password check is one bind.
+    // Each shared connection binds once when it opens (the password
+    // checks' bind connection opens unbound); each password check is one
+    // bind, the three of them on one reused bind connection.
     let opened = m.counter(CONNECTIONS_OPENED_TOTAL, &[]);
-    let private = m.counter(CONNECTIONS_OPENED_TOTAL, &[("purpose", "private")]);
-    assert_eq!(private, 3, "one private connection per password check");
-    assert_eq!(slapd("Bind"), sent("authenticate") + opened - private);
+    let bind = m.counter(CONNECTIONS_OPENED_TOTAL, &[("purpose", "bind")]);
+    assert_eq!(
+        bind, 1,
+        "three checks, one after another, on one bind connection"
+    );
+    assert_eq!(
+        m.counter(CONNECTIONS_OPENED_TOTAL, &[("purpose", "private")]),
+        0
+    );
+    assert_eq!(slapd("Bind"), sent("authenticate") + opened - bind);
 
     // Connections: what slapd accepted is what the pool opened.
     assert_eq!(
@@ -451,10 +459,7 @@ async fn operation_and_connection_counts_match_slapds_monitor() {
         "slapd accepted {} connections",
         saw.connections
     );
-    assert!(
-        opened >= 3 + 2,
-        "private, read and write connections: {opened}"
-    );
+    assert!(opened >= 3, "bind, read and write connections: {opened}");
     assert_eq!(
         m.counter(
             CONNECTIONS_OPENED_TOTAL,
@@ -463,31 +468,28 @@ async fn operation_and_connection_counts_match_slapds_monitor() {
             CONNECTIONS_OPENED_TOTAL,
             &[("credential", "cred-1"), ("purpose", "write")]
         ),
-        opened - private,
+        opened - bind,
         "shared connections carry the pool credential's label"
     );
     assert_eq!(
         m.counter(
             CONNECTIONS_OPENED_TOTAL,
-            &[("credential", "anonymous"), ("purpose", "private")]
+            &[("credential", "anonymous"), ("purpose", "bind")]
         ),
-        private
+        bind
     );
 
     // Open connections now: the gauge, the opened-minus-closed counters and
-    // slapd agree (the private ones are gone).
+    // slapd agree (the bind connection stays open for the next check).
     let open = m.gauge(CONNECTIONS, &[("state", "open")]);
-    assert_eq!(m.gauge(CONNECTIONS, &[("purpose", "private")]), 0.0);
+    assert_eq!(m.gauge(CONNECTIONS, &[("purpose", "bind")]), 1.0);
     assert_eq!(
         open as u64,
         opened - m.counter(CONNECTIONS_CLOSED_TOTAL, &[])
     );
     assert_eq!(
-        m.counter(
-            CONNECTIONS_CLOSED_TOTAL,
-            &[("purpose", "private"), ("reason", "done")]
-        ),
-        private
+        m.counter(CONNECTIONS_CLOSED_TOTAL, &[("purpose", "bind")]),
+        0
     );
     server
         .wait_current_connections(open as u64, Duration::from_secs(5))
@@ -511,10 +513,7 @@ async fn operation_and_connection_counts_match_slapds_monitor() {
         m.samples(ACQUIRE_SECONDS, &[("result", "granted")]).len() as u64,
         pool_ops
     );
-    assert_eq!(
-        m.samples(ACQUIRE_SECONDS, &[("purpose", "private")]).len(),
-        3
-    );
+    assert_eq!(m.samples(ACQUIRE_SECONDS, &[("purpose", "bind")]).len(), 3);
     assert!(
         samples.iter().all(|s| (0.0..10.0).contains(s)),
         "{samples:?}"
@@ -749,12 +748,13 @@ async fn labels_carry_no_bind_dn_or_password_unless_asked() {
                 pool.authenticate(checked_dn, &Password::new(checked_pw.clone()))
                     .await
                     .unwrap()
+                    .is_accepted()
             );
-            assert!(
-                !pool
-                    .authenticate(checked_dn, &Password::new(format!("{pw}-wrong")))
+            assert_eq!(
+                pool.authenticate(checked_dn, &Password::new(format!("{pw}-wrong")))
                     .await
-                    .unwrap()
+                    .unwrap(),
+                ldapmux::AuthOutcome::InvalidCredentials
             );
             let m = published(&pool, name);
             // slapd's view: connections bound as the pool's DN.
@@ -778,9 +778,10 @@ async fn labels_carry_no_bind_dn_or_password_unless_asked() {
             "{s:?} in a label: {values:?}"
         );
     }
+    // The password checks' bind connection (opened unbound) stays open.
     assert_eq!(
         m.values_of(CONNECTIONS, "credential"),
-        HashSet::from(["cred-1".to_owned()])
+        HashSet::from(["cred-1".to_owned(), "anonymous".to_owned()])
     );
     assert_eq!(
         m.values_of(CONNECTIONS_OPENED_TOTAL, "credential"),

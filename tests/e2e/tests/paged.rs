@@ -372,36 +372,54 @@ async fn paged_searches_run_side_by_side_each_on_its_own_connection() {
     pool.shutdown().await;
 }
 
-/// Enumerations the pool would put on one connection: only one search can
-/// page on a connection (the server keeps one paging state per
-/// connection), so the others, before sending anything, move to connections of their
-/// own and page there: each gets every entry past the server's unpaged cap.
-/// Before, the second paged stream's first page invalidated the first's
-/// cookie and both ended in protocolError / unwillingToPerform; sent
-/// unpaged instead, they stopped at the cap (found by `make demo`).
+/// Enumerations that would share a connection: a server keeps one paging
+/// state per connection (before, the second paged stream's first page
+/// invalidated the first's cookie and both ended in protocolError /
+/// unwillingToPerform; sent unpaged instead, they stopped at the cap, found
+/// by `make demo`), so the core puts one paging user on a connection at a
+/// time. Three at once get three connections, each every entry, and the
+/// connections stay: a fourth enumeration opens none. Capped at one
+/// connection per server, they take turns on it, each complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paged_enumerations_sharing_one_connection_each_get_every_entry() {
     init_tracing();
     let server = paged_server();
-    let pool = builder()
-        .server(server.url())
-        .max_connections_per_server(1)
-        .page_size(Some(100))
-        .build()
-        .unwrap();
-    common::search_user(&pool, 1).await.unwrap();
-    let mut tasks = Vec::new();
-    for _ in 0..3 {
-        let pool = pool.clone();
-        tasks.push(tokio::spawn(async move { enumerate(&pool).await }));
+    for cap in [None, Some(1)] {
+        let mut b = builder().server(server.url()).page_size(Some(100));
+        if let Some(n) = cap {
+            b = b.max_connections_per_server(n);
+        }
+        let pool = b.build().unwrap();
+        common::search_user(&pool, 1).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move { enumerate(&pool).await }));
+        }
+        for task in tasks {
+            assert_eq!(distinct_dns(task.await.unwrap()), every_user());
+        }
+        let opens = pool.status().counters.opens;
+        let want = if cap.is_some() { 1 } else { 3 };
+        assert_eq!(
+            opens,
+            want,
+            "three enumerations, cap {cap:?}: {:?}",
+            pool.status().counters
+        );
+        // Shared read connections, kept (not private ones, closed after).
+        let reads = pool
+            .connections()
+            .iter()
+            .filter(|c| c.purpose == ldapmux::status::Purpose::Read)
+            .count() as u64;
+        assert_eq!(reads, want, "{:?}", pool.connections());
+        assert_eq!(distinct_dns(enumerate(&pool).await), every_user());
+        assert_eq!(
+            pool.status().counters.opens,
+            want,
+            "the next enumeration reuses a connection"
+        );
+        pool.shutdown().await;
     }
-    for task in tasks {
-        assert_eq!(distinct_dns(task.await.unwrap()), every_user());
-    }
-    assert!(
-        pool.status().counters.opens >= 2,
-        "a connection of its own for a stream that met another: {:?}",
-        pool.status().counters
-    );
-    pool.shutdown().await;
 }

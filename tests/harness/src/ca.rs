@@ -94,6 +94,50 @@ impl TestCa {
         }
     }
 
+    /// Issues a TLS client certificate whose subject is `CN=<cn>` alone
+    /// (slapd sees the SASL EXTERNAL identity `cn=<cn>`), valid from an hour
+    /// ago for a year. The key is in [`ServerCert::key_pem`].
+    pub fn issue_client(&self, cn: &str) -> ServerCert {
+        let now = std::time::SystemTime::now();
+        let hour = std::time::Duration::from_secs(3600);
+        self.client_cert(cn, now - hour, now + 365 * 24 * hour)
+    }
+
+    /// A client certificate like [`TestCa::issue_client`]'s that expired
+    /// a day ago (valid for one day, two days ago).
+    pub fn issue_expired_client(&self, cn: &str) -> ServerCert {
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let now = std::time::SystemTime::now();
+        self.client_cert(cn, now - 2 * day, now - day)
+    }
+
+    fn client_cert(
+        &self,
+        cn: &str,
+        not_before: std::time::SystemTime,
+        not_after: std::time::SystemTime,
+    ) -> ServerCert {
+        let mut params = CertificateParams::new(Vec::<String>::new())
+            .expect("rcgen: client parameters without SANs are valid");
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        let key = KeyPair::generate().expect("rcgen: generate client key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("rcgen: sign client certificate");
+        ServerCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
     /// The CA certificate, PEM.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem

@@ -34,8 +34,14 @@ while IFS= read -r cmd; do
 done
 kill -KILL "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
+if [ -n "${LDAPMUX_WRAPPER_REMOVE_DIR:-}" ]; then rm -rf -- "$LDAPMUX_WRAPPER_REMOVE_DIR"; fi
 exit 0
 "#;
+
+/// The environment variable that makes the wrapper remove a directory once its
+/// child is dead: for a server held in a `static` (never dropped), whose temp
+/// dir would otherwise outlive the test process.
+pub(crate) const REMOVE_DIR_ENV: &str = "LDAPMUX_WRAPPER_REMOVE_DIR";
 
 /// How long we wait for the wrapper to exit after closing its stdin.
 const REAP_DEADLINE: Duration = Duration::from_secs(10);
@@ -92,6 +98,7 @@ impl SlapdProcess {
     pub(crate) fn spawn(
         program: &Path,
         args: &[String],
+        env: &[(String, String)],
         log: &Path,
     ) -> Result<SlapdProcess, HarnessError> {
         let mut wrapper = Command::new("/bin/sh")
@@ -101,6 +108,7 @@ impl SlapdProcess {
             .arg(log)
             .arg(program)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -277,7 +285,7 @@ mod tests {
             "ldapmux-harness-wrapper-{}.log",
             std::process::id()
         ));
-        let p = SlapdProcess::spawn(Path::new("/bin/sleep"), &["30".into()], &log).unwrap();
+        let p = SlapdProcess::spawn(Path::new("/bin/sleep"), &["30".into()], &[], &log).unwrap();
         let pid = p.pid();
         assert!(p.alive());
         p.stop().unwrap();

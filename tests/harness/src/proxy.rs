@@ -73,7 +73,26 @@ pub enum ProxyMode {
     Garbage,
     /// Hold each server→client chunk for this long before forwarding it.
     Delay(Duration),
+    /// Send [`NOTICE_OF_DISCONNECTION`] to the client, then close (FIN) both
+    /// sides, as a server that announces its close (Active Directory past
+    /// `MaxConnIdleTime`): at once when set (at accept for a new
+    /// connection), or in place of forwarding the request it takes effect at.
+    Notice,
 }
+
+/// What [`ProxyMode::Notice`] sends: an LDAP Notice of Disconnection (RFC
+/// 4511 §4.4.1), message ID 0, `unavailable` (52), "closing".
+pub const NOTICE_OF_DISCONNECTION: &[u8] = &[
+    0x30, 0x2b, // LDAPMessage
+    0x02, 0x01, 0x00, // messageID 0
+    0x78, 0x26, // [APPLICATION 24] ExtendedResponse
+    0x0a, 0x01, 0x34, // resultCode unavailable (52)
+    0x04, 0x00, // matchedDN ""
+    0x04, 0x07, b'c', b'l', b'o', b's', b'i', b'n', b'g', // diagnosticMessage
+    0x8a, 0x16, // [10] responseName
+    b'1', b'.', b'3', b'.', b'6', b'.', b'1', b'.', b'4', b'.', b'1', b'.', b'1', b'4', b'6', b'6',
+    b'.', b'2', b'0', b'0', b'3', b'6',
+];
 
 impl ProxyMode {
     /// `Refuse` under the name of what it does.
@@ -335,6 +354,7 @@ impl Shared {
 /// | `StallServer` | the server is not read: its writes back up and block; TCP stays up | forwarded; its answer is not read |
 /// | `Drip(n)` | server→client bytes forwarded one byte per `n` | forwarded; its answer drips |
 /// | `Garbage` | [`GARBAGE`] is written to the client at once, then forwarding | forwarded; its answer is replaced by [`GARBAGE`] |
+/// | `Notice` | [`NOTICE_OF_DISCONNECTION`] is written to the client, then FIN both ways | not forwarded; the notice, then FIN |
 /// | `Delay(d)` | every server→client chunk is held for `d` | forwarded; its answer is delayed |
 /// | `CutAfterRequest` | one shot: like `Refuse` at the next request (see the variant) | |
 ///
@@ -864,8 +884,11 @@ impl Conn {
         self.set(ProxyMode::Forward);
         match initial {
             // Connected lazily, or never.
-            ProxyMode::Blackhole | ProxyMode::StallReads | ProxyMode::Refuse | ProxyMode::Close => {
-            }
+            ProxyMode::Blackhole
+            | ProxyMode::StallReads
+            | ProxyMode::Refuse
+            | ProxyMode::Close
+            | ProxyMode::Notice => {}
             _ => {
                 if let Err(end) = self.ensure_server().await {
                     return end;
@@ -963,6 +986,13 @@ impl Conn {
                 self.set(mode);
                 return self.write_client(GARBAGE).await;
             }
+            ProxyMode::Notice => {
+                return Some(
+                    self.write_client(NOTICE_OF_DISCONNECTION)
+                        .await
+                        .unwrap_or(End::Fin),
+                );
+            }
             ProxyMode::Drip(_) | ProxyMode::Delay(_) | ProxyMode::StallServer => {}
             ProxyMode::Blackhole => self.out.clear(),
             ProxyMode::Forward | ProxyMode::StallReads => {
@@ -1041,6 +1071,14 @@ impl Conn {
             }
         };
         match mode {
+            ProxyMode::Notice => {
+                tell();
+                Some(
+                    self.write_client(NOTICE_OF_DISCONNECTION)
+                        .await
+                        .unwrap_or(End::Fin),
+                )
+            }
             ProxyMode::Refuse | ProxyMode::CutAfterRequest | ProxyMode::Close => {
                 let end = self.send_to_server(&frame.bytes).await;
                 tell();
@@ -1520,6 +1558,36 @@ mod tests {
         // Then forwarding.
         c.write_all(&msg).await.unwrap();
         assert_eq!(read_n(&mut c, msg.len()).await, msg);
+    }
+
+    #[tokio::test]
+    async fn notice_sends_a_notice_of_disconnection_then_closes() {
+        let p = proxy().await;
+        let mut c = connect(&p).await;
+        let warm = search(1, b"warm");
+        c.write_all(&warm).await.unwrap();
+        read_n(&mut c, warm.len()).await;
+        let id = p.connections()[0].id;
+        p.set_conn_mode(id, ProxyMode::Notice);
+        assert_eq!(
+            read_n(&mut c, NOTICE_OF_DISCONNECTION.len()).await,
+            NOTICE_OF_DISCONNECTION
+        );
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(WAIT, c.read_to_end(&mut rest))
+            .await
+            .expect("closed within the wait")
+            .expect("an orderly close, not a reset");
+        assert_eq!(n, 0, "nothing after the notice: {rest:?}");
+        // Its BER lengths add up: one LDAPMessage, nothing trailing.
+        assert_eq!(
+            usize::from(NOTICE_OF_DISCONNECTION[1]) + 2,
+            NOTICE_OF_DISCONNECTION.len()
+        );
+        assert_eq!(
+            usize::from(NOTICE_OF_DISCONNECTION[6]) + 7,
+            NOTICE_OF_DISCONNECTION.len()
+        );
     }
 
     #[tokio::test]

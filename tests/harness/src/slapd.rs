@@ -92,6 +92,15 @@ pub struct SlapdBuilder {
     conn_max_pending_auth: Option<u32>,
     global_lines: Vec<String>,
     database_lines: Vec<String>,
+    extra: Extra,
+}
+
+/// Launch settings beyond the TCP ports: an `ldapi://` listener, and
+/// environment variables for slapd (e.g. `KRB5_KTNAME`).
+#[derive(Clone, Debug, Default)]
+struct Extra {
+    ldapi: bool,
+    env: Vec<(String, String)>,
 }
 
 impl Default for SlapdBuilder {
@@ -107,6 +116,7 @@ impl Default for SlapdBuilder {
             conn_max_pending_auth: None,
             global_lines: Vec::new(),
             database_lines: Vec::new(),
+            extra: Extra::default(),
         }
     }
 }
@@ -171,6 +181,20 @@ impl SlapdBuilder {
         self
     }
 
+    /// Also listens on an `ldapi://` socket in the server's temp dir
+    /// ([`Slapd::ldapi_url`]), where SASL EXTERNAL binds with the client's
+    /// Unix user and group.
+    pub fn ldapi(mut self) -> Self {
+        self.extra.ldapi = true;
+        self
+    }
+
+    /// Sets an environment variable for slapd (e.g. `KRB5_KTNAME`).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.env.push((key.into(), value.into()));
+        self
+    }
+
     /// Adds a raw line to the global section of `slapd.conf`.
     pub fn global_config(mut self, line: impl Into<String>) -> Self {
         self.global_lines.push(line.into());
@@ -210,13 +234,15 @@ impl SlapdBuilder {
             let ports = free_ports(if self.tls.is_some() { 2 } else { 1 })?;
             let port = ports[0];
             let tls_port = ports.get(1).copied();
-            match launch(&paths, port, tls_port, Instant::now() + START_DEADLINE) {
+            let deadline = Instant::now() + START_DEADLINE;
+            match launch(&paths, port, tls_port, &self.extra, deadline) {
                 Ok(process) => {
                     return Ok(Slapd {
                         dir,
                         paths,
                         port,
                         tls_port,
+                        extra: self.extra,
                         users: self.users,
                         groups: self.groups,
                         process: Some(process),
@@ -285,6 +311,12 @@ impl SlapdBuilder {
         let _ = writeln!(c, "access to dn.subtree=\"cn=Monitor\" by * read");
         c
     }
+}
+
+/// The `ldapi://` URL of a socket path (slashes %2F-encoded; the path must
+/// stay under 108 bytes, the temp dir's is about 50).
+fn ldapi_url(path: &Path) -> String {
+    format!("ldapi://{}", path.display().to_string().replace('/', "%2F"))
 }
 
 fn quote(path: &Path) -> String {
@@ -364,7 +396,7 @@ fn slapadd(paths: &Paths) -> Result<(), HarnessError> {
 }
 
 /// Picks `n` distinct free loopback ports (all bound at once, then released).
-fn free_ports(n: usize) -> Result<Vec<u16>, HarnessError> {
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, HarnessError> {
     let listeners = (0..n)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
         .collect::<io::Result<Vec<_>>>()
@@ -407,11 +439,15 @@ fn launch(
     paths: &Paths,
     port: u16,
     tls_port: Option<u16>,
+    extra: &Extra,
     deadline: Instant,
 ) -> Result<SlapdProcess, LaunchError> {
     let mut urls = format!("ldap://127.0.0.1:{port}/");
     if let Some(tp) = tls_port {
         let _ = write!(urls, " ldaps://127.0.0.1:{tp}/");
+    }
+    if extra.ldapi {
+        let _ = write!(urls, " {}", ldapi_url(&paths.ldapi));
     }
     let args = vec![
         "-d".to_owned(),
@@ -422,7 +458,7 @@ fn launch(
         paths.conf.display().to_string(),
     ];
     let offset = fs::metadata(&paths.log).map(|m| m.len()).unwrap_or(0);
-    let process = SlapdProcess::spawn(Path::new(SLAPD_PATH), &args, &paths.log)
+    let process = SlapdProcess::spawn(Path::new(SLAPD_PATH), &args, &extra.env, &paths.log)
         .map_err(LaunchError::Failed)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut last_probe: String;
@@ -485,6 +521,7 @@ struct Paths {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    ldapi: PathBuf,
 }
 
 impl Paths {
@@ -499,16 +536,17 @@ impl Paths {
             ca: dir.join("ca.pem"),
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
+            ldapi: dir.join("ldapi"),
         }
     }
 }
 
 /// A unique temp dir, removed on drop.
 #[derive(Debug)]
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn create() -> Result<TempDir, HarnessError> {
+    pub(crate) fn create() -> Result<TempDir, HarnessError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -524,7 +562,7 @@ impl TempDir {
         Ok(TempDir(path))
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -537,7 +575,7 @@ impl Drop for TempDir {
 
 /// Removes temp dirs left by test processes that no longer exist (a SIGKILLed test
 /// binary cannot remove its own; its slapd was killed by the wrapper).
-fn remove_stale_dirs() {
+pub(crate) fn remove_stale_dirs() {
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
         return;
     };
@@ -567,6 +605,7 @@ pub struct Slapd {
     paths: Paths,
     port: u16,
     tls_port: Option<u16>,
+    extra: Extra,
     users: usize,
     groups: usize,
     process: Option<SlapdProcess>,
@@ -594,6 +633,11 @@ impl Slapd {
     /// `ldap://127.0.0.1:PORT` (StartTLS available when TLS is on).
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// The `ldapi://` URL when [`SlapdBuilder::ldapi`] was asked for.
+    pub fn ldapi_url(&self) -> Option<String> {
+        self.extra.ldapi.then(|| ldapi_url(&self.paths.ldapi))
     }
 
     /// `ldaps://127.0.0.1:PORT2` when TLS is on.
@@ -736,7 +780,7 @@ impl Slapd {
         self.kill();
         let deadline = Instant::now() + START_DEADLINE;
         loop {
-            match launch(&self.paths, self.port, self.tls_port, deadline) {
+            match launch(&self.paths, self.port, self.tls_port, &self.extra, deadline) {
                 Ok(process) => {
                     self.process = Some(process);
                     return Ok(());

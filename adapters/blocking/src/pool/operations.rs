@@ -5,7 +5,10 @@ use std::collections::HashSet;
 use std::hash::Hash;
 
 use ldapmux::ldap3::exop::Exop;
-use ldapmux::{Error, LeaseKind, Mod, Password, Scope, SearchEntry, SearchOptions, SearchResults};
+use ldapmux::{
+    AuthOutcome, Error, LeaseKind, Mod, Password, PasswordChange, Scope, SearchEntry,
+    SearchOptions, SearchResults,
+};
 
 use super::Pool;
 use crate::{ConnGuard, Entries};
@@ -216,17 +219,39 @@ impl Pool {
         self.run(async |p| p.whoami().await)
     }
 
-    /// Checks a password on a private connection (see
+    /// Checks a password on one of the server's bind connections and
+    /// returns the password policy's verdict (see
     /// [`ldapmux::Pool::authenticate`]).
     ///
     /// ```no_run
     /// # fn f(pool: ldapmux_blocking::Pool) -> Result<(), Box<dyn std::error::Error>> {
-    /// use ldapmux_blocking::Password;
-    /// let ok = pool.authenticate("uid=alice,ou=people,dc=example,dc=com", &Password::new("alices-pw"))?;
+    /// use ldapmux_blocking::{AuthOutcome, Password};
+    /// let verdict = pool.authenticate("uid=alice,ou=people,dc=example,dc=com", &Password::new("alices-pw"))?;
+    /// if verdict == AuthOutcome::AccountLocked { println!("locked"); }
     /// # Ok(()) }
     /// ```
-    pub fn authenticate(&self, dn: &str, password: &Password) -> Result<bool, Error> {
+    pub fn authenticate(&self, dn: &str, password: &Password) -> Result<AuthOutcome, Error> {
         self.run(async |p| p.authenticate(dn, password).await)
+    }
+
+    /// Changes a password as its user, with the policy's refusal reasons
+    /// (see [`ldapmux::Pool::change_password`]).
+    ///
+    /// ```no_run
+    /// # fn f(pool: ldapmux_blocking::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux_blocking::{Password, PasswordChange};
+    /// let dn = "uid=alice,ou=people,dc=example,dc=com";
+    /// let done = pool.change_password(dn, &Password::new("alices-pw"), &Password::new("a new passphrase"))?;
+    /// assert_eq!(done, PasswordChange::Changed);
+    /// # Ok(()) }
+    /// ```
+    pub fn change_password(
+        &self,
+        dn: &str,
+        old: &Password,
+        new: &Password,
+    ) -> Result<PasswordChange, Error> {
+        self.run(async |p| p.change_password(dn, old, new).await)
     }
 
     /// Leases one connection for several operations ([`ConnGuard`]; see

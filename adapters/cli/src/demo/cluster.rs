@@ -28,6 +28,10 @@ pub(super) async fn start(users: usize) -> Result<Vec<Slapd>, HarnessError> {
                 .database_config(
                     "limits * size.soft=500 size.hard=500 size.pr=500 size.prtotal=unlimited",
                 )
+                // Password policies for the accounts of `policy`.
+                .global_config(super::policy::SLAPD_GLOBAL)
+                .database_config(super::policy::SLAPD_DATABASE[0])
+                .database_config(super::policy::SLAPD_DATABASE[1])
                 .start()
         }));
     }

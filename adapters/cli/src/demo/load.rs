@@ -16,7 +16,11 @@ use crate::stats::{OpKind, Outcome, Rng};
 
 /// The load: searches, enumerations, authentications and writes, each in
 /// its own tasks, until told to stop or the pool is shut down.
-pub(super) fn spawn_load(shared: &Arc<Shared>, users: usize) -> JoinSet<()> {
+pub(super) fn spawn_load(
+    shared: &Arc<Shared>,
+    users: usize,
+    policies_ready: std::time::Instant,
+) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for i in 0..12 {
         set.spawn(search_task(shared.clone(), users, 100 + i));
@@ -28,6 +32,7 @@ pub(super) fn spawn_load(shared: &Arc<Shared>, users: usize) -> JoinSet<()> {
         set.spawn(auth_task(shared.clone(), users, 300 + i));
     }
     set.spawn(paged_task(shared.clone(), users));
+    set.spawn(super::policy::policy_task(shared.clone(), policies_ready));
     set.spawn(write_task(shared.clone()));
     set
 }
@@ -52,11 +57,7 @@ async fn paged_task(shared: Arc<Shared>, users: usize) {
                 }
             }
         };
-        shared
-            .rec
-            .record(OpKind::Paged, start, Instant::now(), outcome.clone());
-        pause_after(&outcome).await;
-        if !running(&shared, &outcome) {
+        if !recorded(&shared, OpKind::Paged, start, outcome).await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -78,7 +79,7 @@ pub(super) async fn stop(shared: &Shared, mut load: JoinSet<()>) {
 }
 
 /// How a pool error counts.
-fn classify(e: &Error) -> Outcome {
+pub(super) fn classify(e: &Error) -> Outcome {
     if e.is_shut_down() {
         Outcome::ShutDown
     } else {
@@ -102,14 +103,34 @@ async fn read_out(stream: &mut EntryStream, what: &str) -> (usize, Outcome) {
     (count, outcome)
 }
 
-async fn pause_after(outcome: &Outcome) {
+/// Records one operation of `kind` begun at `start`, pauses a little after
+/// a failure, and says whether the task goes on (no stop asked, no
+/// shutdown seen).
+pub(super) async fn recorded(
+    shared: &Shared,
+    kind: OpKind,
+    start: Instant,
+    outcome: Outcome,
+) -> bool {
+    shared
+        .rec
+        .record(kind, start, Instant::now(), outcome.clone());
     if matches!(outcome, Outcome::Failed(_)) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    !shared.stop_load.is_cancelled() && outcome != Outcome::ShutDown
 }
 
-fn running(shared: &Shared, outcome: &Outcome) -> bool {
-    !shared.stop_load.is_cancelled() && *outcome != Outcome::ShutDown
+/// A password check's error as the load counts it: a connection that died
+/// after the bind was sent is expected at a kill (never retried, by design).
+pub(super) fn auth_error(e: &Error) -> Outcome {
+    match e {
+        Error::Pool {
+            source: ldapmux::PoolError::ConnectionLost { .. },
+            ..
+        } => Outcome::Unknown,
+        e => classify(e),
+    }
 }
 
 async fn search_task(shared: Arc<Shared>, users: usize, seed: u64) {
@@ -132,11 +153,7 @@ async fn search_task(shared: Arc<Shared>, users: usize, seed: u64) {
             Ok(entries) => Outcome::Failed(format!("{} entries for {filter}", entries.len())),
             Err(e) => classify(&e),
         };
-        shared
-            .rec
-            .record(OpKind::Search, start, Instant::now(), outcome.clone());
-        pause_after(&outcome).await;
-        if !running(&shared, &outcome) {
+        if !recorded(&shared, OpKind::Search, start, outcome).await {
             return;
         }
     }
@@ -187,11 +204,7 @@ async fn enumerate_task(shared: Arc<Shared>, users: usize, seed: u64) {
                 }
             }
         };
-        shared
-            .rec
-            .record(OpKind::Enumerate, start, Instant::now(), outcome.clone());
-        pause_after(&outcome).await;
-        if !running(&shared, &outcome) {
+        if !recorded(&shared, OpKind::Enumerate, start, outcome).await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -216,30 +229,27 @@ async fn auth_task(shared: Arc<Shared>, users: usize, seed: u64) {
             .authenticate(&Slapd::user_dn(i), &password)
             .await
         {
-            Ok(true) if !wrong => Outcome::Ok,
-            Ok(false) if wrong => Outcome::Rejected,
-            Ok(accepted) => Outcome::Failed(format!(
-                "the {} password of user{i} was {}",
+            Ok(verdict) if verdict.is_accepted() != wrong => {
+                shared.tally(&verdict);
+                if wrong {
+                    Outcome::Rejected
+                } else {
+                    Outcome::Ok
+                }
+            }
+            Ok(verdict) => Outcome::Failed(format!(
+                // (not tallied: the summary counts the verdicts as expected)
+                "the {} password of user{i} had the verdict {verdict:?}",
                 if wrong { "wrong" } else { "right" },
-                if accepted { "accepted" } else { "rejected" }
             )),
-            // The bind was sent and the connection died: not retried by design.
-            Err(Error::Pool {
-                source: ldapmux::PoolError::ConnectionLost { .. },
-                ..
-            }) => Outcome::Unknown,
-            Err(e) => classify(&e),
+            Err(e) => auth_error(&e),
         };
-        shared
-            .rec
-            .record(OpKind::Auth, start, Instant::now(), outcome.clone());
-        pause_after(&outcome).await;
-        if !running(&shared, &outcome) {
+        if !recorded(&shared, OpKind::Auth, start, outcome).await {
             return;
         }
-        // Each check opens (and closes) a private connection: keep the rate
-        // modest so loopback ports are not used up by TIME_WAIT.
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        // Checks reuse the servers' bind connections (a fresh connection per
+        // check, as before issue 19, left loopback ports in TIME_WAIT).
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -271,11 +281,7 @@ async fn write_task(shared: Arc<Shared>) {
             Err(Error::OutcomeUnknown { .. }) => Outcome::Unknown,
             Err(e) => classify(&e),
         };
-        shared
-            .rec
-            .record(OpKind::Write, start, Instant::now(), outcome.clone());
-        pause_after(&outcome).await;
-        if !running(&shared, &outcome) {
+        if !recorded(&shared, OpKind::Write, start, outcome).await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

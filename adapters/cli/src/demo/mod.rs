@@ -10,6 +10,7 @@
 mod cluster;
 mod display;
 mod load;
+mod policy;
 mod report;
 mod script;
 mod shared;
@@ -61,6 +62,9 @@ pub enum DemoError {
     /// The pool refused its configuration.
     #[error("building the pool: {0}")]
     Build(#[from] ldapmux::BuildError),
+    /// The password-policy accounts could not be set up.
+    #[error("setting up the password-policy accounts: {0}")]
+    Policy(String),
     /// The terminal could not be set up or written.
     #[error("terminal: {0}")]
     Io(#[from] std::io::Error),
@@ -87,6 +91,18 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, DemoError> {
 
     let mut slapds = cluster::start(opts.users).await?;
     let (mut slapd_pids, meta) = cluster::announce(&slapds);
+    let urls: Vec<String> = meta.iter().map(|m| m.url.clone()).collect();
+    let policies_ready = match policy::setup(&urls).await {
+        Ok(at) => at,
+        Err(e) => {
+            cluster::stop(slapds);
+            return Err(DemoError::Policy(e));
+        }
+    };
+    say(
+        "password policies: on each server an account locked, one expired, one reset by the \
+         administrator, one near its expiry, one on grace logins",
+    );
     let setup = started.elapsed();
     let load_len = opts
         .duration
@@ -100,7 +116,6 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, DemoError> {
         }
     };
     let settings = DemoSettings::for_schedule(&schedule);
-    let urls: Vec<String> = meta.iter().map(|m| m.url.clone()).collect();
     let pool_t0 = Instant::now();
     let pool = match pool_builder(&urls, &settings, settings.user_cap).build() {
         Ok(p) => p,
@@ -144,6 +159,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, DemoError> {
         stop_display: CancellationToken::new(),
         stop_early: CancellationToken::new(),
         stop_reason: Mutex::new(None),
+        verdicts: Mutex::new(view::Verdicts::default()),
     });
 
     let signals = shared::watch_signals(shared.clone());
@@ -157,7 +173,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, DemoError> {
     });
     let display = tokio::spawn(display::display(shared.clone(), tui));
     let watcher = tokio::spawn(script::watch(shared.clone()));
-    let load = load::spawn_load(&shared, opts.users);
+    let load = load::spawn_load(&shared, opts.users, policies_ready);
 
     let stopped_early =
         script::run(&shared, &schedule, t0, &mut slapds, &mut slapd_pids, &urls).await;

@@ -97,5 +97,7 @@ pub(super) fn build_summary(shared: &Shared, i: SummaryInputs) -> Summary {
             None
         },
         first_errors: shared.rec.first_errors(),
+        verdicts: *lock(&shared.verdicts),
+        bind_opens: i.status.counters.bind_opens,
     }
 }

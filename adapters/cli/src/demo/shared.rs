@@ -13,7 +13,9 @@ use crate::events::EventLog;
 use crate::schedule::{DemoSettings, Schedule, Step};
 use crate::stats::Recorder;
 use crate::tui::ConnRow;
-use crate::view::{GenView, HealthView, ReloadView, ServerView, ShutdownView, StatusView};
+use crate::view::{
+    GenView, HealthView, ReloadView, ServerView, ShutdownView, StatusView, Verdicts,
+};
 
 /// The names of the three servers, in preference order.
 pub(super) const NAMES: [&str; 3] = ["A", "B", "C"];
@@ -63,6 +65,8 @@ pub(super) struct Shared {
     /// Cancelled by Ctrl-C, `q`, SIGTERM (the reason in `stop_reason`).
     pub(super) stop_early: CancellationToken,
     pub(super) stop_reason: Mutex<Option<StopReason>>,
+    /// Password checks' verdicts, as the servers sent them.
+    pub(super) verdicts: Mutex<Verdicts>,
 }
 
 /// What stopped a run early.
@@ -94,6 +98,11 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Counts a password check's verdict.
+    pub(super) fn tally(&self, verdict: &ldapmux::AuthOutcome) {
+        lock(&self.verdicts).count(verdict);
+    }
+
     pub(super) fn t(&self, at: Instant) -> Duration {
         at.saturating_duration_since(self.t0)
     }

@@ -15,7 +15,7 @@ pub mod units;
 pub use event_lines::{Names, collapse, describe};
 pub use status_line::{GenView, HealthView, ServerView, StatusView, status_line};
 pub use summary::{
-    Check, FailBack, FailOver, ReloadView, ShutdownView, Summary, checks, render_summary,
+    Check, FailBack, FailOver, ReloadView, ShutdownView, Summary, Verdicts, checks, render_summary,
 };
 pub use units::{count, ms, stamp};
 

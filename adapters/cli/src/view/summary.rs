@@ -71,6 +71,83 @@ pub struct ShutdownView {
     pub sockets_left: usize,
 }
 
+/// Password checks' verdicts, as the servers sent them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    /// Accepted with no warning.
+    pub accepted: u64,
+    /// Accepted, with the seconds left before the password expires.
+    pub warned: u64,
+    /// Accepted on a grace login of an expired password.
+    pub grace: u64,
+    /// Wrong password.
+    pub invalid: u64,
+    /// Account locked.
+    pub locked: u64,
+    /// Password expired, no grace login left.
+    pub expired: u64,
+    /// Reset by the administrator: must be changed.
+    pub must_change: u64,
+}
+
+impl Verdicts {
+    /// Counts `v`.
+    pub fn count(&mut self, v: &ldapmux::AuthOutcome) {
+        use ldapmux::AuthOutcome as A;
+        let slot = match v {
+            A::Accepted {
+                expires_in: Some(_),
+                ..
+            } => &mut self.warned,
+            A::Accepted {
+                grace_logins_left: Some(_),
+                ..
+            } => &mut self.grace,
+            A::Accepted { .. } => &mut self.accepted,
+            A::InvalidCredentials => &mut self.invalid,
+            A::AccountLocked => &mut self.locked,
+            A::PasswordExpired => &mut self.expired,
+            A::MustChange => &mut self.must_change,
+            _ => return,
+        };
+        *slot += 1;
+    }
+
+    /// Two lines for the summary.
+    fn describe(&self) -> [String; 2] {
+        [
+            format!(
+                "verdicts: {} accepted, {} warned of expiry, {} on grace logins,",
+                count(self.accepted),
+                count(self.warned),
+                count(self.grace),
+            ),
+            format!(
+                "  {} wrong password, {} locked, {} expired, {} must change",
+                count(self.invalid),
+                count(self.locked),
+                count(self.expired),
+                count(self.must_change)
+            ),
+        ]
+    }
+
+    fn kinds_seen(&self) -> usize {
+        [
+            self.accepted,
+            self.warned,
+            self.grace,
+            self.invalid,
+            self.locked,
+            self.expired,
+            self.must_change,
+        ]
+        .iter()
+        .filter(|n| **n > 0)
+        .count()
+    }
+}
+
 /// Everything the summary says.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -110,6 +187,10 @@ pub struct Summary {
     pub stop_note: Option<String>,
     /// The first distinct real failures.
     pub first_errors: Vec<(OpKind, String)>,
+    /// Password checks' verdicts.
+    pub verdicts: Verdicts,
+    /// Bind connections the pool opened for password checks.
+    pub bind_opens: u64,
 }
 
 /// One check of the run against its own expectations.
@@ -148,6 +229,24 @@ pub fn checks(s: &Summary) -> Vec<Check> {
             count(paged.ok),
             count(s.users as u64),
             paged.failed
+        ),
+    });
+    let auth = s.ops.kind(OpKind::Auth).done();
+    out.push(Check {
+        name: "password verdicts",
+        ok: s.verdicts.kinds_seen() == 7,
+        detail: format!(
+            "{} of 7 kinds seen, each the one its account's policy gives",
+            s.verdicts.kinds_seen()
+        ),
+    });
+    out.push(Check {
+        name: "bind connections reused",
+        ok: s.bind_opens > 0 && s.bind_opens * 10 <= auth,
+        detail: format!(
+            "{} password checks on {} bind connections opened",
+            count(auth),
+            count(s.bind_opens)
         ),
     });
     let failed = s.ops.failed();
@@ -267,9 +366,12 @@ pub fn render_summary(s: &Summary, checks: &[Check]) -> String {
             short(k.max())
         );
         let mut notes = Vec::new();
+        if kind == OpKind::Auth {
+            notes.extend(s.verdicts.describe());
+        }
         if kind == OpKind::Auth && k.rejected > 0 {
             notes.push(format!(
-                "{} wrong passwords answered Ok(false): expected, not failures",
+                "{} wrong passwords answered InvalidCredentials: expected, not failures",
                 count(k.rejected)
             ));
         }
@@ -303,9 +405,9 @@ pub fn render_summary(s: &Summary, checks: &[Check]) -> String {
     }
     let _ = writeln!(
         o,
-        "connections: {} opened (≈{} private ones, one per authentication), {} failed to open,",
+        "connections: {} opened ({} for password checks), {} failed to open,",
         count(s.opened),
-        count(s.ops.kind(OpKind::Auth).done() + s.ops.kind(OpKind::Auth).failed),
+        count(s.bind_opens),
         s.open_failures,
     );
     let _ = writeln!(o, "  {} found dead; retries offered: {}", s.lost, s.retries);
@@ -405,6 +507,9 @@ mod tests {
             Outcome::Ok,
         );
         r.record(OpKind::Auth, t0, t0, Outcome::Rejected);
+        for _ in 0..9 {
+            r.record(OpKind::Auth, t0, t0, Outcome::Ok);
+        }
         r.record(OpKind::Write, t0, t0, Outcome::Unknown);
         r.record(
             OpKind::Paged,
@@ -432,6 +537,16 @@ mod tests {
             }),
             shutdown: Some(ShutdownView::default()),
             slapd_pids: vec![1, 2, 3, 4],
+            verdicts: Verdicts {
+                accepted: 4,
+                warned: 1,
+                grace: 1,
+                invalid: 1,
+                locked: 1,
+                expired: 1,
+                must_change: 1,
+            },
+            bind_opens: 1,
             ..Summary::default()
         }
     }
@@ -442,11 +557,17 @@ mod tests {
         let c = checks(&s);
         assert!(c.iter().all(|c| c.ok), "{c:?}");
         let text = render_summary(&s, &c);
-        assert!(text.contains("checks: 8 of 8 passed"), "{text}");
+        assert!(text.contains("checks: 10 of 10 passed"), "{text}");
         assert!(
-            text.contains("wrong passwords answered Ok(false)"),
+            text.contains("wrong passwords answered InvalidCredentials"),
             "{text}"
         );
+        assert!(
+            text.contains("1 wrong password, 1 locked, 1 expired, 1 must change"),
+            "{text}"
+        );
+        assert!(text.contains("7 of 7 kinds seen"), "{text}");
+        assert!(text.contains("10 password checks on 1 bind connections opened"));
         assert!(text.contains("1 with outcome unknown"), "{text}");
         assert!(text.contains("A marked down +3.0 ms"), "{text}");
         assert!(
@@ -465,6 +586,7 @@ mod tests {
         s.ops = r.total();
         s.slapd_left = vec![4];
         s.reload = None;
+        s.verdicts.locked = 0;
         let c = checks(&s);
         let failed: Vec<_> = c.iter().filter(|c| !c.ok).map(|c| c.name).collect();
         assert_eq!(
@@ -472,6 +594,8 @@ mod tests {
             [
                 "zero failed reads",
                 "paged enumerations",
+                "password verdicts",
+                "bind connections reused",
                 "no unexpected failure",
                 "reload",
                 "no slapd left"

@@ -50,6 +50,21 @@ const KEYS: &[Key] = &[
         parse: text,
     },
     Key {
+        name: "TLS_CERT",
+        sets: "tls_cert_file",
+        parse: text,
+    },
+    Key {
+        name: "TLS_KEY",
+        sets: "tls_key_file",
+        parse: text,
+    },
+    Key {
+        name: "SASL_MECH",
+        sets: "sasl_mech",
+        parse: sasl_mech,
+    },
+    Key {
         name: "TLS_REQCERT",
         sets: "tls_verify",
         parse: reqcert,
@@ -82,11 +97,12 @@ const KEYS: &[Key] = &[
 fn refusal(upper: &str) -> Option<&'static str> {
     Some(match upper {
         k if k.starts_with("SASL_") || k.starts_with("GSSAPI_") => {
-            "SASL binds are not supported; ldapmux binds with a simple bind \
-             (BINDDN and bind_password_file)"
+            "of the SASL keys only SASL_MECH (EXTERNAL or GSSAPI) is supported: \
+             the identity is the client certificate, the peer credentials or the \
+             Kerberos principal, never an authcid/authzid or a SASL password"
         }
         k if k.starts_with("TLS_") => {
-            "only TLS_CACERT and TLS_REQCERT are supported \
+            "only TLS_CACERT, TLS_REQCERT, TLS_CERT and TLS_KEY are supported \
              (rustls with the system roots and a CA file)"
         }
         "HOST" | "PORT" => "use URI",
@@ -111,6 +127,15 @@ fn uri_list(value: &str) -> Result<Value, Refused> {
     Ok(Value::Set(toml::Value::Array(
         urls.into_iter().map(toml::Value::String).collect(),
     )))
+}
+
+fn sasl_mech(value: &str) -> Result<Value, Refused> {
+    match value.to_ascii_uppercase().as_str() {
+        mech @ ("EXTERNAL" | "GSSAPI") => Ok(Value::Set(toml::Value::String(mech.into()))),
+        _ => Err(Refused::Unsupported(
+            "the SASL mechanisms supported are EXTERNAL and GSSAPI",
+        )),
+    }
 }
 
 fn reqcert(value: &str) -> Result<Value, Refused> {

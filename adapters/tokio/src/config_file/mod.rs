@@ -99,6 +99,8 @@ impl Origin {
 /// | `URI` | `uri` (space- or comma-separated URLs) |
 /// | `BASE` | `base` (not a pool setting: operations take a base) |
 /// | `BINDDN` | `bind_dn` (needs `bind_password_file` from the TOML file) |
+/// | `SASL_MECH` | `sasl_mech`: `EXTERNAL` or `GSSAPI` (other mechanisms are refused) |
+/// | `TLS_CERT`, `TLS_KEY` | `tls_cert_file`, `tls_key_file`: the client certificate of SASL EXTERNAL |
 /// | `TLS_CACERT` | `tls_ca_file` |
 /// | `TLS_REQCERT` | `tls_verify`: `never` is `false`; `demand`, `hard`, and also `allow`, `try` (treated as the stricter `demand`) are `true` |
 /// | `NETWORK_TIMEOUT` | `connect_timeout` (whole seconds) |
@@ -106,7 +108,7 @@ impl Origin {
 /// | `PAGESIZE` | `page_size`: entries per page, or `off` (nslcd.conf's name; libldap ignores it) |
 /// | `REFERRALS` | nothing: `off` accepted; `on` refused (a search follows referrals only when it asks: `SearchOptions::follow_referrals`) |
 ///
-/// `SASL_*`, `GSSAPI_*`, other `TLS_*` keys (client certificates, CRLs,
+/// Other `SASL_*` keys, `GSSAPI_*`, other `TLS_*` keys (CRLs,
 /// cipher suites, …), `HOST`, `PORT`, `SIZELIMIT`, `TIMELIMIT`, `DEREF` and
 /// the `KEEPALIVE_*` keys are refused with [`ConfigFileError::Unsupported`]
 /// rather than ignored: a setting the file's author relies on never silently
@@ -131,6 +133,16 @@ pub struct ConfigFile {
     password: Option<Password>,
     files: Vec<PathBuf>,
 }
+
+/// The keys that make up the credential: a file giving either of the first
+/// two gives the credential.
+const CREDENTIAL_KEYS: [&str; 5] = [
+    "bind_dn",
+    "sasl_mech",
+    "bind_password_file",
+    "tls_cert_file",
+    "tls_key_file",
+];
 
 impl fmt::Debug for ConfigFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -283,7 +295,15 @@ impl ConfigFile {
                 table.remove(k);
             }
         }
-        let gives_credential = self.given.contains_key("bind_dn");
+        let gives_credential = CREDENTIAL_KEYS[..2]
+            .iter()
+            .any(|k| self.given.contains_key(*k));
+        if gives_credential {
+            // The file's credential replaces the builder's whole.
+            for k in CREDENTIAL_KEYS {
+                table.remove(k);
+            }
+        }
         for (k, v) in &self.config.to_table() {
             if self.given.contains_key(k) {
                 table.insert(k.clone(), v.clone());

@@ -136,7 +136,7 @@ fn tls_reqcert_never_only_when_explicit_and_allow_try_are_demand() {
 fn ldap_conf_errors_name_file_line_and_key() {
     let cases: &[(&str, usize, &str)] = &[
         ("URI ldap://a\nFOO bar\n", 2, "FOO"),
-        ("URI ldap://a\n\nSASL_MECH GSSAPI\n", 3, "SASL_MECH"),
+        ("URI ldap://a\n\nSASL_MECH DIGEST-MD5\n", 3, "SASL_MECH"),
         ("sasl_authcid x\n", 1, "sasl_authcid"),
         ("TLS_CERT /x.pem\n", 1, "TLS_CERT"),
         ("SIZELIMIT 10\n", 1, "SIZELIMIT"),
@@ -155,7 +155,7 @@ fn ldap_conf_errors_name_file_line_and_key() {
         assert_at(&e, &p, *line, key);
     }
     let d = dir();
-    let p = write(&d, "ldap.conf", "SASL_MECH EXTERNAL\n");
+    let p = write(&d, "ldap.conf", "SASL_MECH PLAIN\n");
     assert!(matches!(
         ConfigFile::read_ldap_conf(&p).unwrap_err(),
         ConfigFileError::Unsupported { .. }
@@ -189,6 +189,7 @@ fn toml_every_key() {
          max_conns_per_server = 3\n\
          spread_users_per_conn = 2\n\
          spread_conns_per_server = 5\n\
+         bind_conns_per_server = 2\n\
          connect_race_delay = \"off\"\n\
          failback_hold_down = \"250ms\"\n\
          probe_backoff_min = \"20ms\"\n\
@@ -213,6 +214,7 @@ fn toml_every_key() {
     assert_eq!(cfg.max_conns_per_server, 3);
     assert_eq!(cfg.spread_users_per_conn, 2);
     assert_eq!(cfg.spread_conns_per_server, 5);
+    assert_eq!(cfg.bind_conns_per_server, 2);
     assert_eq!(cfg.connect_race_delay, None, "\"off\" turns racing off");
     assert_eq!(cfg.failback_hold_down, Duration::from_millis(250));
     assert_eq!(cfg.probe_backoff_min, Duration::from_millis(20));
@@ -522,5 +524,70 @@ fn page_size_is_a_count_or_off_in_both_files_and_zero_is_refused_at_its_line() {
         let (p, r) = toml_file(&format!("uri = [\"ldap://a\"]\n{bad}"));
         let e = r.unwrap_err();
         assert_at(&e, &p, 2, "page_size");
+    }
+}
+
+#[test]
+fn ldap_conf_sasl_external_with_a_client_certificate() {
+    let d = dir();
+    let (cert, key) = crate::tls::tests::self_signed("svc");
+    write(&d, "c.pem", &cert);
+    write(&d, "k.pem", &key);
+    let text = format!(
+        "URI ldaps://a\nSASL_MECH external\nTLS_CERT {c}\nTLS_KEY {k}\n",
+        c = d.join("c.pem").display(),
+        k = d.join("k.pem").display()
+    );
+    let p = write(&d, "ldap.conf", &text);
+    let c = ConfigFile::read_ldap_conf(&p).unwrap();
+    assert_eq!(c.config().sasl_mech, Some(crate::SaslMech::External));
+    assert_eq!(
+        c.config().tls_key_file.as_deref(),
+        Some(d.join("k.pem").as_path())
+    );
+    let cred = c.builder().credential_checked().unwrap();
+    assert!(matches!(
+        cred,
+        crate::Credential::SaslExternal {
+            client_cert: Some(_)
+        }
+    ));
+    // A key file that is not there: named with the file, line and key.
+    let text = text.replace("k.pem", "gone.pem");
+    let p = write(&d, "ldap.conf", &text);
+    let e = ConfigFile::read_ldap_conf(&p).unwrap_err();
+    assert_at(&e, &p, 4, "TLS_KEY");
+    assert!(e.to_string().contains("gone.pem"), "{e}");
+    // A simple-bind builder takes the file's SASL credential whole.
+    let p = write(
+        &d,
+        "ldap.conf",
+        "URI ldapi://%2Ftmp%2Fs\nSASL_MECH EXTERNAL\n",
+    );
+    let b = crate::PoolBuilder::new().credential(crate::Credential::simple("cn=x", "pw"));
+    let b = ConfigFile::read_ldap_conf(&p).unwrap().apply(b);
+    assert_eq!(b.config().bind_dn, None);
+    assert!(matches!(
+        b.credential_checked().unwrap(),
+        crate::Credential::SaslExternal { client_cert: None }
+    ));
+}
+
+#[test]
+fn ldap_conf_sasl_mech_gssapi_needs_the_feature() {
+    let d = dir();
+    let p = write(
+        &d,
+        "ldap.conf",
+        "URI ldap://kdc.example\nSASL_MECH GSSAPI\n",
+    );
+    let read = ConfigFile::read_ldap_conf(&p);
+    if cfg!(feature = "gssapi") {
+        let c = read.unwrap();
+        assert_eq!(c.config().sasl_mech, Some(crate::SaslMech::Gssapi));
+    } else {
+        let e = read.unwrap_err();
+        assert_at(&e, &p, 2, "SASL_MECH");
+        assert!(e.to_string().contains("`gssapi` feature"), "{e}");
     }
 }

@@ -99,6 +99,7 @@ pub(super) fn purpose_label(p: Purpose) -> &'static str {
         Purpose::Read => "read",
         Purpose::Write => "write",
         Purpose::Private => "private",
+        Purpose::Bind => "bind",
     }
 }
 
@@ -122,6 +123,9 @@ pub(super) fn close_reason_label(r: CloseReason) -> &'static str {
         CloseReason::MakeRoom => "make_room",
         CloseReason::RaceLost => "race_lost",
         CloseReason::SiblingBroken => "sibling_broken",
+        CloseReason::Retired => "retired",
+        CloseReason::CredentialExpiring => "credential_expiring",
+        CloseReason::ServerNotice => "server_notice",
         _ => "other",
     }
 }

@@ -83,6 +83,7 @@ pub const OPS: &[&str] = &[
     "extended",
     "whoami",
     "authenticate",
+    "change_password",
     "lease",
 ];
 
@@ -93,7 +94,11 @@ pub const OPS: &[&str] = &[
 /// | --- | --- |
 /// | `ok` | success (a compare that answered false too) |
 /// | `ldap_error` | [`Error::Ldap`]: the server answered with another result code |
-/// | `invalid_credentials` | `authenticate`: the password was wrong; other operations: the server refused the pool's bind credential |
+/// | `invalid_credentials` | `authenticate`, `change_password`: the password was wrong; other operations: the server refused the pool's bind credential |
+/// | `account_locked` | `authenticate`, `change_password`: the password policy says the account is locked |
+/// | `password_expired` | `authenticate`, `change_password`: the password expired, no grace login left |
+/// | `must_change` | `authenticate`: the password is right but was reset and must be changed |
+/// | `password_refused` | `change_password`: the server refused the new password |
 /// | `timeout` | [`Error::Timeout`] or no connection before the deadline |
 /// | `unavailable` | no working connection: servers down, connects failing, tries used up |
 /// | `outcome_unknown` | [`Error::OutcomeUnknown`]: a write whose connection died after sending |
@@ -113,6 +118,10 @@ pub const OUTCOMES: &[&str] = &[
     "ok",
     "ldap_error",
     "invalid_credentials",
+    "account_locked",
+    "password_expired",
+    "must_change",
+    "password_refused",
     "timeout",
     "unavailable",
     "outcome_unknown",

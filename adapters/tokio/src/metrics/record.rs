@@ -48,7 +48,7 @@ impl std::fmt::Debug for KeyCache {
     }
 }
 
-const PURPOSES: [&str; 3] = ["read", "write", "private"];
+const PURPOSES: [&str; 4] = ["read", "write", "private", "bind"];
 const ACQUIRE_RESULTS: [&str; 3] = ["granted", "failed", "timeout"];
 
 /// What the `metrics` macros pass for a metric recorded from this module.
@@ -141,6 +141,7 @@ pub(crate) fn record_acquire(
             Purpose::Read => 0,
             Purpose::Write => 1,
             Purpose::Private => 2,
+            Purpose::Bind => 3,
         };
         let key = &keys.acquire[p * ACQUIRE_RESULTS.len() + result as usize];
         metrics::with_recorder(|r| {
@@ -251,6 +252,10 @@ mod tests {
             Outcome::Ok,
             Outcome::LdapError,
             Outcome::InvalidCredentials,
+            Outcome::AccountLocked,
+            Outcome::PasswordExpired,
+            Outcome::MustChange,
+            Outcome::PasswordRefused,
             Outcome::Timeout,
             Outcome::Unavailable,
             Outcome::OutcomeUnknown,

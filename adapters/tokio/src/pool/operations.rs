@@ -164,7 +164,6 @@ impl Pool {
             attrs,
             options,
             page,
-            own: false,
         };
         let (reply, lease, _, server) = self.acquire_and_run(&op).await?;
         Ok(EntryStream::new(
@@ -303,21 +302,71 @@ impl Pool {
         Ok(reply!(self.run(&Op::WhoAmI).await?, Identity))
     }
 
-    /// Checks a password with a simple bind as `dn` on a private connection
-    /// that is never shared and is closed afterwards (behaviour 1).
-    /// `Ok(true)`: accepted; `Ok(false)`: invalidCredentials. An empty
-    /// password is refused without asking the server (an empty simple bind
-    /// is unauthenticated and would "succeed").
+    /// Checks a password with a simple bind as `dn`, carrying the password
+    /// policy request control, and returns the server's verdict: accepted
+    /// (with an expiry warning or the grace logins left, when the server
+    /// says), invalid credentials, account locked, password expired, or
+    /// must change now ([`AuthOutcome`](crate::AuthOutcome)).
+    ///
+    /// The check runs on one of the server's bind connections (behaviour 1,
+    /// as the pool keeps it): used by one check at a time, re-bound by each,
+    /// never given to a search or a write, closed when a bind's answer is
+    /// neither success nor invalidCredentials (that answer is returned as
+    /// [`Error::Ldap`]). [`PoolBuilder::bind_connections_per_server`](crate::PoolBuilder::bind_connections_per_server)
+    /// sets how many (0: a fresh connection per check, closed after).
+    /// An empty password is refused without asking the server (an empty
+    /// simple bind is unauthenticated and would "succeed").
     ///
     /// ```no_run
     /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
-    /// use ldapmux::Password;
-    /// let ok = pool.authenticate("uid=alice,ou=people,dc=example,dc=com", &Password::new("alices-pw")).await?;
+    /// use ldapmux::{AuthOutcome, Password};
+    /// let dn = "uid=alice,ou=people,dc=example,dc=com";
+    /// match pool.authenticate(dn, &Password::new("alices-pw")).await? {
+    ///     AuthOutcome::Accepted { grace_logins_left: Some(n), .. } => println!("expired: {n} logins left"),
+    ///     AuthOutcome::Accepted { .. } => println!("welcome"),
+    ///     AuthOutcome::MustChange => println!("change your password now"),
+    ///     AuthOutcome::AccountLocked => println!("locked"),
+    ///     other => println!("refused: {other:?}"),
+    /// }
     /// # Ok(()) }
     /// ```
-    pub async fn authenticate(&self, dn: &str, password: &crate::Password) -> Result<bool, Error> {
+    pub async fn authenticate(
+        &self,
+        dn: &str,
+        password: &crate::Password,
+    ) -> Result<crate::AuthOutcome, Error> {
         let op = Op::Bind { dn, password };
-        Ok(reply!(self.run(&op).await?, Bool))
+        Ok(reply!(self.run(&op).await?, Auth))
+    }
+
+    /// Changes `dn`'s password from `old` to `new` as that user: a check of
+    /// `old` ([`Pool::authenticate`]'s, a reset password that must change
+    /// included), then the Password Modify extended operation (RFC 3062)
+    /// with the old password and the password policy request control, on
+    /// the same bind connection. A refusal by the server's policy (too
+    /// short, in history, too young, not good enough) comes back with its
+    /// reason ([`PasswordChange::Refused`](crate::PasswordChange::Refused)).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ldapmux::{Password, PasswordChange, PolicyError};
+    /// let dn = "uid=alice,ou=people,dc=example,dc=com";
+    /// let (old, new) = (Password::new("alices-pw"), Password::new("a longer passphrase"));
+    /// match pool.change_password(dn, &old, &new).await? {
+    ///     PasswordChange::Changed => println!("changed"),
+    ///     PasswordChange::Refused { reason: Some(PolicyError::PasswordInHistory), .. } => println!("used before"),
+    ///     other => println!("not changed: {other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn change_password(
+        &self,
+        dn: &str,
+        old: &crate::Password,
+        new: &crate::Password,
+    ) -> Result<crate::PasswordChange, Error> {
+        let op = Op::ChangePassword { dn, old, new };
+        Ok(reply!(self.run(&op).await?, PasswordChange))
     }
 
     /// Leases one connection for several operations ([`ConnGuard`](crate::ConnGuard)). The
@@ -346,6 +395,6 @@ impl Pool {
     pub(crate) fn paging(&self, server: ServerId) -> Paging<'_> {
         self.inner
             .shared
-            .paging(&self.inner.shared.settings(), server, None)
+            .paging(&self.inner.shared.settings(), server)
     }
 }

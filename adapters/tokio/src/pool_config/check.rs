@@ -5,8 +5,8 @@
 use ldapmux_core::{Config, ConfigError, ServerConfig};
 
 use super::PoolConfig;
-use crate::BuildError;
 use crate::url::{Scheme, ServerUrl};
+use crate::{BuildError, SaslMech};
 
 /// A configuration that passed [`PoolConfig::checked`]: the core's
 /// settings with the servers, and their parsed URLs in the same order.
@@ -64,6 +64,7 @@ impl PoolConfig {
                 "empty bind DN (leave it out for anonymous)",
             ));
         }
+        self.check_sasl()?;
         let uses_tls = self.starttls
             || self.dns_srv_service == Some(crate::SrvService::Ldaps)
             || self
@@ -122,6 +123,68 @@ impl PoolConfig {
             .into_iter()
             .map(|(u, preferred)| Ok((ServerUrl::parse(u)?, preferred)))
             .collect()
+    }
+
+    /// The SASL keys go together: a mechanism excludes a bind DN and
+    /// password; a client certificate comes with its key, and only for
+    /// EXTERNAL (whether the servers fit is judged with the credential, by
+    /// the builder).
+    fn check_sasl(&self) -> Result<(), BuildError> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls_cert_file",
+                    "a client certificate needs its private key (tls_key_file)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls_key_file",
+                    "a private key without its certificate (tls_cert_file)",
+                ));
+            }
+            _ => {}
+        }
+        if self.gssapi_principal.is_some() && self.sasl_mech != Some(SaslMech::Gssapi) {
+            return Err(invalid(
+                "gssapi_principal",
+                "a principal is only used with sasl_mech = \"GSSAPI\"",
+            ));
+        }
+        let Some(mech) = self.sasl_mech else {
+            if self.tls_cert_file.is_some() {
+                return Err(invalid(
+                    "tls_cert_file",
+                    "a client certificate is only presented for sasl_mech = \"EXTERNAL\"",
+                ));
+            }
+            return Ok(());
+        };
+        if self.bind_dn.is_some() {
+            return Err(invalid(
+                "bind_dn",
+                format!("a SASL {mech} bind takes no bind DN: the server maps the identity"),
+            ));
+        }
+        if self.bind_password_file.is_some() {
+            return Err(invalid(
+                "bind_password_file",
+                format!("a SASL {mech} bind takes no password"),
+            ));
+        }
+        if mech != SaslMech::External && self.tls_cert_file.is_some() {
+            return Err(invalid(
+                "tls_cert_file",
+                format!("a client certificate is only presented for EXTERNAL, not {mech}"),
+            ));
+        }
+        if mech == SaslMech::Gssapi && !cfg!(feature = "gssapi") {
+            return Err(invalid(
+                "sasl_mech",
+                "GSSAPI needs the `gssapi` feature of ldapmux",
+            ));
+        }
+        Ok(())
     }
 
     fn check_dns(&self) -> Result<(), BuildError> {
@@ -184,6 +247,8 @@ impl BuildError {
             BuildError::InvalidField { field, .. } => Some(field),
             BuildError::InvalidUrl { .. } | BuildError::UnsupportedScheme { .. } => Some("uri"),
             BuildError::CaFile { .. } => Some("tls_ca_file"),
+            BuildError::ClientCert { field, .. } => Some(field),
+            BuildError::Gssapi(_) => Some("sasl_mech"),
             BuildError::Tls(_) => Some("tls_system_roots"),
             BuildError::Core(e) => match e {
                 ConfigError::ZeroLimit { field } | ConfigError::ZeroDuration { field } => {

@@ -116,3 +116,80 @@ fn a_password_in_a_url_never_shows_in_debug() {
     assert!(!shown.contains("hunter2-secret"), "{shown}");
     assert!(shown.contains("op_timeout"), "{shown}");
 }
+
+#[test]
+fn sasl_keys_go_together() {
+    let field = |text: &str| {
+        let c: PoolConfig = toml::from_str(text).unwrap();
+        c.check().err().and_then(|e| e.field())
+    };
+    let ok = "sasl_mech = \"EXTERNAL\"\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n";
+    assert_eq!(field(ok), None);
+    assert_eq!(
+        field("sasl_mech = \"EXTERNAL\"\n"),
+        None,
+        "ldapi peer credentials"
+    );
+    assert_eq!(
+        field("sasl_mech = \"EXTERNAL\"\nbind_dn = \"cn=x\"\n"),
+        Some("bind_dn")
+    );
+    assert_eq!(
+        field("sasl_mech = \"EXTERNAL\"\nbind_password_file = \"/pw\"\n"),
+        Some("bind_password_file")
+    );
+    assert_eq!(
+        field("sasl_mech = \"EXTERNAL\"\ntls_cert_file = \"/c.pem\"\n"),
+        Some("tls_cert_file")
+    );
+    assert_eq!(field("tls_key_file = \"/k.pem\"\n"), Some("tls_key_file"));
+    assert_eq!(
+        field("tls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n"),
+        Some("tls_cert_file"),
+        "a client certificate without EXTERNAL"
+    );
+    assert_eq!(
+        field("gssapi_principal = \"svc@EXAMPLE.TEST\"\n"),
+        Some("gssapi_principal")
+    );
+    let gssapi = field("sasl_mech = \"GSSAPI\"\n");
+    assert_eq!(
+        gssapi,
+        if cfg!(feature = "gssapi") {
+            None
+        } else {
+            Some("sasl_mech")
+        }
+    );
+    let e = toml::from_str::<PoolConfig>("sasl_mech = \"PLAIN\"\n").unwrap_err();
+    assert!(e.message().contains("EXTERNAL"), "{e}");
+    let c: PoolConfig = toml::from_str(ok).unwrap();
+    let back: PoolConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+    assert_eq!(back, c);
+}
+
+#[test]
+fn the_builder_checks_that_the_servers_carry_the_sasl_credential() {
+    let (cert, key) = crate::tls::tests::self_signed("svc");
+    let cert = crate::ClientCert::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+    let tls = crate::Credential::sasl_external_tls(cert);
+    let builder = |url: &str, cred: &crate::Credential| {
+        crate::PoolBuilder::new()
+            .server(url)
+            .credential(cred.clone())
+    };
+    let reason = |b: crate::PoolBuilder| b.settings().err().map(|e| e.to_string());
+    assert_eq!(reason(builder("ldaps://a", &tls)), None);
+    assert_eq!(reason(builder("ldap://a", &tls).starttls(true)), None);
+    let plain = reason(builder("ldap://a", &tls)).unwrap();
+    assert!(
+        plain.contains("needs TLS") && plain.contains("ldap://a"),
+        "{plain}"
+    );
+    let peer = crate::Credential::sasl_external_peer();
+    assert_eq!(reason(builder("ldapi://%2Ftmp%2Fs", &peer)), None);
+    let tcp = reason(builder("ldaps://a", &peer)).unwrap();
+    assert!(tcp.contains("ldapi://"), "{tcp}");
+    let shown = format!("{:?}", builder("ldaps://a", &tls).config());
+    assert!(shown.contains("sasl_mech: \"EXTERNAL\""), "{shown}");
+}

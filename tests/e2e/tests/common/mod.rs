@@ -302,3 +302,56 @@ pub async fn add_referral(server: &Slapd, dn: &str, to: &str) {
     .unwrap_or_else(|e| panic!("add referral {dn}: {e}"));
     pool.shutdown().await;
 }
+
+/// Eight tasks read the root DSE through `pool` (which every server serves
+/// anonymously); once `before` reads are served `kill` runs, and the load
+/// goes on until `after` more are. Returns the failed reads' errors.
+pub async fn root_dse_reads_across(
+    pool: &Pool,
+    before: u64,
+    after: u64,
+    kill: impl FnOnce(),
+) -> Vec<String> {
+    let ok = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (pool, ok, stop, errors) = (pool.clone(), ok.clone(), stop.clone(), errors.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match pool
+                        .search("", Scope::Base, "(objectClass=*)", &["namingContexts"])
+                        .await
+                    {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            errors.lock().unwrap().push(e.to_string());
+                            0
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    let reached = |n: u64| {
+        let ok = ok.clone();
+        async move {
+            eventually(
+                &format!("{n} reads served"),
+                Duration::from_secs(20),
+                || ok.load(Ordering::Relaxed) >= n,
+            )
+            .await
+        }
+    };
+    reached(before).await;
+    let served = ok.load(Ordering::Relaxed);
+    kill();
+    reached(served + after).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    errors.lock().unwrap().clone()
+}

@@ -1,0 +1,276 @@
+//! Issue 20: the pool against 389 Directory Server (Debian's `389-ds-base`),
+//! one instance per test binary made by the harness (`Ds389`, `dscreate`
+//! from a generated file, 127.0.0.1 only). Quirks met are in
+//! docs/interop.md.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use futures_util::StreamExt;
+use ldap3::{LdapConnAsync, Mod as LMod};
+use ldapmux::{AuthOutcome, Credential, Mod, Password, Pool, Scope};
+use ldapmux_harness::{DS389_ROOT_DN, DS389_ROOT_PW, DS389_SUFFIX, Ds389};
+use tokio::sync::OnceCell;
+
+const USERS: usize = 120;
+const SIZE_LIMIT: usize = 50;
+const READER: &str = "uid=reader,ou=people,dc=example,dc=com";
+const READER_PW: &str = "reader-Pass-1";
+
+fn people() -> String {
+    format!("ou=people,{DS389_SUFFIX}")
+}
+
+fn user_dn(i: usize) -> String {
+    format!("uid=user{i},{}", people())
+}
+
+async fn admin(ds: &Ds389) -> ldap3::Ldap {
+    let (conn, mut ldap) = LdapConnAsync::new(&ds.url()).await.expect("connect to 389");
+    ldap3::drive!(conn);
+    ldap.simple_bind(DS389_ROOT_DN, DS389_ROOT_PW)
+        .await
+        .unwrap()
+        .success()
+        .expect("bind as the directory manager");
+    ldap
+}
+
+async fn replace(ldap: &mut ldap3::Ldap, dn: &str, attr: &str, value: &str) {
+    ldap.modify(dn, vec![LMod::Replace(attr, HashSet::from([value]))])
+        .await
+        .unwrap()
+        .success()
+        .unwrap_or_else(|e| panic!("set {attr} on {dn}: {e}"));
+}
+
+/// The shared instance with ou=people, `USERS` users (password
+/// `pw-user<i>`), a reader, a size limit of `SIZE_LIMIT` (paged searches
+/// allowed more) and lockout after 3 failures.
+async fn ds() -> &'static Ds389 {
+    static READY: OnceCell<&'static Ds389> = OnceCell::const_new();
+    READY
+        .get_or_init(|| async {
+            let ds = Ds389::shared().unwrap_or_else(|e| panic!("{e}"));
+            let mut ldap = admin(ds).await;
+            ldap.add(
+                &people(),
+                vec![
+                    ("objectClass", HashSet::from(["organizationalUnit"])),
+                    ("ou", HashSet::from(["people"])),
+                ],
+            )
+            .await
+            .unwrap()
+            .success()
+            .expect("add ou=people");
+            for (dn, pw) in (0..USERS)
+                .map(|i| (user_dn(i), format!("pw-user{i}")))
+                .chain([(READER.to_owned(), READER_PW.to_owned())])
+            {
+                let uid = dn.split([',', '=']).nth(1).unwrap().to_owned();
+                ldap.add(
+                    &dn,
+                    vec![
+                        ("objectClass", HashSet::from(["inetOrgPerson"])),
+                        ("uid", HashSet::from([uid.as_str()])),
+                        ("cn", HashSet::from([uid.as_str()])),
+                        ("sn", HashSet::from([uid.as_str()])),
+                        ("userPassword", HashSet::from([pw.as_str()])),
+                    ],
+                )
+                .await
+                .unwrap()
+                .success()
+                .unwrap_or_else(|e| panic!("add {dn}: {e}"));
+            }
+            // Let users read people (389's default ACIs are sparse).
+            replace(
+                &mut ldap,
+                &people(),
+                "aci",
+                "(targetattr=\"*\")(version 3.0; acl \"read\"; allow (read, search, compare) userdn=\"ldap:///all\";)",
+            )
+            .await;
+            replace(&mut ldap, "cn=config", "nsslapd-sizelimit", &SIZE_LIMIT.to_string()).await;
+            replace(&mut ldap, "cn=config", "nsslapd-pagedsizelimit", "1000").await;
+            replace(&mut ldap, "cn=config", "passwordLockout", "on").await;
+            replace(&mut ldap, "cn=config", "passwordMaxFailure", "3").await;
+            replace(&mut ldap, "cn=config", "passwordLockoutDuration", "600").await;
+            let _ = ldap.unbind().await;
+            ds
+        })
+        .await
+}
+
+fn reader_pool(ds: &Ds389) -> Pool {
+    builder()
+        .server(ds.url())
+        .credential(Credential::simple(READER, READER_PW))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_389_root_dse_names_the_389_project_and_offers_paging() {
+    init_tracing();
+    let ds = ds().await;
+    let pool = reader_pool(ds);
+    let dse = pool
+        .search(
+            "",
+            Scope::Base,
+            "(objectClass=*)",
+            &["vendorName", "supportedControl"],
+        )
+        .await
+        .unwrap();
+    let attrs = &dse[0].attrs;
+    assert_eq!(attrs["vendorName"], vec!["389 Project".to_owned()]);
+    assert!(
+        attrs["supportedControl"].contains(&"1.2.840.113556.1.4.319".to_owned()),
+        "paged results: {:?}",
+        attrs["supportedControl"]
+    );
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_389_an_unpaged_search_past_the_size_limit_is_typed_and_paging_gets_every_entry() {
+    init_tracing();
+    let ds = ds().await;
+    let unpaged = builder()
+        .server(ds.url())
+        .credential(Credential::simple(READER, READER_PW))
+        .page_size(None)
+        .build()
+        .unwrap();
+    let err = unpaged
+        .search(&people(), Scope::OneLevel, "(uid=user*)", &["uid"])
+        .await
+        .expect_err("past nsslapd-sizelimit");
+    assert_eq!(err.rc(), Some(4), "sizeLimitExceeded: {err}");
+    assert!(!is_down(&unpaged, &ds.url()), "an ordinary result");
+    unpaged.shutdown().await;
+
+    let pool = reader_pool(ds);
+    let streamed: Vec<_> = pool
+        .streaming_search(&people(), Scope::OneLevel, "(uid=user*)", &["uid"])
+        .await
+        .expect("the first page")
+        .collect()
+        .await;
+    let dns: HashSet<String> = streamed
+        .into_iter()
+        .map(|e| e.expect("every item an entry").dn.to_lowercase())
+        .collect();
+    let want: HashSet<String> = (0..USERS).map(user_dn).collect();
+    assert_eq!(dns, want, "paged: every user once");
+    let found = pool
+        .search(&people(), Scope::OneLevel, "(uid=user*)", &["uid"])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), USERS, "search pages by default");
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_389_authenticate_right_wrong_and_locked_by_the_servers_own_lockout() {
+    init_tracing();
+    let ds = ds().await;
+    let pool = reader_pool(ds);
+    let right = pool
+        .authenticate(&user_dn(1), &Password::new("pw-user1"))
+        .await
+        .unwrap();
+    assert!(right.is_accepted(), "{right:?}");
+    let wrong = pool
+        .authenticate(&user_dn(1), &Password::new("nope"))
+        .await
+        .unwrap();
+    assert_eq!(wrong, AuthOutcome::InvalidCredentials);
+    let victim = user_dn(2);
+    for _ in 0..3 {
+        let outcome = pool
+            .authenticate(&victim, &Password::new("nope"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                AuthOutcome::InvalidCredentials | AuthOutcome::AccountLocked
+            ),
+            "{outcome:?}"
+        );
+    }
+    let locked = pool.authenticate(&victim, &Password::new("pw-user2")).await;
+    assert!(
+        matches!(locked, Ok(AuthOutcome::AccountLocked)),
+        "the right password on a locked account: {locked:?}"
+    );
+    assert!(!is_down(&pool, &ds.url()));
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_389_a_write_reads_back() {
+    init_tracing();
+    let ds = ds().await;
+    let pool = builder()
+        .server(ds.url())
+        .credential(Credential::simple(DS389_ROOT_DN, DS389_ROOT_PW))
+        .build()
+        .unwrap();
+    let dn = user_dn(7);
+    pool.modify(
+        &dn,
+        vec![Mod::Replace(
+            "description",
+            HashSet::from(["written by ldapmux"]),
+        )],
+    )
+    .await
+    .unwrap();
+    let back = pool
+        .search(&dn, Scope::Base, "(objectClass=*)", &["description"])
+        .await
+        .unwrap();
+    assert_eq!(
+        back[0].attrs["description"],
+        vec!["written by ldapmux".to_owned()]
+    );
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_389_kill_9_under_load_retries_reads_on_a_slapd() {
+    init_tracing();
+    // An instance of its own (it is killed) preferred, a slapd second; the
+    // load reads the root DSE, which both serve anonymously.
+    let mut ds = Ds389::start().unwrap_or_else(|e| panic!("{e}"));
+    let slapd = common::slapd(1);
+    let pool = builder()
+        .preferred_server(ds.url())
+        .server(slapd.url())
+        .build()
+        .unwrap();
+    let mut served_by_389 = 0;
+    let errors = root_dse_reads_across(&pool, 300, 500, || {
+        served_by_389 = server_status(&pool, &ds.url()).conns;
+        ds.kill();
+    })
+    .await;
+    assert!(served_by_389 > 0, "389 DS served the first reads");
+    assert!(
+        errors.is_empty(),
+        "no read failed across the kill: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    assert!(
+        is_down(&pool, &ds.url()),
+        "the killed 389 DS is marked down"
+    );
+    pool.shutdown().await;
+}
