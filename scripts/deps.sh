@@ -28,10 +28,12 @@ say "rust: $(rustc --version)"
 # controller (samba-ad-dc; samba-ad-provision holds the provisioning templates).
 # It brings its own embedded Heimdal KDC, which coexists with MIT's packages.
 # The interop_389 tests (tests/e2e/tests/interop_389.rs) create a 389
-# Directory Server instance with dscreate (389-ds-base).
+# Directory Server instance with dscreate (389-ds-base) and put the harness's
+# test certificate into its NSS database (openssl pkcs12, certutil and
+# pk12util from libnss3-tools).
 want_apt=(slapd ldap-utils libkrb5-dev libclang-dev clang pkg-config krb5-kdc
   krb5-admin-server krb5-user libsasl2-modules-gssapi-mit samba-ad-dc
-  samba-ad-provision 389-ds-base "$@")
+  samba-ad-provision 389-ds-base openssl libnss3-tools "$@")
 need_apt=()
 for pkg in "${want_apt[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

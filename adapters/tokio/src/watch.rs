@@ -327,16 +327,18 @@ fn fingerprint(files: &[PathBuf]) -> u64 {
 mod tests {
     use super::*;
 
-    fn dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("ldapmux-watch-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A fresh directory, removed when the test ends.
+    fn dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("ldapmux-watch-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn the_password_and_ca_files_are_watched_with_the_configuration() {
-        let d = dir("files");
+        let t = dir("files");
+        let d = t.path();
         std::fs::write(d.join("ldap.conf"), "URI ldap://127.0.0.1:1\n").unwrap();
         std::fs::write(d.join("pw"), "secret\n").unwrap();
         std::fs::write(
@@ -356,7 +358,8 @@ mod tests {
 
     #[test]
     fn the_fingerprint_follows_content_and_presence() {
-        let d = dir("fp");
+        let t = dir("fp");
+        let d = t.path();
         let f = d.join("a");
         std::fs::write(&f, "one").unwrap();
         let files = vec![f.clone()];
@@ -378,7 +381,8 @@ mod tests {
 
     #[test]
     fn the_file_kind_follows_the_extension() {
-        let d = dir("kind");
+        let t = dir("kind");
+        let d = t.path();
         std::fs::write(d.join("x.TOML"), "uri = [\"ldap://127.0.0.1:1\"]\n").unwrap();
         std::fs::write(d.join("ldap.conf"), "URI ldap://127.0.0.1:2\n").unwrap();
         assert_eq!(

@@ -389,10 +389,11 @@ async fn interop_ad_idle_close_by_max_conn_idle_time_is_not_a_server_failure() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interop_ad_kill_9_of_the_dc_under_load_retries_reads_on_a_slapd() {
+async fn interop_ad_kill_9_of_the_dc_under_load_retries_reads_on_a_slapd_then_fails_back() {
     init_tracing();
-    // A DC of its own (it is killed) preferred, a slapd as the second server;
-    // the load reads the root DSE, which both serve anonymously.
+    // A DC of its own (it is killed and restarted) preferred, a slapd as the
+    // second server; the load reads the root DSE, which both serve
+    // anonymously.
     let mut dc = SambaDc::start().unwrap_or_else(|e| panic!("{e}"));
     let slapd = common::slapd(1);
     let pool = builder()
@@ -409,6 +410,27 @@ async fn interop_ad_kill_9_of_the_dc_under_load_retries_reads_on_a_slapd() {
     assert!(
         common::is_down(&pool, &dc.url()),
         "the killed DC is marked down"
+    );
+    // Fail-back: restarted with its domain, the DC is probed back to health
+    // and new reads go to it while the slapd's connections drain.
+    dc.restart().unwrap_or_else(|e| panic!("{e}"));
+    let read = || pool.search("", Scope::Base, "(objectClass=*)", &["vendorName"]);
+    common::eventually_async(
+        "the slapd's connections drained after fail-back",
+        std::time::Duration::from_secs(15),
+        || async {
+            read()
+                .await
+                .unwrap_or_else(|e| panic!("a read failed during fail-back: {e}"));
+            slapd.monitor_current_connections().await.unwrap() == 0
+        },
+    )
+    .await;
+    assert!(!common::is_down(&pool, &dc.url()), "the DC is up again");
+    let vendor = read().await.unwrap();
+    assert!(
+        vendor[0].attrs["vendorName"][0].starts_with("Samba Team"),
+        "reads are served by the DC again: {vendor:?}"
     );
     pool.shutdown().await;
 }

@@ -8,10 +8,19 @@
 //! and run in the foreground (`-d 0`) under the harness's wrapper, like slapd:
 //! it dies with the test process. Data, logs, locks and sockets live in the
 //! temporary directory; only the configuration must stay in
-//! `/etc/dirsrv/slapd-NAME` (lib389 insists), removed on drop and, for an
-//! instance left by a killed run (its name carries the pid), by the next start.
-//! Creating one takes about 2 s; tests share one per test binary
-//! ([`Ds389::shared`]).
+//! `/etc/dirsrv/slapd-NAME` (lib389 insists), removed on drop (the shared
+//! instance's by the wrapper, when `ns-slapd` dies with the test binary) and,
+//! for an instance left by an interrupted run (its name carries the pid), by
+//! the next start.
+//!
+//! Each instance serves LDAPS on a second port and StartTLS on the first with a
+//! certificate from the harness's [`TestCa`] for `127.0.0.1` (an IP SAN: the
+//! certificate lib389 makes names only `localhost`), imported into the NSS
+//! database 389 keeps its keys in; both ports listen on 127.0.0.1 only (389
+//! listens on every address by default). Creating one takes about 3 s; tests
+//! share one per test binary ([`Ds389::shared`]). An instance of a test's own
+//! ([`Ds389::start`]) can be killed and restarted ([`Ds389::restart`]) with its
+//! data.
 
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
@@ -22,6 +31,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::HarnessError;
+use crate::ca::TestCa;
 use crate::process::{REMOVE_DIR_ENV, SlapdProcess};
 use crate::slapd::{TempDir, free_ports};
 
@@ -36,6 +46,10 @@ pub const DS389_ROOT_PW: &str = "ldapmux-389-secret";
 /// Instance names start with this, then the pid of the process that made it.
 const NAME_PREFIX: &str = "lmxt";
 const START_DEADLINE: Duration = Duration::from_secs(30);
+/// The NSS nickname lib389 gives the server certificate (its TLS
+/// configuration names it), and the one the harness's CA is imported as.
+const SERVER_CERT: &str = "Server-Cert";
+const CA_NICK: &str = "ldapmux-test-ca";
 
 /// The stand-in for `systemctl`, as lib389 calls it during `dscreate`.
 const SYSTEMCTL: &str = r#"#!/bin/sh
@@ -65,6 +79,11 @@ pub struct Ds389 {
     process: Option<SlapdProcess>,
     name: String,
     port: u16,
+    tls_port: u16,
+    /// Whether the wrapper removes `dir` when `ns-slapd` dies: for the shared
+    /// instance, held in a `static` and never dropped. An instance of a test's
+    /// own keeps its directory until dropped, so that it can restart.
+    remove_on_death: bool,
     dir: TempDir,
 }
 
@@ -73,6 +92,7 @@ impl std::fmt::Debug for Ds389 {
         f.debug_struct("Ds389")
             .field("name", &self.name)
             .field("port", &self.port)
+            .field("tls_port", &self.tls_port)
             .finish_non_exhaustive()
     }
 }
@@ -111,13 +131,18 @@ impl Ds389 {
     pub fn shared() -> Result<&'static Ds389, HarnessError> {
         static SHARED: OnceLock<Result<Ds389, String>> = OnceLock::new();
         SHARED
-            .get_or_init(|| Ds389::start().map_err(|e| e.to_string()))
+            .get_or_init(|| Ds389::create_and_run(true).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| HarnessError::Unexpected(format!("the shared 389 DS: {e}")))
     }
 
-    /// Creates an instance and starts it; returns once it answers TCP.
+    /// Creates an instance of the caller's own and starts it; returns once it
+    /// answers TCP. It can be killed and restarted; dropping it removes it.
     pub fn start() -> Result<Ds389, HarnessError> {
+        Ds389::create_and_run(false)
+    }
+
+    fn create_and_run(remove_on_death: bool) -> Result<Ds389, HarnessError> {
         require_389()?;
         remove_stale_instances();
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -131,9 +156,18 @@ impl Ds389 {
             process: None,
             name,
             port: ports[0],
+            tls_port: ports[1],
+            remove_on_death,
             dir: TempDir::create()?,
         };
-        ds.create(ports[1])?;
+        ds.create()?;
+        ds.install_tls()?;
+        ds.edit_config(&[
+            ("nsslapd-listenhost", "127.0.0.1"),
+            ("nsslapd-securelistenhost", "127.0.0.1"),
+            // Every close in the access log at once (T1 is an idle timeout).
+            ("nsslapd-accesslog-logbuffering", "off"),
+        ])?;
         ds.run()?;
         Ok(ds)
     }
@@ -142,7 +176,7 @@ impl Ds389 {
         self.dir.path().join(d)
     }
 
-    fn create(&self, secure_port: u16) -> Result<(), HarnessError> {
+    fn create(&self) -> Result<(), HarnessError> {
         for d in ["bin", "db", "log", "run", "lock", "ldif", "bak", "tmp"] {
             fs::create_dir_all(self.sub(d))
                 .map_err(|e| HarnessError::io(format!("create {d}"), e))?;
@@ -156,14 +190,15 @@ impl Ds389 {
         let inf = format!(
             "[general]\nfull_machine_name = localhost\nstart = True\n\
              strict_host_checking = False\nselinux = False\nsystemd = False\n\
-             [slapd]\ninstance_name = {}\nport = {}\nsecure_port = {secure_port}\n\
+             [slapd]\ninstance_name = {}\nport = {}\nsecure_port = {}\n\
              root_dn = {DS389_ROOT_DN}\nroot_password = {DS389_ROOT_PW}\n\
-             self_sign_cert = False\ndb_dir = {}\nlog_dir = {}\nrun_dir = {}\n\
+             self_sign_cert = True\ndb_dir = {}\nlog_dir = {}\nrun_dir = {}\n\
              lock_dir = {}\nldif_dir = {}\nbackup_dir = {}\ntmp_dir = {}\n\
              [backend-userroot]\nsuffix = {DS389_SUFFIX}\ncreate_suffix_entry = True\n\
              sample_entries = no\n",
             self.name,
             self.port,
+            self.tls_port,
             d("db"),
             d("log"),
             d("run"),
@@ -219,6 +254,124 @@ impl Ds389 {
         c
     }
 
+    /// `/etc/dirsrv/slapd-NAME`: `dse.ldif` and the NSS database.
+    fn config_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/etc/dirsrv/slapd-{}", self.name))
+    }
+
+    /// Replaces the certificate lib389 made (for `localhost`, from its own CA)
+    /// with one from a [`TestCa`] for `127.0.0.1`, under the nickname 389's TLS
+    /// configuration names, and trusts only that CA. The instance is stopped.
+    fn install_tls(&self) -> Result<(), HarnessError> {
+        let ca = TestCa::new("ldapmux-389-test");
+        let cert = ca.issue(&["127.0.0.1"]);
+        let tls = self.sub("tls");
+        fs::create_dir_all(&tls).map_err(|e| HarnessError::io("create tls", e))?;
+        for (file, text) in [
+            ("ca.pem", ca.ca_pem()),
+            ("cert.pem", cert.cert_pem.as_str()),
+            ("key.pem", cert.key_pem.as_str()),
+        ] {
+            fs::write(tls.join(file), text)
+                .map_err(|e| HarnessError::io(format!("write {file}"), e))?;
+        }
+        let db = self.config_dir().display().to_string();
+        let pin = format!("{db}/pwdfile.txt");
+        let p12 = tls.join("server.p12").display().to_string();
+        let t = |f: &str| tls.join(f).display().to_string();
+        let steps: [(&str, Vec<String>); 5] = [
+            (
+                "/usr/bin/openssl",
+                [
+                    "pkcs12",
+                    "-export",
+                    "-name",
+                    SERVER_CERT,
+                    "-in",
+                    &t("cert.pem"),
+                    "-inkey",
+                    &t("key.pem"),
+                    "-out",
+                    &p12,
+                    "-passout",
+                    "pass:ldapmux",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            (
+                "/usr/bin/certutil",
+                ["-F", "-d", &db, "-n", SERVER_CERT, "-f", &pin]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            (
+                "/usr/bin/certutil",
+                ["-D", "-d", &db, "-n", "Self-Signed-CA"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            (
+                "/usr/bin/certutil",
+                [
+                    "-A",
+                    "-d",
+                    &db,
+                    "-n",
+                    CA_NICK,
+                    "-t",
+                    "CT,,",
+                    "-a",
+                    "-i",
+                    &t("ca.pem"),
+                    "-f",
+                    &pin,
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            (
+                "/usr/bin/pk12util",
+                ["-i", &p12, "-d", &db, "-k", &pin, "-W", "ldapmux"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        ];
+        for (program, args) in steps {
+            let out = Command::new(program).args(&args).output().map_err(|e| {
+                HarnessError::io(
+                    format!("run {program} (apt-get install -y openssl libnss3-tools)"),
+                    e,
+                )
+            })?;
+            if !out.status.success() {
+                return Err(HarnessError::Start {
+                    reason: format!(
+                        "{program} {} for {} failed ({})",
+                        args[0], self.name, out.status
+                    ),
+                    output: format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets attributes of `cn=config` in `dse.ldif` (the instance is stopped):
+    /// each replaces the attribute's values, or adds it.
+    fn edit_config(&self, attrs: &[(&str, &str)]) -> Result<(), HarnessError> {
+        let path = self.config_dir().join("dse.ldif");
+        let text = fs::read_to_string(&path).map_err(|e| HarnessError::io("read dse.ldif", e))?;
+        let edited = set_config_attrs(&text, attrs).ok_or_else(|| {
+            HarnessError::Unexpected(format!("no cn=config entry in {}", path.display()))
+        })?;
+        fs::write(&path, edited).map_err(|e| HarnessError::io("write dse.ldif", e))
+    }
+
     /// Runs `ns-slapd` in the foreground under the wrapper; waits until it
     /// accepts TCP.
     fn run(&mut self) -> Result<(), HarnessError> {
@@ -230,10 +383,19 @@ impl Ds389 {
             "-d".into(),
             "0".into(),
         ];
-        let env = vec![(
-            REMOVE_DIR_ENV.to_owned(),
-            self.dir.path().display().to_string(),
-        )];
+        let env: Vec<(String, String)> = if self.remove_on_death {
+            // Its configuration in /etc/dirsrv goes too.
+            vec![(
+                REMOVE_DIR_ENV.to_owned(),
+                format!(
+                    "{}:{}",
+                    self.dir.path().display(),
+                    self.config_dir().display()
+                ),
+            )]
+        } else {
+            Vec::new()
+        };
         let log = self.sub("ns-slapd.out");
         self.process = Some(SlapdProcess::spawn(
             Path::new(NS_SLAPD_PATH),
@@ -263,10 +425,36 @@ impl Ds389 {
         Ok(())
     }
 
-    /// SIGKILLs `ns-slapd` (the wrapper does, and removes the instance's
-    /// directory: a killed instance does not come back).
+    /// SIGKILLs `ns-slapd` and reaps it (the wrapper does). The shared
+    /// instance's directory goes with it; an own instance can
+    /// [`restart`](Ds389::restart).
     pub fn kill(&mut self) {
         drop(self.process.take());
+    }
+
+    /// Kills `ns-slapd` if it runs and starts it again on the same ports with
+    /// the same configuration and data (after a SIGKILL, 389 recovers its
+    /// database first); returns once it answers TCP.
+    ///
+    /// Panics when called on the shared instance, whose directory the
+    /// wrapper removes when it dies (a bug in the test).
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        assert!(
+            !self.remove_on_death,
+            "Ds389::restart: the shared instance cannot restart"
+        );
+        self.kill();
+        self.run()
+    }
+
+    /// `ldaps://127.0.0.1:PORT2` (the certificate is for `127.0.0.1`).
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.tls_port)
+    }
+
+    /// The PEM file of the CA that issued the instance's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.sub("tls").join("ca.pem")
     }
 
     /// `ldap://127.0.0.1:PORT`.
@@ -290,9 +478,62 @@ impl Ds389 {
     }
 }
 
+/// `text` (a `dse.ldif`) with `attrs` set in its `cn=config` entry, or `None`
+/// if it has none. Entries are separated by blank lines; the attributes set
+/// here are never folded.
+fn set_config_attrs(text: &str, attrs: &[(&str, &str)]) -> Option<String> {
+    let mut found = false;
+    let entries: Vec<String> = text
+        .split("\n\n")
+        .map(|entry| {
+            if !entry.trim_start().starts_with("dn: cn=config\n") {
+                return entry.to_owned();
+            }
+            found = true;
+            let named = |line: &str, name: &str| {
+                line.split_once(':')
+                    .is_some_and(|(a, _)| a.eq_ignore_ascii_case(name))
+            };
+            let mut lines: Vec<String> = entry
+                .lines()
+                .filter(|l| !attrs.iter().any(|(name, _)| named(l, name)))
+                .map(str::to_owned)
+                .collect();
+            lines.extend(attrs.iter().map(|(name, value)| format!("{name}: {value}")));
+            lines.join("\n")
+        })
+        .collect();
+    found.then(|| entries.join("\n\n"))
+}
+
 impl Drop for Ds389 {
     fn drop(&mut self) {
         self.process = None;
         let _ = fs::remove_dir_all(format!("/etc/dirsrv/slapd-{}", self.name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_config_attrs;
+
+    #[test]
+    fn config_attributes_are_replaced_or_added_in_cn_config_only() {
+        let dse = "dn: cn=config\ncn: config\nnsslapd-port: 389\nNSSLAPD-listenhost: ::\n\n\
+                   dn: cn=other,cn=config\nnsslapd-port: 1\n";
+        let out = set_config_attrs(
+            dse,
+            &[
+                ("nsslapd-listenhost", "127.0.0.1"),
+                ("nsslapd-idletimeout", "2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "dn: cn=config\ncn: config\nnsslapd-port: 389\nnsslapd-listenhost: 127.0.0.1\n\
+             nsslapd-idletimeout: 2\n\ndn: cn=other,cn=config\nnsslapd-port: 1\n"
+        );
+        assert_eq!(set_config_attrs("dn: cn=x\n", &[("a", "b")]), None);
     }
 }

@@ -34,13 +34,16 @@ while IFS= read -r cmd; do
 done
 kill -KILL "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
-if [ -n "${LDAPMUX_WRAPPER_REMOVE_DIR:-}" ]; then rm -rf -- "$LDAPMUX_WRAPPER_REMOVE_DIR"; fi
+if [ -n "${LDAPMUX_WRAPPER_REMOVE_DIR:-}" ]; then
+  IFS=:; for d in $LDAPMUX_WRAPPER_REMOVE_DIR; do rm -rf -- "$d"; done
+fi
 exit 0
 "#;
 
-/// The environment variable that makes the wrapper remove a directory once its
-/// child is dead: for a server held in a `static` (never dropped), whose temp
-/// dir would otherwise outlive the test process.
+/// The environment variable that makes the wrapper remove directories (a
+/// `:`-separated list) once its child is dead: for a server held in a
+/// `static` (never dropped), whose temp dir would otherwise outlive the test
+/// process.
 pub(crate) const REMOVE_DIR_ENV: &str = "LDAPMUX_WRAPPER_REMOVE_DIR";
 
 /// How long we wait for the wrapper to exit after closing its stdin.

@@ -102,6 +102,8 @@ pub struct SambaDc {
     process: Option<SlapdProcess>,
     dir: TempDir,
     ip: Ipv4Addr,
+    /// Whether the wrapper removes `dir` when samba dies (the shared DC).
+    remove_on_death: bool,
 }
 
 impl std::fmt::Debug for SambaDc {
@@ -136,14 +138,19 @@ impl SambaDc {
     pub fn shared() -> Result<&'static SambaDc, HarnessError> {
         static SHARED: OnceLock<Result<SambaDc, String>> = OnceLock::new();
         SHARED
-            .get_or_init(|| SambaDc::start().map_err(|e| e.to_string()))
+            .get_or_init(|| SambaDc::provision_and_run(true).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| HarnessError::Unexpected(format!("the shared Samba DC: {e}")))
     }
 
-    /// Provisions a fresh domain into a temp dir and starts its DC; returns
-    /// once LDAP, LDAPS and Kerberos accept TCP connections.
+    /// Provisions a fresh domain into a temp dir and starts a DC of the
+    /// caller's own; returns once LDAP, LDAPS and Kerberos accept TCP
+    /// connections. It can be killed and restarted; dropping it removes it.
     pub fn start() -> Result<SambaDc, HarnessError> {
+        SambaDc::provision_and_run(false)
+    }
+
+    fn provision_and_run(remove_on_death: bool) -> Result<SambaDc, HarnessError> {
         require_samba()?;
         remove_stale_dirs();
         // Each start of this process tries its own addresses: two DCs
@@ -158,10 +165,11 @@ impl SambaDc {
                     "no address in 127.77.0.0/16 with ports {PORTS:?} free (tried 64)"
                 ))
             })?;
-        let dc = SambaDc {
+        let mut dc = SambaDc {
             process: None,
             dir: TempDir::create()?,
             ip,
+            remove_on_death,
         };
         dc.provision()?;
         dc.write_tls()?;
@@ -172,8 +180,14 @@ impl SambaDc {
             &format!("ldap/{ip}"),
             &format!("{}$", HOST_NAME.to_uppercase()),
         ])?;
-        let log = dc.log_path();
-        let conf = dc.smb_conf().display().to_string();
+        dc.run()?;
+        Ok(dc)
+    }
+
+    /// Runs samba in the foreground under the wrapper; waits until it listens.
+    fn run(&mut self) -> Result<(), HarnessError> {
+        let log = self.log_path();
+        let conf = self.smb_conf().display().to_string();
         let args: Vec<String> = [
             "-s",
             &conf,
@@ -188,15 +202,34 @@ impl SambaDc {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        // The wrapper removes the dir once samba is dead: a shared DC lives in a
-        // static, never dropped, and its dir must not outlive the test binary.
-        let mut env = dc.env();
-        env.push((REMOVE_DIR_ENV.into(), dc.dir().display().to_string()));
-        let process = SlapdProcess::spawn(Path::new(SAMBA_PATH), &args, &env, &log)?;
-        let mut dc = dc;
-        dc.process = Some(process);
-        dc.wait_listening()?;
-        Ok(dc)
+        // The wrapper removes the shared DC's dir once samba is dead: it lives
+        // in a static, never dropped, and its dir must not outlive the test
+        // binary. A DC of a test's own keeps it until dropped, to restart.
+        let mut env = self.env();
+        if self.remove_on_death {
+            env.push((REMOVE_DIR_ENV.into(), self.dir().display().to_string()));
+        }
+        self.process = Some(SlapdProcess::spawn(
+            Path::new(SAMBA_PATH),
+            &args,
+            &env,
+            &log,
+        )?);
+        self.wait_listening()
+    }
+
+    /// Kills samba if it runs and starts it again on the same address with the
+    /// same domain; returns once it listens again.
+    ///
+    /// Panics when called on the shared DC, whose directory the wrapper
+    /// removes when it dies (a bug in the test).
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        assert!(
+            !self.remove_on_death,
+            "SambaDc::restart: the shared DC cannot restart"
+        );
+        self.kill();
+        self.run()
     }
 
     fn wait_listening(&self) -> Result<(), HarnessError> {
@@ -291,10 +324,11 @@ impl SambaDc {
     }
 
     /// SIGKILLs samba (and reaps it): a server crash. Connections are reset
-    /// by the kernel; the address stops answering.
+    /// by the kernel; the address stops answering. A DC of a test's own can
+    /// [`restart`](SambaDc::restart).
     pub fn kill(&mut self) {
-        // The wrapper SIGKILLs and reaps samba when its pipe closes; it also
-        // removes the directory, which is no longer needed.
+        // The wrapper SIGKILLs and reaps samba when its pipe closes (and
+        // removes the shared DC's directory).
         drop(self.process.take());
     }
 
