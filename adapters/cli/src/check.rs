@@ -108,6 +108,11 @@ pub struct ServerReport {
     pub controls: Vec<String>,
     /// The identity the connection is bound as (`dn:…`, empty = anonymous).
     pub identity: Option<String>,
+    /// The server answered WhoAmI (RFC 4532) with protocolError, as a server
+    /// that does not offer an extended operation must (Samba AD): the bind
+    /// worked (the root DSE was read on the bound connection), the identity
+    /// is not known.
+    pub whoami_not_offered: bool,
     /// What failed, typed.
     pub error: Option<CheckError>,
     /// How long the check took.
@@ -238,6 +243,7 @@ pub fn blank_report(url: &str, bind_dn: Option<String>) -> ServerReport {
         vendor: None,
         controls: Vec::new(),
         identity: None,
+        whoami_not_offered: false,
         error: None,
         took: Duration::ZERO,
     }
@@ -266,7 +272,11 @@ pub async fn probe(pool: &Pool, report: &mut ServerReport) {
         Ok(entries) => {
             if let Some(e) = entries.first() {
                 report.naming_contexts = e.attrs.get("namingContexts").cloned().unwrap_or_default();
-                report.controls = e.attrs.get("supportedControl").cloned().unwrap_or_default();
+                // Samba lists some controls more than once.
+                let mut controls = e.attrs.get("supportedControl").cloned().unwrap_or_default();
+                let mut seen = std::collections::HashSet::new();
+                controls.retain(|oid| seen.insert(oid.clone()));
+                report.controls = controls;
                 report.vendor = e
                     .attrs
                     .get("vendorName")
@@ -280,12 +290,17 @@ pub async fn probe(pool: &Pool, report: &mut ServerReport) {
             }
             match pool.whoami().await {
                 Ok(id) => report.identity = Some(id),
+                Err(e) if e.rc() == Some(PROTOCOL_ERROR) => report.whoami_not_offered = true,
                 Err(e) => report.error = fail(error_kind(&e), e.to_string()),
             }
         }
         Err(e) => report.error = fail(error_kind(&e), e.to_string()),
     }
 }
+
+/// protocolError: what a server answers an extended operation it does not
+/// offer (RFC 4511 §4.12).
+const PROTOCOL_ERROR: u32 = 2;
 
 /// Checks every server, one after the other.
 pub async fn check(opts: &CheckOptions) -> Vec<ServerReport> {
@@ -325,6 +340,9 @@ pub fn render(r: &ServerReport) -> String {
             } else {
                 id.clone()
             }
+        )),
+        (None, None) if r.whoami_not_offered => lines.push(format!(
+            "  bind:  {who}: ok (the server does not offer WhoAmI: identity not shown)"
         )),
         (None, Some(e)) if e.kind == "invalid credentials" => {
             lines.push(format!("  bind:  {who}: rejected (invalid credentials)"));
@@ -432,6 +450,7 @@ mod tests {
             vendor: None,
             controls: vec![],
             identity: None,
+            whoami_not_offered: false,
             error: fail("invalid credentials", "server s0 rejected the credential"),
             took: Duration::from_millis(3),
         };
@@ -441,6 +460,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("bind:  simple bind as cn=admin,dc=example,dc=com: rejected"));
+    }
+
+    #[test]
+    fn a_server_without_whoami_reads_bound_with_its_identity_unknown() {
+        let mut r = blank_report("ldaps://127.0.0.1:1", Some("cn=admin".into()));
+        r.whoami_not_offered = true;
+        let text = render(&r);
+        assert!(text.starts_with("ldaps://127.0.0.1:1: OK"), "{text}");
+        assert!(
+            text.contains("bind:  simple bind as cn=admin: ok (the server does not offer WhoAmI"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -136,6 +136,34 @@ async fn interop_389_root_dse_names_the_389_project_and_offers_paging() {
         attrs["supportedControl"]
     );
     pool.shutdown().await;
+    // `ldapmux check` says the same, over LDAPS with the instance's CA.
+    let reports = ldapmux_cli::check::check(&check_options(ds)).await;
+    let shown = ldapmux_cli::check::render(&reports[0]);
+    assert!(reports[0].error.is_none(), "{shown}");
+    assert!(shown.contains("; vendor 389 Project"), "{shown}");
+    assert!(
+        shown.contains("controls: ") && shown.contains("paged results"),
+        "{shown}"
+    );
+    assert_eq!(
+        reports[0].identity.as_deref().map(str::to_lowercase),
+        Some(format!("dn: {READER}")),
+        "389 answers WhoAmI: {shown}"
+    );
+    assert!(!shown.contains(READER_PW), "never the password: {shown}");
+}
+
+fn check_options(ds: &Ds389) -> ldapmux_cli::check::CheckOptions {
+    ldapmux_cli::check::CheckOptions {
+        urls: vec![ds.ldaps_url()],
+        ca_file: Some(ds.ca_file()),
+        starttls: false,
+        bind_dn: Some(READER.to_owned()),
+        password: Some(Password::new(READER_PW)),
+        sasl_external: None,
+        no_verify: false,
+        timeout: Duration::from_secs(10),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

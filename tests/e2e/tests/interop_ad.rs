@@ -96,6 +96,31 @@ async fn interop_ad_root_dse_is_samba_and_offers_paging() {
     // Samba lists no extended operation, not even StartTLS, which it offers.
     assert!(values(dse, "supportedExtension").is_empty(), "{dse:?}");
     pool.shutdown().await;
+    // `ldapmux check` says the same, over LDAPS with the DC's CA.
+    let opts = ldapmux_cli::check::CheckOptions {
+        urls: vec![dc.ldaps_url()],
+        ca_file: Some(dc.ca_file()),
+        starttls: false,
+        bind_dn: Some(dc.admin_dn().to_owned()),
+        password: Some(ldapmux::Password::new(dc.admin_password())),
+        sasl_external: None,
+        no_verify: false,
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let reports = ldapmux_cli::check::check(&opts).await;
+    let shown = ldapmux_cli::check::render(&reports[0]);
+    assert!(reports[0].error.is_none(), "{shown}");
+    assert!(shown.contains("; vendor Samba Team"), "{shown}");
+    // Samba answers WhoAmI with protocolError: bound, identity unknown.
+    assert!(
+        shown.contains("ok (the server does not offer WhoAmI"),
+        "{shown}"
+    );
+    assert!(shown.contains("paged results"), "{shown}");
+    assert!(
+        !shown.contains(dc.admin_password()),
+        "never the password: {shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
