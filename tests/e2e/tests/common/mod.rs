@@ -355,3 +355,44 @@ pub async fn root_dse_reads_across(
     }
     errors.lock().unwrap().clone()
 }
+
+/// The kill -9 and fail-back story of the interop suites: `pool` prefers
+/// `preferred`, with `backup` second. Eight tasks read the root DSE; after
+/// 300 reads `kill` runs and 500 more must be served with none failing and
+/// `preferred` marked down. Then `restart` runs, and reads go on, each one
+/// succeeding, until `backup` holds no connection from the pool, with
+/// `preferred` up. Returns the `vendorName` of the root DSE read last.
+pub async fn kill_then_fail_back(
+    pool: &Pool,
+    preferred: &str,
+    backup: &Slapd,
+    kill: impl FnOnce(),
+    restart: impl FnOnce(),
+) -> Vec<String> {
+    let errors = root_dse_reads_across(pool, 300, 500, kill).await;
+    assert!(
+        errors.is_empty(),
+        "no read failed across the kill: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    assert!(
+        is_down(pool, preferred),
+        "the killed {preferred} is marked down"
+    );
+    restart();
+    let read = || pool.search("", Scope::Base, "(objectClass=*)", &["vendorName"]);
+    eventually_async(
+        "the backup's connections drained after fail-back",
+        Duration::from_secs(15),
+        || async {
+            read()
+                .await
+                .unwrap_or_else(|e| panic!("a read failed during fail-back: {e}"));
+            backup.monitor_current_connections().await.unwrap() == 0
+        },
+    )
+    .await;
+    assert!(!is_down(pool, preferred), "{preferred} is up again");
+    let dse = read().await.unwrap();
+    dse[0].attrs.get("vendorName").cloned().unwrap_or_default()
+}
