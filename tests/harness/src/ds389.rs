@@ -32,8 +32,9 @@ use std::time::{Duration, Instant};
 
 use crate::HarnessError;
 use crate::ca::TestCa;
+use crate::ports::free_ports;
 use crate::process::{REMOVE_DIR_ENV, SlapdProcess};
-use crate::slapd::{TempDir, free_ports};
+use crate::tempdir::TempDir;
 
 /// Where `ns-slapd` is installed by Debian's `389-ds-base`.
 pub const NS_SLAPD_PATH: &str = "/usr/sbin/ns-slapd";

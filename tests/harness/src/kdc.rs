@@ -16,8 +16,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::HarnessError;
+use crate::ports::free_ports;
 use crate::process::SlapdProcess;
-use crate::slapd::{TempDir, free_ports};
+use crate::tempdir::TempDir;
 
 /// Where Debian's `krb5-kdc` installs the KDC.
 pub const KRB5KDC_PATH: &str = "/usr/sbin/krb5kdc";

@@ -35,11 +35,13 @@ mod ds389;
 mod error;
 mod kdc;
 mod monitor;
+mod ports;
 mod probe;
 mod process;
 mod proxy;
 mod samba;
 mod slapd;
+mod tempdir;
 
 pub use ca::{ServerCert, TestCa};
 pub use ds389::{DS389_ROOT_DN, DS389_ROOT_PW, DS389_SUFFIX, Ds389, NS_SLAPD_PATH};

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use crate::HarnessError;
 use crate::ca::TestCa;
 use crate::process::{REMOVE_DIR_ENV, SlapdProcess};
-use crate::slapd::{TempDir, remove_stale_dirs};
+use crate::tempdir::{TempDir, remove_stale_dirs};
 
 /// Where Debian's `samba` package installs the AD DC daemon.
 pub const SAMBA_PATH: &str = "/usr/sbin/samba";
