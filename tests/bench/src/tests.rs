@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::plan::Group;
 
 fn m(name: &str, conc: usize, ops: f64, failed: u64, conns: u64) -> Measurement {
     Measurement {
