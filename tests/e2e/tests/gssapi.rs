@@ -1,4 +1,4 @@
-//! SASL GSSAPI end to end (the `gssapi` feature): a real MIT KDC on
+//! SASL GSSAPI end to end (ldapmux's `gssapi` feature, on in this crate): a real MIT KDC on
 //! 127.0.0.1 (`ldapmux_harness::Kdc`), slapd with Cyrus SASL's GSSAPI
 //! plugin and its own keytab for `ldap/127.0.0.1`, and `authz-regexp`
 //! mapping `uid=<principal>,cn=<realm>,cn=gssapi,cn=auth` to the user entry.
@@ -8,8 +8,6 @@
 //! test cannot change in its own (multi-threaded) process: each test starts
 //! the KDC and slapd, then runs its pool half in a child process — this
 //! same test binary, running only this test — with that environment.
-
-#![cfg(feature = "gssapi")]
 
 mod common;
 

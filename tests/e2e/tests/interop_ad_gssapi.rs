@@ -1,4 +1,4 @@
-//! SASL GSSAPI against Active Directory (the `gssapi` feature): a Samba AD
+//! SASL GSSAPI against Active Directory (ldapmux's `gssapi` feature): a Samba AD
 //! DC ([`SambaDc`]) whose embedded Heimdal KDC issues the tickets, the MIT
 //! GSSAPI library on the client side (ldapmux's `gssapi` feature).
 //!
@@ -6,8 +6,6 @@
 //! credentials from the environment, so the pool half runs in a child
 //! process (this test binary, this test only) with `KRB5_CONFIG` naming the
 //! DC's KDC and `KRB5CCNAME` a ticket cache the parent filled with `kinit`.
-
-#![cfg(feature = "gssapi")]
 
 mod common;
 
