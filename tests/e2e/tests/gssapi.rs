@@ -175,6 +175,36 @@ fn gssapi_pooled_connections_bind_as_the_principal() {
         );
         assert_eq!(pool.connections().len(), opened + 1);
         pool.shutdown().await;
+
+        // `ldapmux check` of a configuration file that asks for GSSAPI: the
+        // plan names the mechanism and principal, and the probe's bound
+        // connection is the principal's entry.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "uri = [\"{url}\"]\nsasl_mech = \"GSSAPI\"\ngssapi_principal = \"user6@{REALM}\"\n"
+            ),
+        )
+        .unwrap();
+        let cfg = ldapmux::ConfigFile::read_toml(&path).unwrap();
+        let plan = ldapmux_cli::config_check::plan(
+            &ldapmux_cli::config_source::ConfigSource::file(&path),
+            &cfg,
+        )
+        .join("\n");
+        assert!(plan.contains(&format!("GSSAPI as user6@{REALM}")), "{plan}");
+        let (_, reports) = ldapmux_cli::config_check::probe_servers(&cfg, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let shown = ldapmux_cli::check::render(&reports[0]);
+        assert!(reports[0].ok(), "{shown}");
+        assert_eq!(
+            reports[0].identity.as_deref().map(str::to_lowercase),
+            Some(mapped("user6")),
+            "{shown}"
+        );
     });
 }
 
