@@ -228,8 +228,7 @@ impl ConnGuard {
                 let error = classify(&e);
                 self.dead = Some(error.to_string());
                 if let Some(lease) = self.lease.take() {
-                    self.pool.settle(lease.conn()).await;
-                    let _ = lease.broken(error.clone(), sent);
+                    let _ = self.pool.report_dead(lease, error.clone(), sent).await;
                 }
                 if write && sent {
                     return Err(self

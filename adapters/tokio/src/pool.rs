@@ -327,13 +327,21 @@ impl Pool {
         open
     }
 
-    /// The operation timeout for this handle.
-    /// [`Shared::settle`](crate::runtime::Shared::settle): waits until a dead
-    /// connection's notices have reached the core.
-    pub(crate) async fn settle(&self, conn: ldapmux_core::ConnId) {
-        self.inner.shared.settle(conn).await;
+    /// Reports that an operation found `lease`'s connection dead, once the
+    /// connection's watch has read what the server sent before the end
+    /// ([`Shared::settle`](crate::runtime::Shared::settle)): a Notice of
+    /// Disconnection reaches the core before the death does.
+    pub(crate) async fn report_dead(
+        &self,
+        lease: Lease,
+        error: ConnError,
+        request_sent: bool,
+    ) -> ldapmux_driver::Failure {
+        self.inner.shared.settle(lease.conn()).await;
+        lease.broken(error, request_sent)
     }
 
+    /// The operation timeout for this handle.
     pub(crate) fn op_timeout(&self) -> Duration {
         self.opts
             .timeout
@@ -472,8 +480,7 @@ impl Pool {
                                     } else {
                                         tracing::warn!(conn = %lease.conn(), %server, %error, sent, "connection died under the operation");
                                     }
-                                    self.inner.shared.settle(lease.conn()).await;
-                                    let failure = lease.broken(error.clone(), sent);
+                                    let failure = self.report_dead(lease, error.clone(), sent).await;
                                     if kind == UserKind::Write && sent {
                                         return Err(self.outcome_unknown(name, server, error.to_string()));
                                     }

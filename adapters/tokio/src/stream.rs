@@ -156,8 +156,7 @@ impl State {
             }
             Ok(Err(e)) if is_conn_dead(&e) => {
                 let lease = self.lease.take()?;
-                self.pool.settle(lease.conn()).await;
-                let failure = lease.broken(classify(&e), true);
+                let failure = self.pool.report_dead(lease, classify(&e), true).await;
                 Some(Err(self.pool.pool_error(failure.error)))
             }
             Ok(Err(e)) => {
