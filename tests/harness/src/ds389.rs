@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crate::HarnessError;
 use crate::ca::TestCa;
 use crate::ports::free_ports;
-use crate::process::{REMOVE_DIR_ENV, SlapdProcess};
+use crate::process::{REMOVE_DIR_ENV, SlapdProcess, run_tool};
 use crate::tempdir::TempDir;
 
 /// Where `ns-slapd` is installed by Debian's `389-ds-base`.
@@ -99,11 +99,17 @@ impl std::fmt::Debug for Ds389 {
 }
 
 fn require_389() -> Result<(), HarnessError> {
-    for p in [NS_SLAPD_PATH, "/usr/sbin/dscreate"] {
+    for (p, package) in [
+        (NS_SLAPD_PATH, "389-ds-base"),
+        ("/usr/sbin/dscreate", "389-ds-base"),
+        ("/usr/bin/openssl", "openssl"),
+        ("/usr/bin/certutil", "libnss3-tools"),
+        ("/usr/bin/pk12util", "libnss3-tools"),
+    ] {
         if !Path::new(p).exists() {
             return Err(HarnessError::Unexpected(format!(
-                "{p} not found: install 389 Directory Server with apt-get install -y \
-                 389-ds-base (make test does this)"
+                "{p} not found: install it with apt-get install -y {package} \
+                 (make test does this)"
             )));
         }
     }
@@ -210,25 +216,9 @@ impl Ds389 {
         );
         let inf_path = self.sub("ds.inf");
         fs::write(&inf_path, inf).map_err(|e| HarnessError::io("write ds.inf", e))?;
-        let out = self
-            .tool("/usr/sbin/dscreate")
-            .arg("from-file")
-            .arg(&inf_path)
-            .output()
-            .map_err(|e| HarnessError::io("run dscreate", e))?;
-        if !out.status.success() {
-            return Err(HarnessError::Start {
-                reason: format!(
-                    "dscreate from-file for {} failed ({})",
-                    self.name, out.status
-                ),
-                output: format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            });
-        }
+        let mut dscreate = self.tool("/usr/sbin/dscreate");
+        dscreate.arg("from-file").arg(&inf_path);
+        run_tool(dscreate)?;
         // Stop the daemon dscreate started: the harness runs it in the
         // foreground, under its wrapper.
         let stop = self
@@ -279,85 +269,49 @@ impl Ds389 {
         let db = self.config_dir().display().to_string();
         let pin = format!("{db}/pwdfile.txt");
         let p12 = tls.join("server.p12").display().to_string();
-        let t = |f: &str| tls.join(f).display().to_string();
-        let steps: [(&str, Vec<String>); 5] = [
+        let [cert_pem, key_pem, ca_pem] =
+            ["cert.pem", "key.pem", "ca.pem"].map(|f| tls.join(f).display().to_string());
+        let steps: [(&str, &[&str]); 5] = [
             (
                 "/usr/bin/openssl",
-                [
+                &[
                     "pkcs12",
                     "-export",
                     "-name",
                     SERVER_CERT,
                     "-in",
-                    &t("cert.pem"),
+                    &cert_pem,
                     "-inkey",
-                    &t("key.pem"),
+                    &key_pem,
                     "-out",
                     &p12,
                     "-passout",
                     "pass:ldapmux",
-                ]
-                .map(String::from)
-                .to_vec(),
+                ],
             ),
             (
                 "/usr/bin/certutil",
-                ["-F", "-d", &db, "-n", SERVER_CERT, "-f", &pin]
-                    .map(String::from)
-                    .to_vec(),
+                &["-F", "-d", &db, "-n", SERVER_CERT, "-f", &pin],
             ),
             (
                 "/usr/bin/certutil",
-                ["-D", "-d", &db, "-n", "Self-Signed-CA"]
-                    .map(String::from)
-                    .to_vec(),
+                &["-D", "-d", &db, "-n", "Self-Signed-CA"],
             ),
             (
                 "/usr/bin/certutil",
-                [
-                    "-A",
-                    "-d",
-                    &db,
-                    "-n",
-                    CA_NICK,
-                    "-t",
-                    "CT,,",
-                    "-a",
-                    "-i",
-                    &t("ca.pem"),
-                    "-f",
-                    &pin,
-                ]
-                .map(String::from)
-                .to_vec(),
+                &[
+                    "-A", "-d", &db, "-n", CA_NICK, "-t", "CT,,", "-a", "-i", &ca_pem, "-f", &pin,
+                ],
             ),
             (
                 "/usr/bin/pk12util",
-                ["-i", &p12, "-d", &db, "-k", &pin, "-W", "ldapmux"]
-                    .map(String::from)
-                    .to_vec(),
+                &["-i", &p12, "-d", &db, "-k", &pin, "-W", "ldapmux"],
             ),
         ];
         for (program, args) in steps {
-            let out = Command::new(program).args(&args).output().map_err(|e| {
-                HarnessError::io(
-                    format!("run {program} (apt-get install -y openssl libnss3-tools)"),
-                    e,
-                )
-            })?;
-            if !out.status.success() {
-                return Err(HarnessError::Start {
-                    reason: format!(
-                        "{program} {} for {} failed ({})",
-                        args[0], self.name, out.status
-                    ),
-                    output: format!(
-                        "{}{}",
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    ),
-                });
-            }
+            let mut command = Command::new(program);
+            command.args(args);
+            run_tool(command)?;
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::HarnessError;
 use crate::ports::free_ports;
-use crate::process::SlapdProcess;
+use crate::process::{SlapdProcess, run_tool};
 use crate::tempdir::TempDir;
 
 /// Where Debian's `krb5-kdc` installs the KDC.
@@ -176,22 +176,15 @@ impl Kdc {
     }
 
     fn run(&self, program: &str, args: &[&str]) -> Result<(), HarnessError> {
-        let out = Command::new(program)
-            .args(args)
-            .envs(self.env())
-            .output()
-            .map_err(|e| HarnessError::io(format!("run {program}"), e))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut command = Command::new(program);
+        command.args(args).envs(self.env());
+        let text = run_tool(command)?;
         // kadmin.local exits 0 even when its query fails: read what it said.
-        if out.status.success() && !text.contains("rror") {
+        if !text.contains("rror") {
             return Ok(());
         }
         Err(HarnessError::Start {
-            reason: format!("{program} {args:?} failed ({})", out.status),
+            reason: format!("{program} {args:?} failed (exit status: 0)"),
             output: text,
         })
     }

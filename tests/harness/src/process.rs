@@ -88,6 +88,29 @@ fn thread_states(pid: u32) -> Vec<char> {
         .collect()
 }
 
+/// Runs a tool (`dscreate`, `samba-tool`, `kadmin.local`, `certutil` …) to
+/// its end; returns what it printed (stdout, then stderr), or, if it failed,
+/// `HarnessError::Start` naming the command and its status with that text.
+pub(crate) fn run_tool(mut command: Command) -> Result<String, HarnessError> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let out = command
+        .output()
+        .map_err(|e| HarnessError::io(format!("run {program}"), e))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        return Ok(text);
+    }
+    let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy()).collect();
+    Err(HarnessError::Start {
+        reason: format!("{program} {args:?} failed ({})", out.status),
+        output: text,
+    })
+}
+
 /// Whether a process with this pid exists and has a thread that is not a zombie
 /// (any owner). The main thread of a SIGKILLed multi-threaded process turns into a
 /// zombie before its other threads have exited and its sockets are closed, so the

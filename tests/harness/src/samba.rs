@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::HarnessError;
 use crate::ca::TestCa;
-use crate::process::{REMOVE_DIR_ENV, SlapdProcess};
+use crate::process::{REMOVE_DIR_ENV, SlapdProcess, run_tool};
 use crate::tempdir::{TempDir, remove_stale_dirs};
 
 /// Where Debian's `samba` package installs the AD DC daemon.
@@ -569,23 +569,9 @@ impl Drop for SambaDc {
 
 /// Runs `program args` and returns its output; an error quotes the output.
 fn run(program: &str, args: &[String], env: &[(String, String)]) -> Result<String, HarnessError> {
-    let out = Command::new(program)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .map_err(|e| HarnessError::io(format!("run {program}"), e))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        return Ok(text);
-    }
-    Err(HarnessError::Start {
-        reason: format!("{program} {args:?} failed ({})", out.status),
-        output: text,
-    })
+    let mut command = Command::new(program);
+    command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    run_tool(command)
 }
 
 /// Adds an OU and `n` users in one transaction on sam.ldb (`BULK_PY SMB_CONF
