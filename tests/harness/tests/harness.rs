@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, StdStream};
-use ldapmux_harness::{FaultProxy, ProxyMode, Slapd, TestCa, process_alive};
+use ldapmux_harness::{FaultProxy, ProxyMode, RequestKind, Slapd, TestCa, process_alive};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -353,8 +353,15 @@ async fn proxy_modes() {
     proxy.set_mode(ProxyMode::Blackhole);
     let mut c = a.clone();
     let in_flight = tokio::spawn(async move { find_user(&mut c, 4, WAIT).await });
-    // Whether the request is already written or not, the client must see a reset.
-    tokio::task::yield_now().await;
+    // In flight: the proxy has read the request (and, blackholed, holds its answer).
+    let deadline = Instant::now() + WAIT;
+    while proxy.request_count(Some(RequestKind::Search), b"user4") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the search never reached the proxy"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let t = Instant::now();
     proxy.reset_all();
     let err = in_flight.await.unwrap().unwrap_err();

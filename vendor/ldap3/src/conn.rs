@@ -761,7 +761,19 @@ impl LdapConnAsync {
 
     /// Repeatedly poll the connection until it exits.
     pub async fn drive(self) -> Result<()> {
-        self.turn(LoopMode::Continuous).await.map(|_| ())
+        let mut conn = self.turn(LoopMode::Continuous).await?;
+        conn.fail_queued_requests().await;
+        Ok(())
+    }
+
+    /// Closes the request queue and drops what is in it, so that every
+    /// operation sent as the connection ends fails now instead of waiting out
+    /// its timeout (ldapmux patch: a request sent while the receiver is being
+    /// dropped can otherwise stay queued, its result sender with it, for as
+    /// long as any `Ldap` handle lives).
+    async fn fail_queued_requests(&mut self) {
+        self.rx.close();
+        while self.rx.recv().await.is_some() {}
     }
 
     #[cfg(any(feature = "tls-native", feature = "tls-rustls"))]
@@ -789,6 +801,7 @@ impl LdapConnAsync {
                         }
                         if let Err(e) = self.stream.send((id, tag, controls)).await {
                             warn!("socket send error: {}", e);
+                            self.fail_queued_requests().await;
                             return Err(LdapError::from(e));
                         } else {
                             match op {
@@ -844,6 +857,7 @@ impl LdapConnAsync {
                         None => break,
                         Some(Err(e)) => {
                             warn!("socket receive error: {}", e);
+                            self.fail_queued_requests().await;
                             return Err(LdapError::from(e));
                         },
                         Some(Ok(resp)) => resp,

@@ -333,7 +333,9 @@ impl FaultProxy {
 
     /// Resets (RST, via `SO_LINGER` 0) every proxied connection, both the client and
     /// the server side. Takes effect as soon as each connection's task runs again: a
-    /// request written after this call is never forwarded.
+    /// request written after this call is never forwarded. A connection the kernel
+    /// has accepted but the proxy has not yet taken ([`FaultProxy::accepted`] does
+    /// not count it yet) is not reset: wait for the count first.
     pub fn reset_all(&self) {
         self.reset.send_modify(|g| *g += 1);
     }
