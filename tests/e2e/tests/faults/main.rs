@@ -40,7 +40,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, eventually_async, init_tracing, is_down, person, server_status};
+use common::{eventually, init_tracing, is_down, person, server_status};
 use futures_util::StreamExt;
 use ldapmux::{Credential, Error, LeaseKind, Mod, Password, Pool, Scope};
 use ldapmux_harness::{FIRST_UID, FaultProxy, ProxyMode, RequestKind, Slapd};
@@ -58,6 +58,8 @@ const PROBE_MIN: Duration = Duration::from_millis(200);
 const PROBE_MAX: Duration = Duration::from_millis(800);
 /// How long user traffic runs against a dead server in the storm check.
 const STORM_WINDOW: Duration = Duration::from_millis(1200);
+/// Once the fault is gone, the pool serves again within this.
+const SERVE_AGAIN: Duration = Duration::from_secs(8);
 /// Cells of one fault run at once (each has its own slapd, proxy and pool).
 const PARALLEL: usize = 7;
 /// A cell that takes longer than this has hung.

@@ -223,6 +223,9 @@ pub(crate) async fn run_cell(cell: Cell, seed: u64) -> Report {
     let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
     let pool = pool_for(cell, &proxy, seed);
     let url = proxy.url();
+    // Shown only if the test fails: which cell the pool's log lines (which
+    // name the address) belong to.
+    println!("{cell}: the pool's server is {url}");
 
     if matches!(cell.moment, Moment::MidOp | Moment::Idle) {
         warm(cell, &pool).await;
@@ -404,26 +407,42 @@ pub(crate) async fn run_cell(cell: Cell, seed: u64) -> Report {
             assert_eq!(n, 1, "{cell} a successful write is applied once");
         }
     }
+    // The pool serves again (polled; on a timeout, the last answer and what the
+    // pool and the proxy show, to tell a slow probe from a stuck pool).
     let probe = pool.with_timeout(OP_TIMEOUT);
-    eventually_async(
-        &format!("{cell} the pool serves again after the fault"),
-        Duration::from_secs(8),
-        || {
-            let probe = probe.clone();
-            async move {
-                probe
-                    .search(
-                        Slapd::people_base(),
-                        Scope::OneLevel,
-                        "(uid=user2)",
-                        &["uid"],
-                    )
-                    .await
-                    .is_ok_and(|e| e.len() == 1)
-            }
-        },
-    )
-    .await;
+    let deadline = Instant::now() + SERVE_AGAIN;
+    loop {
+        let last = match probe
+            .search(
+                Slapd::people_base(),
+                Scope::OneLevel,
+                "(uid=user2)",
+                &["uid"],
+            )
+            .await
+        {
+            Ok(e) if e.len() == 1 => break,
+            Ok(e) => format!("{} entries", e.len()),
+            Err(e) => format!("{e}"),
+        };
+        if Instant::now() >= deadline {
+            let direct = tokio::time::timeout(
+                OP_TIMEOUT,
+                server.count_entries(Slapd::people_base(), "(uid=user2)"),
+            )
+            .await;
+            panic!(
+                "{cell} the pool did not serve again within {SERVE_AGAIN:?} after the fault; \
+                 last answer: {last}; slapd asked directly: {direct:?}; server: {:?}; \
+                 pool: {:?}; proxy: {} accepted, live {:?}",
+                server_status(&pool, &url),
+                pool.status(),
+                proxy.accepted(),
+                proxy.connections()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     if !cell.server_dead() {
         assert_eq!(
             server_status(&pool, &url).counters.marked_down,
