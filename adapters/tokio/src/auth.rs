@@ -176,7 +176,9 @@ pub(crate) async fn check(
 
 /// Checks `old` for `dn`, then asks for `new` in its place (Password
 /// Modify, as the user, with the old password: servers with
-/// `pwdSafeModify` insist on it).
+/// `pwdSafeModify` insist on it). A server that does not know Password
+/// Modify and says it is Active Directory gets AD's own change instead
+/// ([`crate::ad_password`]).
 pub(crate) async fn change(
     ldap: &mut Ldap,
     dn: &str,
@@ -194,6 +196,11 @@ pub(crate) async fn change(
     };
     let ldap3::result::ExopResult(_, result) =
         ldap.with_controls(request_control()).extended(exop).await?;
+    if result.rc == crate::ad_password::UNKNOWN_EXTENDED_OPERATION
+        && crate::ad_password::is_active_directory(ldap).await?
+    {
+        return crate::ad_password::change(ldap, dn, old, new).await;
+    }
     if result.rc == 0 {
         return Ok(PasswordChange::Changed);
     }

@@ -8,6 +8,7 @@
     not(all(feature = "metrics", feature = "config", feature = "dns-srv")),
     allow(dead_code)
 )]
+mod ad_password;
 mod auth;
 mod builder;
 #[cfg(feature = "config")]

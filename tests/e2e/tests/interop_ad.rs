@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use common::{builder, init_tracing};
 use futures_util::StreamExt;
-use ldapmux::{AuthOutcome, Credential, Password, Pool, Scope};
+use ldapmux::{AuthOutcome, Credential, Password, PasswordChange, PolicyError, Pool, Scope};
 use ldapmux_harness::SambaDc;
 use tokio::sync::OnceCell;
 
@@ -442,5 +442,122 @@ async fn interop_ad_kill_9_of_the_dc_under_load_retries_reads_on_a_slapd_then_fa
         vendor.first().is_some_and(|v| v.starts_with("Samba Team")),
         "reads are served by the DC again: {vendor:?}"
     );
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_ad_change_password_through_unicode_pwd_with_the_domains_refusals() {
+    init_tracing();
+    // A DC of its own: the test changes the domain's password settings.
+    let dc = SambaDc::start().unwrap_or_else(|e| panic!("{e}"));
+    let (first, second) = ("Ch4nge-Me-Now", "N3w-Passw0rd-X");
+    let dn = dc.add_user("pwuser", first).unwrap();
+    let pool = builder()
+        .server(dc.ldaps_url())
+        .tls_ca_file(dc.ca_file())
+        .build()
+        .unwrap();
+    let change = |old: &str, new: &str| {
+        let (pool, dn) = (pool.clone(), dn.clone());
+        let (old, new) = (Password::new(old), Password::new(new));
+        async move { pool.change_password(&dn, &old, &new).await.unwrap() }
+    };
+    let refused = |outcome: PasswordChange| match outcome {
+        PasswordChange::Refused { reason, status } => {
+            assert_eq!(status.rc, 19, "constraintViolation: {status:?}");
+            assert!(status.text.starts_with("0000052D"), "{status:?}");
+            reason
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+
+    // Samba offers no Password Modify (RFC 3062): the pool falls back to
+    // AD's unicodePwd change, and the domain's rules answer. A new
+    // account's password is younger than the default minimum age (a day).
+    assert_eq!(
+        refused(change(first, second).await),
+        Some(PolicyError::PasswordTooYoung)
+    );
+    dc.samba_tool(&["domain", "passwordsettings", "set", "--min-pwd-age=0"])
+        .unwrap();
+    assert_eq!(
+        refused(change(first, "Ab1-").await),
+        Some(PolicyError::PasswordTooShort)
+    );
+    assert_eq!(
+        refused(change(first, "aaaaaaaaaaaa").await),
+        Some(PolicyError::InsufficientPasswordQuality)
+    );
+    assert_eq!(
+        refused(change(first, first).await),
+        Some(PolicyError::PasswordInHistory)
+    );
+    // A wrong old password is the check's verdict; nothing is sent to change.
+    assert_eq!(
+        change("Not-The-0ld-One", second).await,
+        PasswordChange::NotAuthenticated(AuthOutcome::InvalidCredentials)
+    );
+    // Every refusal left the first password in force.
+    assert!(
+        pool.authenticate(&dn, &Password::new(first))
+            .await
+            .unwrap()
+            .is_accepted()
+    );
+
+    assert_eq!(change(first, second).await, PasswordChange::Changed);
+    assert!(
+        pool.authenticate(&dn, &Password::new(second))
+            .await
+            .unwrap()
+            .is_accepted()
+    );
+    // Samba quirk, pinned: the previous password still binds right after
+    // the change (Samba's "old password allowed period", 60 minutes by
+    // default, is the setting that matches; not tried here).
+    assert!(
+        pool.authenticate(&dn, &Password::new(first))
+            .await
+            .unwrap()
+            .is_accepted()
+    );
+    // Back to the first: in the history the domain keeps.
+    assert_eq!(
+        refused(change(second, first).await),
+        Some(PolicyError::PasswordInHistory)
+    );
+    // An administrator's reset with "must change at next logon"
+    // (pwdLastSet 0): the check says so (AD's data 773), and the user can
+    // still change it.
+    let admin = builder()
+        .server(dc.ldaps_url())
+        .tls_ca_file(dc.ca_file())
+        .credential(Credential::simple(dc.admin_dn(), dc.admin_password()))
+        .build()
+        .unwrap();
+    admin
+        .modify(
+            &dn,
+            vec![ldapmux::Mod::Replace("pwdLastSet", HashSet::from(["0"]))],
+        )
+        .await
+        .unwrap();
+    let third = "Th1rd-Passw0rd-Z";
+    assert_eq!(
+        pool.authenticate(&dn, &Password::new(second))
+            .await
+            .unwrap(),
+        AuthOutcome::MustChange
+    );
+    // AD refuses the bind itself (data 773), so the change goes out on a
+    // connection left anonymous: the old password in the modify is the proof.
+    assert_eq!(change(second, third).await, PasswordChange::Changed);
+    assert!(
+        pool.authenticate(&dn, &Password::new(third))
+            .await
+            .unwrap()
+            .is_accepted()
+    );
+    admin.shutdown().await;
     pool.shutdown().await;
 }

@@ -347,6 +347,15 @@ impl Pool {
     /// short, in history, too young, not good enough) comes back with its
     /// reason ([`PasswordChange::Refused`](crate::PasswordChange::Refused)).
     ///
+    /// Active Directory (Windows or Samba) has no Password Modify: when the
+    /// server answers it "not supported" and its root DSE names it AD, the
+    /// change is AD's own, a modify of `unicodePwd` deleting the old value
+    /// and adding the new. Windows takes it only over `ldaps://` or
+    /// StartTLS. Its refusal is constraintViolation `0000052D`, whose reason
+    /// Samba names (too young, too short, in history, not complex enough:
+    /// read as the [`PolicyError`](crate::PolicyError) they are) and
+    /// Windows does not (`reason: None`).
+    ///
     /// ```no_run
     /// # async fn f(pool: ldapmux::Pool) -> Result<(), Box<dyn std::error::Error>> {
     /// use ldapmux::{Password, PasswordChange, PolicyError};
