@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use ldap3::{Ldap, LdapError, LdapResult, Mod, Scope, SearchEntry};
+use ldap3::{Ldap, LdapError, LdapResult, Mod};
 use zeroize::Zeroizing;
 
 use crate::auth::PasswordChange;
@@ -26,24 +26,7 @@ pub(crate) const UNKNOWN_EXTENDED_OPERATION: u32 = 2;
 /// Whether the server's root DSE says it is Active Directory (a root DSE
 /// that cannot be read says no).
 pub(crate) async fn is_active_directory(ldap: &mut Ldap) -> Result<bool, LdapError> {
-    let result = ldap
-        .search(
-            "",
-            Scope::Base,
-            "(objectClass=*)",
-            vec!["supportedCapabilities"],
-        )
-        .await?;
-    let Ok((entries, _)) = result.success() else {
-        return Ok(false);
-    };
-    Ok(entries.into_iter().map(SearchEntry::construct).any(|e| {
-        e.attrs
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("supportedCapabilities"))
-            .flat_map(|(_, values)| values)
-            .any(|oid| oid == AD_CAPABILITY_OID)
-    }))
+    crate::root_dse::lists(ldap, "supportedCapabilities", AD_CAPABILITY_OID).await
 }
 
 /// `password` as a `unicodePwd` value: in double quotes, UTF-16LE (wiped

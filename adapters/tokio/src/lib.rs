@@ -32,6 +32,7 @@ mod pool;
 mod pool_config;
 mod ppolicy;
 mod retry;
+mod root_dse;
 mod runtime;
 mod search;
 mod secret;

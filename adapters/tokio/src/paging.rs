@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use ldap3::asn1::parse_tag;
 use ldap3::controls::{Control, PagedResults, RawControl};
-use ldap3::{Ldap, LdapError, LdapResult, ResultEntry, Scope, SearchEntry, SearchStream};
+use ldap3::{Ldap, LdapError, LdapResult, ResultEntry, Scope, SearchStream};
 use ldapmux_core::ServerId;
 
 /// The simple paged results control (RFC 2696).
@@ -54,7 +54,7 @@ impl Support {
         if let Some(pages) = lock(&self.known).get(&server).copied() {
             return Ok(pages);
         }
-        let pages = offers_paging(ldap).await?;
+        let pages = crate::root_dse::lists(ldap, "supportedControl", PAGED_RESULTS_OID).await?;
         tracing::debug!(%server, pages, "root DSE read: simple paged results");
         lock(&self.known).insert(server, pages);
         Ok(pages)
@@ -89,23 +89,6 @@ impl Paging<'_> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Whether the root DSE lists the simple paged results control.
-async fn offers_paging(ldap: &mut Ldap) -> Result<bool, LdapError> {
-    let result = ldap
-        .search("", Scope::Base, "(objectClass=*)", vec!["supportedControl"])
-        .await?;
-    let Ok((entries, _)) = result.success() else {
-        return Ok(false);
-    };
-    Ok(entries.into_iter().map(SearchEntry::construct).any(|e| {
-        e.attrs
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("supportedControl"))
-            .flat_map(|(_, values)| values)
-            .any(|oid| oid == PAGED_RESULTS_OID)
-    }))
 }
 
 /// What a search asks for, kept to ask for each page again.
