@@ -222,6 +222,8 @@ pub(crate) async fn run_cell(cell: Cell, seed: u64) -> Report {
     let mut server = start_slapd().await;
     let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
     let pool = pool_for(cell, &proxy, seed);
+    // About the pool's clock's epoch: its status shows times as t+ since then.
+    let pool_born = Instant::now();
     let url = proxy.url();
     // Shown only if the test fails: which cell the pool's log lines (which
     // name the address) belong to.
@@ -433,8 +435,9 @@ pub(crate) async fn run_cell(cell: Cell, seed: u64) -> Report {
             .await;
             panic!(
                 "{cell} the pool did not serve again within {SERVE_AGAIN:?} after the fault; \
-                 last answer: {last}; slapd asked directly: {direct:?}; server: {:?}; \
-                 pool: {:?}; proxy: {} accepted, live {:?}",
+                 last answer: {last}; slapd asked directly: {direct:?}; the pool's clock: \
+                 about t+{:?}; server: {:?}; pool: {:?}; proxy: {} accepted, live {:?}",
+                pool_born.elapsed(),
                 server_status(&pool, &url),
                 pool.status(),
                 proxy.accepted(),
