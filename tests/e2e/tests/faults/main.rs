@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, init_tracing, is_down, person, server_status};
 use futures_util::StreamExt;
+use ldapmux::status::Health;
 use ldapmux::{Credential, Error, LeaseKind, Mod, Password, Pool, Scope};
 use ldapmux_harness::{FIRST_UID, FaultProxy, ProxyMode, RequestKind, Slapd};
 
@@ -58,10 +59,12 @@ const PROBE_MIN: Duration = Duration::from_millis(200);
 const PROBE_MAX: Duration = Duration::from_millis(800);
 /// How long user traffic runs against a dead server in the storm check.
 const STORM_WINDOW: Duration = Duration::from_millis(1200);
+/// The set-up's warm connection opens, and its server is trusted, within this.
+const WARM_WITHIN: Duration = Duration::from_secs(15);
 /// Once the fault is gone, the pool serves again within this.
 const SERVE_AGAIN: Duration = Duration::from_secs(8);
 /// Cells of one fault run at once (each has its own slapd, proxy and pool).
-const PARALLEL: usize = 7;
+const PARALLEL: usize = 5;
 /// A cell that takes longer than this has hung.
 const CELL_DEADLINE: Duration = Duration::from_secs(60);
 

@@ -149,15 +149,44 @@ async fn start_slapd() -> Slapd {
         .unwrap_or_else(|e| panic!("starting slapd: {e}"))
 }
 
-/// Opens a warm connection of the kind the operation uses.
-async fn warm(cell: Cell, pool: &Pool) {
+/// Opens a warm connection of the kind the operation uses, and waits until
+/// the server is trusted (`Health::Up`). Set-up, not what the cell tests: on
+/// a loaded 2-core machine a first connect through the proxy to a slapd just
+/// started can take longer than the cell's 1 s connect timeout (seen in CI:
+/// `[stall reads × search × while idle]` failed here before any fault), which
+/// also marks the server down. So a failed warm-up is tried again, bounded,
+/// until a warm connection is open and the server is back to `Up`; the cell
+/// then measures from that state (its counters are taken after this).
+async fn warm(cell: Cell, pool: &Pool, url: &str) {
+    let deadline = Instant::now() + WARM_WITHIN;
+    loop {
+        let warmed = warm_once(cell, pool).await;
+        let health = server_status(pool, url).health;
+        match warmed {
+            Ok(()) if health == Health::Up => return,
+            Ok(()) => {}
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "{cell} warming a connection within {WARM_WITHIN:?}: {e}"
+            ),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{cell} the server is not trusted within {WARM_WITHIN:?} of warming: {health:?}"
+        );
+        // Paces the retries of the set-up (a probe or hold-down runs meanwhile).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn warm_once(cell: Cell, pool: &Pool) -> Result<(), String> {
     match cell.op {
         OpKind::Write => {
             let mut lease = tokio::time::timeout(call_bound(), pool.lease(LeaseKind::Write))
                 .await
-                .expect("warm lease in time")
-                .unwrap_or_else(|e| panic!("{cell} warming a write connection: {e}"));
-            let me = lease.whoami().await.expect("whoami");
+                .map_err(|_| "no write lease in time".to_owned())?
+                .map_err(|e| format!("a write connection: {e}"))?;
+            let me = lease.whoami().await.map_err(|e| format!("whoami: {e}"))?;
             assert!(me.to_lowercase().contains("cn=admin"), "{cell} bound: {me}");
         }
         _ => {
@@ -165,11 +194,12 @@ async fn warm(cell: Cell, pool: &Pool) {
             let search = pool.search(Slapd::people_base(), Scope::OneLevel, &filter, &["uid"]);
             let entries = tokio::time::timeout(call_bound(), search)
                 .await
-                .expect("warm search in time")
-                .unwrap_or_else(|e| panic!("{cell} warming a read connection: {e}"));
+                .map_err(|_| "no search answer in time".to_owned())?
+                .map_err(|e| format!("a read connection: {e}"))?;
             assert_eq!(entries.len(), 1);
         }
     }
+    Ok(())
 }
 
 /// How many times slapd applied the write.
@@ -230,10 +260,11 @@ pub(crate) async fn run_cell(cell: Cell, seed: u64) -> Report {
     println!("{cell}: the pool's server is {url}");
 
     if matches!(cell.moment, Moment::MidOp | Moment::Idle) {
-        warm(cell, &pool).await;
+        warm(cell, &pool, &url).await;
         assert!(proxy.live() >= 1, "{cell} a warm connection");
     }
     let lost_before = pool.status().counters.lost;
+    let down_before = server_status(&pool, &url).counters.marked_down;
     let acquires_before = pool.status().counters.acquires;
 
     // Arm the fault, run the operation.
@@ -384,7 +415,7 @@ pub(crate) async fn run_cell(cell: Cell, seed: u64) -> Report {
              (the probe backoff allows {bound})"
         );
         assert!(
-            server_status(&pool, &url).counters.marked_down >= 1,
+            server_status(&pool, &url).counters.marked_down > down_before,
             "{cell} the server was marked down"
         );
         storm = Some((attempts, ops));
@@ -449,7 +480,7 @@ pub(crate) async fn run_cell(cell: Cell, seed: u64) -> Report {
     if !cell.server_dead() {
         assert_eq!(
             server_status(&pool, &url).counters.marked_down,
-            0,
+            down_before,
             "{cell} a fault on one connection never marks the server down"
         );
     }
