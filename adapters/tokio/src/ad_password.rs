@@ -11,9 +11,9 @@ use std::collections::HashSet;
 use ldap3::{Ldap, LdapError, LdapResult, Mod};
 use zeroize::Zeroizing;
 
+use crate::Password;
 use crate::auth::PasswordChange;
 use crate::ppolicy::PolicyError;
-use crate::{LdapStatus, Password};
 
 /// `LDAP_CAP_ACTIVE_DIRECTORY_OID` in the root DSE's `supportedCapabilities`:
 /// the server is Active Directory (Windows or Samba).
@@ -58,17 +58,8 @@ pub(crate) async fn change(
         Mod::Add(attr, HashSet::from([new.as_slice()])),
     ];
     let result = ldap.modify(dn, mods).await?;
-    Ok(outcome(result))
-}
-
-fn outcome(result: LdapResult) -> PasswordChange {
-    if result.rc == 0 {
-        return PasswordChange::Changed;
-    }
-    PasswordChange::Refused {
-        reason: refusal_reason(&result),
-        status: LdapStatus::of(result),
-    }
+    let reason = refusal_reason(&result);
+    Ok(PasswordChange::answered(result, reason))
 }
 
 /// Why AD refused a new password. Both answer constraintViolation (19) with

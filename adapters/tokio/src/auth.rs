@@ -89,6 +89,20 @@ pub enum PasswordChange {
     },
 }
 
+impl PasswordChange {
+    /// A change's answer: success, or a refusal with `reason` (what the
+    /// server said of why, when it did) and the server's result.
+    pub(crate) fn answered(result: LdapResult, reason: Option<PolicyError>) -> PasswordChange {
+        if result.rc == 0 {
+            return PasswordChange::Changed;
+        }
+        PasswordChange::Refused {
+            reason,
+            status: LdapStatus::of(result),
+        }
+    }
+}
+
 /// The password policy request control: no value, not critical (a server
 /// without a policy ignores it).
 fn request_control() -> Vec<RawControl> {
@@ -201,14 +215,8 @@ pub(crate) async fn change(
     {
         return crate::ad_password::change(ldap, dn, old, new).await;
     }
-    if result.rc == 0 {
-        return Ok(PasswordChange::Changed);
-    }
     let reason = policy_of(&result).error;
-    Ok(PasswordChange::Refused {
-        reason,
-        status: LdapStatus::of(result),
-    })
+    Ok(PasswordChange::answered(result, reason))
 }
 
 #[cfg(test)]

@@ -160,19 +160,16 @@ async fn start_slapd() -> Slapd {
 async fn warm(cell: Cell, pool: &Pool, url: &str) {
     let deadline = Instant::now() + WARM_WITHIN;
     loop {
-        let warmed = warm_once(cell, pool).await;
-        let health = server_status(pool, url).health;
-        match warmed {
-            Ok(()) if health == Health::Up => return,
-            Ok(()) => {}
-            Err(e) => assert!(
-                Instant::now() < deadline,
-                "{cell} warming a connection within {WARM_WITHIN:?}: {e}"
-            ),
-        }
+        let why = match warm_once(cell, pool).await {
+            Ok(()) => match server_status(pool, url).health {
+                Health::Up => return,
+                health => format!("the server is not trusted yet: {health:?}"),
+            },
+            Err(e) => format!("warming a connection: {e}"),
+        };
         assert!(
             Instant::now() < deadline,
-            "{cell} the server is not trusted within {WARM_WITHIN:?} of warming: {health:?}"
+            "{cell} not warm within {WARM_WITHIN:?}: {why}"
         );
         // Paces the retries of the set-up (a probe or hold-down runs meanwhile).
         tokio::time::sleep(Duration::from_millis(20)).await;
